@@ -1,0 +1,63 @@
+//! The HTTP API: one module per resource, merged here.
+
+pub mod cached;
+mod client;
+pub mod error;
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+
+use crate::inventory::InventoryHandle;
+use crate::store::Store;
+use crate::telemetry::{self, Metrics};
+use error::ApiError;
+
+/// What every handler may use.
+pub struct AppState {
+    pub store: Store,
+    pub inventory: Arc<InventoryHandle>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// The public router: client API and health checks.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(client::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            telemetry::track_requests,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+            },
+        ))
+        .with_state(state)
+}
+
+/// The metrics router, for its own listener.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    )
+}

@@ -1,0 +1,165 @@
+//! The `menshen` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::file::ProviderFile;
+use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
+use crate::store::Engine;
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "menshen", version, about = "The provider API of LEAP VPN")]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "MENSHEN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+
+    /// Log level, unless RUST_LOG says otherwise.
+    #[arg(long, global = true, env = "MENSHEN_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the LEAP v5 API.
+    Serve(ServeArgs),
+    /// Check a provider file and exit: 0 if it is valid.
+    CheckConfig {
+        /// The provider file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Where the store is; shared by every command that opens it.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Postgres URL (postgres://...) for production; without it, an embedded
+    /// SQLite file in --data-dir.
+    #[arg(long, env = "MENSHEN_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// Folder for the SQLite file and generated material.
+    #[arg(long, env = "MENSHEN_DATA_DIR", default_value = "./menshen-data")]
+    data_dir: PathBuf,
+}
+
+impl StoreArgs {
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        Engine::select(self.database_url.as_deref(), &self.data_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address of the public API.
+    #[arg(long, env = "MENSHEN_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+
+    /// Address of the Prometheus metrics endpoint (`/metrics`); off when not given.
+    #[arg(long, env = "MENSHEN_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// Provider file (TOML) to write into the store at start.
+    #[arg(long, env = "MENSHEN_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// How long a pushed gateway or bridge stays listed without a heartbeat
+    /// (e.g. 60s, 2m).
+    #[arg(long, env = "MENSHEN_RESOURCE_TTL", value_parser = humantime::parse_duration,
+          default_value = DEFAULT_RESOURCE_TTL)]
+    resource_ttl: Duration,
+
+    /// Full reload from the store at this interval, in case a change
+    /// notification was missed.
+    #[arg(long, env = "MENSHEN_RELOAD_INTERVAL", value_parser = humantime::parse_duration,
+          default_value = "30s")]
+    reload_interval: Duration,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::CheckConfig { file } => match ProviderFile::load(&file) {
+            Ok(f) => {
+                println!(
+                    "{}: valid ({} locations, {} gateways, {} bridges)",
+                    file.display(),
+                    f.locations.len(),
+                    f.gateways.len(),
+                    f.bridges.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => run(serve(args)),
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        engine: args.store.engine()?,
+        data_dir: args.store.data_dir.clone(),
+        provider_file: args.config,
+        resource_ttl: args.resource_ttl,
+        reload_interval: args.reload_interval,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    crate::launch(
+        settings,
+        listener,
+        metrics_listener,
+        crate::shutdown_signal(),
+    )
+    .await
+}

@@ -1,0 +1,618 @@
+//! The provider file (`--config`): what an operator writes by hand about the
+//! provider, its service settings, its locations and any gateways and
+//! bridges that no agent reports. See `examples/menshen.toml`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use menshen_model::{Bridge, Gateway, Provider, ProviderService};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use toml::Spanned;
+
+use crate::geo;
+use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
+use crate::store::{LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings};
+
+/// A provider file that could not be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {field}{sep}{message}", path.display(), sep = if field.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    /// The offending field, e.g. `gateway[1].ip_addr`; empty for syntax errors.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderFile {
+    pub provider: ProviderSection,
+    #[serde(default)]
+    pub service: ServiceSection,
+    /// Keyed by the location's label.
+    #[serde(default)]
+    pub locations: BTreeMap<String, Spanned<LocationSection>>,
+    #[serde(default, rename = "gateway")]
+    pub gateways: Vec<Spanned<GatewaySection>>,
+    #[serde(default, rename = "bridge")]
+    pub bridges: Vec<Spanned<BridgeSection>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub domain: String,
+    pub api_uri: String,
+    #[serde(default)]
+    pub name: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: BTreeMap<String, String>,
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub default_language: String,
+    #[serde(default = "default_services")]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub stun_servers: Vec<String>,
+    #[serde(default)]
+    pub info_url: String,
+    #[serde(default)]
+    pub tos_url: String,
+    #[serde(default)]
+    pub motd_url: String,
+    #[serde(default)]
+    pub donate_url: String,
+    #[serde(default)]
+    pub donate_period: i64,
+    #[serde(default)]
+    pub ask_for_donations: bool,
+    #[serde(default)]
+    pub country_code_lookup_url: String,
+    #[serde(default)]
+    pub ca_cert_uri: String,
+    #[serde(default = "yes")]
+    pub allow_anonymous: bool,
+    #[serde(default)]
+    pub allow_registration: bool,
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["en".into()]
+}
+
+fn default_services() -> Vec<String> {
+    vec!["openvpn".into()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ProviderSection {
+    pub fn to_model(&self) -> Provider {
+        Provider {
+            api_uri: self.api_uri.clone(),
+            api_version: "5".into(),
+            api_versions: vec!["5".into()],
+            languages: self.languages.clone(),
+            services: self.services.clone(),
+            stun_servers: self.stun_servers.clone(),
+            ask_for_donations: self.ask_for_donations,
+            ca_cert_fingerprint: String::new(),
+            ca_cert_uri: self.ca_cert_uri.clone(),
+            country_code_lookup_url: self.country_code_lookup_url.clone(),
+            default_language: if self.default_language.is_empty() {
+                self.languages.first().cloned().unwrap_or_default()
+            } else {
+                self.default_language.clone()
+            },
+            description: self.description.clone(),
+            domain: self.domain.clone(),
+            donate_period: self.donate_period,
+            donate_url: self.donate_url.clone(),
+            info_url: self.info_url.clone(),
+            motd_url: self.motd_url.clone(),
+            name: self.name.clone(),
+            service: ProviderService {
+                allow_anonymous: self.allow_anonymous,
+                allow_registration: self.allow_registration,
+            },
+            tos_url: self.tos_url.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    #[serde(default = "default_serial")]
+    pub serial: i64,
+    #[serde(default = "default_serial")]
+    pub version: i64,
+    /// Option name to a string or `true`.
+    #[serde(default = "no_options")]
+    pub openvpn_configuration: Spanned<Map<String, Value>>,
+}
+
+impl Default for ServiceSection {
+    fn default() -> Self {
+        ServiceSection {
+            auth: default_auth(),
+            serial: default_serial(),
+            version: default_serial(),
+            openvpn_configuration: no_options(),
+        }
+    }
+}
+
+fn no_options() -> Spanned<Map<String, Value>> {
+    Spanned::new(0..0, Map::new())
+}
+
+fn default_auth() -> String {
+    "anonymous".into()
+}
+
+fn default_serial() -> i64 {
+    3
+}
+
+impl ServiceSection {
+    pub fn to_settings(&self) -> ServiceSettings {
+        ServiceSettings {
+            auth: self.auth.clone(),
+            openvpn_configuration: self.openvpn_configuration.get_ref().clone(),
+            serial: self.serial,
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSection {
+    pub display_name: String,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: String,
+    /// Degrees north.
+    pub lat: Option<f64>,
+    /// Degrees east.
+    pub lon: Option<f64>,
+    /// Whole hours from UTC.
+    pub timezone: Option<i64>,
+    /// `N` or `S`; derived from `lat` when left out.
+    #[serde(default)]
+    pub hemisphere: String,
+    #[serde(default)]
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    pub host: String,
+    #[serde(default)]
+    pub ip_addr: String,
+    #[serde(default)]
+    pub ip6_addr: String,
+    pub location: String,
+    pub port: i64,
+    pub transport: String,
+    #[serde(default = "openvpn", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub bucket: String,
+    #[serde(default)]
+    pub experimental: bool,
+    #[serde(default = "yes")]
+    pub healthy: bool,
+    #[serde(default)]
+    pub load: f64,
+    #[serde(default)]
+    pub overloaded: bool,
+}
+
+fn openvpn() -> String {
+    "openvpn".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeSection {
+    pub host: String,
+    #[serde(default)]
+    pub ip_addr: String,
+    #[serde(default)]
+    pub ip6_addr: String,
+    pub location: String,
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default = "tcp")]
+    pub transport: String,
+    #[serde(default = "obfs4", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub bucket: String,
+    #[serde(default)]
+    pub experimental: bool,
+    #[serde(default = "yes")]
+    pub healthy: bool,
+    #[serde(default)]
+    pub load: f64,
+    #[serde(default)]
+    pub overloaded: bool,
+    #[serde(default)]
+    pub auth: String,
+    #[serde(default)]
+    pub options: Map<String, Value>,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn obfs4() -> String {
+    "obfs4".into()
+}
+
+impl GatewaySection {
+    pub fn to_model(&self) -> Gateway {
+        Gateway {
+            host: self.host.clone(),
+            ip_addr: self.ip_addr.clone(),
+            ip6_addr: self.ip6_addr.clone(),
+            location: self.location.clone(),
+            port: self.port,
+            transport: self.transport.to_ascii_lowercase(),
+            kind: self.kind.to_ascii_lowercase(),
+            load: self.load,
+            overloaded: self.overloaded,
+            healthy: self.healthy,
+            experimental: self.experimental,
+            bucket: self.bucket.clone(),
+            last_seen_millis: 0,
+        }
+    }
+}
+
+impl BridgeSection {
+    pub fn to_model(&self) -> Bridge {
+        Bridge {
+            host: self.host.clone(),
+            ip_addr: self.ip_addr.clone(),
+            ip6_addr: self.ip6_addr.clone(),
+            location: self.location.clone(),
+            port: self.port,
+            transport: self.transport.to_ascii_lowercase(),
+            kind: self.kind.to_ascii_lowercase(),
+            load: self.load,
+            overloaded: self.overloaded,
+            healthy: self.healthy,
+            experimental: self.experimental,
+            bucket: self.bucket.clone(),
+            last_seen_millis: 0,
+            auth: self.auth.clone(),
+            options: self.options.clone(),
+        }
+    }
+}
+
+/// A gateway's fields as a stored row.
+pub fn gateway_row(g: &Gateway, origin: Origin, agent: Option<&str>) -> ResourceRow {
+    ResourceRow {
+        kind: ResourceKind::Gateway,
+        host: g.host.clone(),
+        ip_addr: g.ip_addr.clone(),
+        ip6_addr: g.ip6_addr.clone(),
+        location: g.location.clone(),
+        port: g.port,
+        transport: g.transport.clone(),
+        kind_type: g.kind.clone(),
+        load: g.load,
+        overloaded: g.overloaded,
+        healthy: g.healthy,
+        experimental: g.experimental,
+        bucket: g.bucket.clone(),
+        auth: String::new(),
+        options: "{}".into(),
+        last_seen_millis: g.last_seen_millis,
+        origin: origin.as_str().into(),
+        agent: agent.map(str::to_owned),
+    }
+}
+
+/// A bridge's fields as a stored row.
+pub fn bridge_row(b: &Bridge, origin: Origin, agent: Option<&str>) -> ResourceRow {
+    ResourceRow {
+        kind: ResourceKind::Bridge,
+        host: b.host.clone(),
+        ip_addr: b.ip_addr.clone(),
+        ip6_addr: b.ip6_addr.clone(),
+        location: b.location.clone(),
+        port: b.port,
+        transport: b.transport.clone(),
+        kind_type: b.kind.clone(),
+        load: b.load,
+        overloaded: b.overloaded,
+        healthy: b.healthy,
+        experimental: b.experimental,
+        bucket: b.bucket.clone(),
+        auth: b.auth.clone(),
+        options: serde_json::to_string(&b.options).unwrap_or_else(|_| "{}".into()),
+        last_seen_millis: b.last_seen_millis,
+        origin: origin.as_str().into(),
+        agent: agent.map(str::to_owned),
+    }
+}
+
+impl ProviderFile {
+    /// Reads and checks a provider file. Errors name the file, the line and
+    /// the field.
+    pub fn load(path: &Path) -> Result<ProviderFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_owned(),
+            line: 0,
+            field: String::new(),
+            message: format!("cannot read: {err}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks provider file text; `path` is used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ProviderFile, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let file: ProviderFile = toml::from_str(text).map_err(|err| ConfigError {
+            path: path.to_owned(),
+            line: err.span().map(|s| line_of(s.start)).unwrap_or(0),
+            field: String::new(),
+            message: err.message().trim().to_owned(),
+        })?;
+        let errors = file.check(&line_of);
+        match errors.into_iter().next() {
+            None => Ok(file),
+            Some((line, e)) => Err(ConfigError {
+                path: path.to_owned(),
+                line,
+                field: e.field,
+                message: e.message,
+            }),
+        }
+    }
+
+    /// Every problem, with the line it is on.
+    fn check(&self, line_of: &dyn Fn(usize) -> usize) -> Vec<(usize, FieldError)> {
+        let mut errors = Vec::new();
+
+        let options = &self.service.openvpn_configuration;
+        for (key, value) in options.get_ref() {
+            let ok = matches!(value, Value::String(_) | Value::Bool(true));
+            if !ok {
+                errors.push((
+                    line_of(options.span().start),
+                    FieldError::new(
+                        format!("service.openvpn_configuration.{key}"),
+                        "must be a string or true",
+                    ),
+                ));
+            }
+        }
+
+        let mut labels = HashSet::new();
+        for (label, loc) in &self.locations {
+            let line = line_of(loc.span().start);
+            let loc = loc.get_ref();
+            let mut err = |field: &str, message: String| {
+                errors.push((
+                    line,
+                    FieldError::new(format!("locations.{label}.{field}"), message),
+                ))
+            };
+            if !valid_label(label) {
+                err(
+                    "label",
+                    "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
+                );
+            }
+            if !labels.insert(label.to_ascii_lowercase()) {
+                err("label", "differs from another location only in case".into());
+            }
+            if loc.display_name.trim().is_empty() {
+                err("display_name", "must not be empty".into());
+            }
+            if geo::country(&loc.country_code).is_none() {
+                err(
+                    "country_code",
+                    format!("{:?} is not an ISO 3166-1 alpha-2 code", loc.country_code),
+                );
+            }
+            match (loc.lat, loc.lon) {
+                (Some(lat), Some(lon)) => {
+                    if !(-90.0..=90.0).contains(&lat) {
+                        err("lat", format!("{lat} is outside -90..90"));
+                    }
+                    if !(-180.0..=180.0).contains(&lon) {
+                        err("lon", format!("{lon} is outside -180..180"));
+                    }
+                }
+                (None, None) => {}
+                (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
+                (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
+            }
+            if let Some(tz) = loc.timezone
+                && !(-12..=14).contains(&tz)
+            {
+                err("timezone", format!("{tz} is outside -12..14 hours"));
+            }
+            if !matches!(loc.hemisphere.as_str(), "" | "N" | "S") {
+                err("hemisphere", "must be N or S".into());
+            }
+        }
+
+        let location_exists = |l: &str| self.locations.contains_key(l);
+        let gateways: Vec<Gateway> = self
+            .gateways
+            .iter()
+            .map(|g| g.get_ref().to_model())
+            .collect();
+        for e in check_gateways(&gateways, "gateway", &location_exists) {
+            let line = item_line(&e.field, &self.gateways, line_of);
+            errors.push((line, e));
+        }
+        let bridges: Vec<Bridge> = self
+            .bridges
+            .iter()
+            .map(|b| b.get_ref().to_model())
+            .collect();
+        for e in check_bridges(&bridges, "bridge", &location_exists) {
+            let line = item_line(&e.field, &self.bridges, line_of);
+            errors.push((line, e));
+        }
+        errors
+    }
+
+    pub fn location_rows(&self) -> Vec<LocationRow> {
+        self.locations
+            .iter()
+            .map(|(label, loc)| {
+                let loc = loc.get_ref();
+                let hemisphere = match (loc.hemisphere.as_str(), loc.lat) {
+                    ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
+                    ("", Some(_)) => "N".to_owned(),
+                    (h, _) => h.to_owned(),
+                };
+                LocationRow {
+                    label: label.clone(),
+                    display_name: loc.display_name.clone(),
+                    country_code: loc.country_code.to_ascii_uppercase(),
+                    lat: loc.lat,
+                    lon: loc.lon,
+                    timezone: loc.timezone,
+                    hemisphere,
+                    region: loc.region.clone(),
+                    origin: Origin::Config.as_str().into(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn resource_rows(&self) -> Vec<ResourceRow> {
+        let gateways = self
+            .gateways
+            .iter()
+            .map(|g| gateway_row(&g.get_ref().to_model(), Origin::Config, None));
+        let bridges = self
+            .bridges
+            .iter()
+            .map(|b| bridge_row(&b.get_ref().to_model(), Origin::Config, None));
+        gateways.chain(bridges).collect()
+    }
+}
+
+/// A location label as clients may send it in `loc`.
+pub fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The line of the list item a field path like `gateway[3].port` points into.
+fn item_line<T>(field: &str, items: &[Spanned<T>], line_of: &dyn Fn(usize) -> usize) -> usize {
+    field
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(index, _)| index.parse::<usize>().ok())
+        .and_then(|i| items.get(i))
+        .map(|item| line_of(item.span().start))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[provider]
+domain = "example.org"
+api_uri = "https://api.example.org"
+
+[locations.paris]
+display_name = "Paris"
+country_code = "FR"
+lat = 48.86
+lon = 2.35
+timezone = 1
+"#;
+
+    fn parse(text: &str) -> Result<ProviderFile, ConfigError> {
+        ProviderFile::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_minimal_file_loads_with_defaults() {
+        let file = parse(MINIMAL).unwrap();
+        let provider = file.provider.to_model();
+        assert_eq!(provider.api_versions, ["5"]);
+        assert_eq!(provider.services, ["openvpn"]);
+        assert_eq!(provider.default_language, "en");
+        assert_eq!(file.location_rows()[0].hemisphere, "N");
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let err = parse("[provider]\ndomain = \n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().starts_with("test.toml:2: "), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_line() {
+        let text = format!("{MINIMAL}\n[[gateway]]\nhost = \"gw1\"\ncolour = \"red\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("colour"), "{err}");
+        let colour_line = text.lines().position(|l| l.starts_with("colour")).unwrap() + 1;
+        assert_eq!(err.line, colour_line);
+    }
+
+    #[test]
+    fn bad_values_name_field_and_line() {
+        let text = format!(
+            "{MINIMAL}\n[[gateway]]\nhost = \"gw1\"\nip_addr = \"192.0.2.1\"\nlocation = \"paris\"\nport = 1194\ntransport = \"udp\"\n\n[[gateway]]\nhost = \"gw2\"\nip_addr = \"not-an-ip\"\nlocation = \"paris\"\nport = 1194\ntransport = \"udp\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "gateway[1].ip_addr");
+        let expected_line = text
+            .lines()
+            .position(|l| l.contains("gw2"))
+            .map(|i| i + 1)
+            .unwrap();
+        // The item's span starts at its first key.
+        assert!(
+            (expected_line - 1..=expected_line).contains(&err.line),
+            "line {} for {err}",
+            err.line
+        );
+        assert!(err.to_string().contains("gateway[1].ip_addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_locations_are_refused() {
+        let text = MINIMAL.replace("\"FR\"", "\"XX\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "locations.paris.country_code");
+        let text = MINIMAL.replace("timezone = 1", "timezone = 20");
+        assert_eq!(parse(&text).unwrap_err().field, "locations.paris.timezone");
+    }
+
+    #[test]
+    fn openvpn_options_are_strings_or_true() {
+        let text = format!("{MINIMAL}\n[service.openvpn_configuration]\nverb = 3\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "service.openvpn_configuration.verb");
+    }
+}

@@ -1,0 +1,44 @@
+//! How menshen itself is configured: flags and environment (see `cli`),
+//! gathered into [`Settings`]; and the provider file (see [`file`]).
+
+pub mod file;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::Engine;
+
+/// Default interval at which agents push.
+pub const DEFAULT_AGENT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Default TTL of pushed resources: four missed heartbeats.
+pub const DEFAULT_RESOURCE_TTL: &str = "60s";
+
+/// Everything [`crate::launch`] needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the inventory lives.
+    pub engine: Engine,
+    /// Folder for the SQLite file and generated material.
+    pub data_dir: PathBuf,
+    /// The provider file, applied to the store at start.
+    pub provider_file: Option<PathBuf>,
+    /// How long a pushed resource stays listed without a heartbeat.
+    pub resource_ttl: Duration,
+    /// Full reload from the store, as a backstop for missed notifications.
+    pub reload_interval: Duration,
+}
+
+impl Settings {
+    /// Settings for the SQLite store in `data_dir`, with defaults elsewhere.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Settings {
+        let data_dir = data_dir.into();
+        Settings {
+            engine: Engine::Sqlite(data_dir.join("menshen.sqlite")),
+            data_dir,
+            provider_file: None,
+            resource_ttl: DEFAULT_AGENT_INTERVAL * 4,
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+}

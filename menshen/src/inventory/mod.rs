@@ -1,0 +1,324 @@
+//! The in-memory view clients are served from.
+//!
+//! A [`Snapshot`] is built from the store's [`Inventory`] and never changes;
+//! a new one replaces it atomically when the store changes, when a pushed
+//! resource expires, and periodically as a backstop. Client requests read
+//! the current snapshot and never touch the database.
+
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
+use tokio::sync::watch;
+
+use crate::select::ClientQuery;
+use crate::store::{Inventory, ResourceKind, ResourceRow, Store, now_millis};
+use crate::telemetry::Metrics;
+
+/// Ready response bytes with their entity tag.
+#[derive(Debug)]
+pub struct Cached {
+    pub body: Bytes,
+    /// A strong entity tag, quoted: the same bytes give the same tag on
+    /// every replica.
+    pub etag: String,
+    pub content_type: &'static str,
+}
+
+impl Cached {
+    pub fn new(body: Vec<u8>, content_type: &'static str) -> Cached {
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
+        Cached {
+            body: Bytes::from(body),
+            etag,
+            content_type,
+        }
+    }
+
+    pub fn json<T: serde::Serialize>(value: &T) -> Cached {
+        // Serialising these plain data types cannot fail.
+        let body = serde_json::to_vec(value).unwrap_or_default();
+        Cached::new(body, "application/json")
+    }
+}
+
+/// Upper bound on distinct cached list responses per snapshot; beyond it
+/// responses are still served, just computed each time.
+const MAX_CACHED_RESPONSES: usize = 4096;
+
+/// An immutable view of the inventory at one moment.
+pub struct Snapshot {
+    pub built_at_millis: i64,
+    pub provider: Cached,
+    pub service: Cached,
+    /// Gateways clients may be given, in stable order.
+    pub gateways: Vec<Gateway>,
+    /// Bridges clients may be given, in stable order.
+    pub bridges: Vec<Bridge>,
+    /// Lowercased label to label.
+    labels: HashMap<String, String>,
+    /// When the next listed resource expires, if any does.
+    pub next_expiry_millis: Option<i64>,
+    pub location_count: usize,
+    cache: RwLock<HashMap<(ResourceKind, ClientQuery), Arc<Cached>>>,
+}
+
+fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
+    r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
+}
+
+fn to_gateway(r: &ResourceRow) -> Gateway {
+    Gateway {
+        host: r.host.clone(),
+        ip_addr: r.ip_addr.clone(),
+        ip6_addr: r.ip6_addr.clone(),
+        location: r.location.clone(),
+        port: r.port,
+        transport: r.transport.clone(),
+        kind: r.kind_type.clone(),
+        load: r.load,
+        overloaded: r.overloaded,
+        healthy: r.healthy,
+        experimental: r.experimental,
+        bucket: r.bucket.clone(),
+        last_seen_millis: r.last_seen_millis,
+    }
+}
+
+fn to_bridge(r: &ResourceRow) -> Bridge {
+    Bridge {
+        host: r.host.clone(),
+        ip_addr: r.ip_addr.clone(),
+        ip6_addr: r.ip6_addr.clone(),
+        location: r.location.clone(),
+        port: r.port,
+        transport: r.transport.clone(),
+        kind: r.kind_type.clone(),
+        load: r.load,
+        overloaded: r.overloaded,
+        healthy: r.healthy,
+        experimental: r.experimental,
+        bucket: r.bucket.clone(),
+        last_seen_millis: r.last_seen_millis,
+        auth: r.auth.clone(),
+        options: r.options_map(),
+    }
+}
+
+/// Formats a coordinate the way clients expect it: a decimal string.
+fn coordinate(value: Option<f64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl Snapshot {
+    /// Builds the view of `inventory` at `now` (unix ms); pushed resources
+    /// not heard from within `ttl_millis` are left out.
+    pub fn build(inventory: &Inventory, now: i64, ttl_millis: i64) -> Snapshot {
+        let mut gateways = Vec::new();
+        let mut bridges = Vec::new();
+        let mut next_expiry: Option<i64> = None;
+        // resources come sorted by (kind, host) from the store; order them by
+        // location, then host
+        let mut live: Vec<&ResourceRow> = inventory
+            .resources
+            .iter()
+            .filter(|r| is_live(r, now, ttl_millis))
+            .collect();
+        live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));
+        for r in live {
+            if r.expires() {
+                let expiry = r.last_seen_millis.saturating_add(ttl_millis);
+                next_expiry = Some(next_expiry.map_or(expiry, |e| e.min(expiry)));
+            }
+            match r.kind {
+                ResourceKind::Gateway => gateways.push(to_gateway(r)),
+                ResourceKind::Bridge => bridges.push(to_bridge(r)),
+            }
+        }
+
+        // What the service says about a location is the same for every
+        // client, so only public, non-experimental resources count.
+        let public = |bucket: &str, experimental: bool| bucket.is_empty() && !experimental;
+        let locations: BTreeMap<String, Location> = inventory
+            .locations
+            .iter()
+            .map(|l| {
+                let healthy = gateways
+                    .iter()
+                    .any(|g| g.location == l.label && public(&g.bucket, g.experimental));
+                let has_bridges = bridges
+                    .iter()
+                    .any(|b| b.location == l.label && public(&b.bucket, b.experimental));
+                let location = Location {
+                    country_code: l.country_code.clone(),
+                    display_name: l.display_name.clone(),
+                    label: l.label.clone(),
+                    has_bridges,
+                    healthy,
+                    hemisphere: l.hemisphere.clone(),
+                    region: l.region.clone(),
+                    lat: coordinate(l.lat),
+                    lon: coordinate(l.lon),
+                    timezone: l
+                        .timezone
+                        .map(|tz| format_timezone(tz as i32))
+                        .unwrap_or_default(),
+                };
+                (l.label.clone(), location)
+            })
+            .collect();
+        let labels = inventory
+            .locations
+            .iter()
+            .map(|l| (l.label.to_ascii_lowercase(), l.label.clone()))
+            .collect();
+        let service = EipService {
+            auth: inventory.service.auth.clone(),
+            locations,
+            openvpn_configuration: inventory.service.openvpn_configuration.clone(),
+            serial: inventory.service.serial,
+            version: inventory.service.version,
+        };
+
+        Snapshot {
+            built_at_millis: now,
+            provider: Cached::json(&inventory.provider),
+            service: Cached::json(&service),
+            gateways,
+            bridges,
+            labels,
+            next_expiry_millis: next_expiry,
+            location_count: inventory.locations.len(),
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The label of the location called `name`, ignoring case.
+    pub fn location_label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The ready response for `query` on the list of `kind`, computed by
+    /// `make` on first use and kept for the life of this snapshot.
+    pub fn cached(
+        &self,
+        kind: ResourceKind,
+        query: &ClientQuery,
+        make: impl FnOnce() -> Cached,
+    ) -> Arc<Cached> {
+        let key = (kind, query.clone());
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return hit.clone();
+        }
+        let made = Arc::new(make());
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < MAX_CACHED_RESPONSES {
+            cache.insert(key, made.clone());
+        }
+        made
+    }
+}
+
+/// Holds the current snapshot and keeps it fresh.
+pub struct InventoryHandle {
+    current: ArcSwap<Snapshot>,
+    /// The last inventory read from the store, to rebuild from when only
+    /// time has passed.
+    source: Mutex<Arc<Inventory>>,
+    ttl_millis: i64,
+    metrics: Arc<Metrics>,
+}
+
+impl InventoryHandle {
+    /// Loads the inventory from the store and builds the first snapshot.
+    pub async fn load(store: &Store, ttl: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let inventory = Arc::new(store.load_inventory().await?);
+        let ttl_millis = ttl.as_millis() as i64;
+        let snapshot = Snapshot::build(&inventory, now_millis(), ttl_millis);
+        metrics.observe_snapshot(&snapshot);
+        Ok(InventoryHandle {
+            current: ArcSwap::from_pointee(snapshot),
+            source: Mutex::new(inventory),
+            ttl_millis,
+            metrics,
+        })
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    fn rebuild(&self, inventory: Option<Inventory>) {
+        let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inventory) = inventory {
+            *source = Arc::new(inventory);
+        }
+        let snapshot = Snapshot::build(&source, now_millis(), self.ttl_millis);
+        self.metrics.observe_snapshot(&snapshot);
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// Reads the store again and swaps in a new snapshot.
+    pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let inventory = store.load_inventory().await?;
+        self.rebuild(Some(inventory));
+        Ok(())
+    }
+
+    /// Keeps the snapshot fresh until `shutdown` fires: reloads on every
+    /// change notification and every `reload_interval`, and rebuilds when a
+    /// pushed resource expires.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Store,
+        reload_interval: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut changes = store.subscribe();
+        changes.borrow_and_update();
+        loop {
+            let next_expiry = self.snapshot().next_expiry_millis;
+            let until_expiry = next_expiry
+                .map(|at| Duration::from_millis(at.saturating_sub(now_millis()).max(0) as u64));
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    changes.borrow_and_update();
+                    self.reload_logged(&store).await;
+                }
+                _ = tokio::time::sleep(reload_interval) => self.reload_logged(&store).await,
+                _ = sleep_opt(until_expiry) => self.rebuild(None),
+            }
+        }
+    }
+
+    async fn reload_logged(&self, store: &Store) {
+        if let Err(err) = self.reload(store).await {
+            self.metrics.reload_failed();
+            tracing::warn!(error = %err, "inventory reload failed; serving the previous snapshot");
+        }
+    }
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,128 @@
+//! menshen: the provider API of LEAP VPN.
+//!
+//! [`launch`] runs the whole server on listeners the caller binds, so tests
+//! bind port 0 and drive the real server over HTTP.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod geo;
+pub mod inventory;
+pub mod select;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::AppState;
+use crate::config::Settings;
+use crate::config::file::ProviderFile;
+use crate::inventory::InventoryHandle;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// Opens the store (applying migrations and the provider file), then serves
+/// the API on `listener` and metrics on `metrics_listener` until `shutdown`
+/// completes, and finishes in-flight requests before returning.
+pub async fn launch(
+    settings: Settings,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let provider_file = match &settings.provider_file {
+        Some(path) => Some(ProviderFile::load(path)?),
+        None => None,
+    };
+    let store = Store::connect(&settings.engine).await?;
+    tracing::info!(store = %settings.engine.describe(), "store ready");
+    if let Some(file) = &provider_file {
+        store
+            .apply_provider_file(file)
+            .await
+            .context("writing the provider file into the store")?;
+        tracing::info!(
+            locations = file.locations.len(),
+            gateways = file.gateways.len(),
+            bridges = file.bridges.len(),
+            "provider file applied"
+        );
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let inventory =
+        Arc::new(InventoryHandle::load(&store, settings.resource_ttl, metrics.clone()).await?);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        inventory: inventory.clone(),
+        metrics: metrics.clone(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let refresher = tokio::spawn(inventory.clone().run(
+        store.clone(),
+        settings.reload_interval,
+        stop_rx.clone(),
+    ));
+    let listener_task = {
+        let store = store.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { store.listen_for_changes(stop).await })
+    };
+
+    let metrics_server = metrics_listener.map(|l| {
+        let mut stop = stop_rx.clone();
+        tracing::info!(address = ?l.local_addr().ok(), "metrics listening");
+        tokio::spawn(async move {
+            axum::serve(l, api::metrics_router(metrics))
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    });
+
+    tracing::info!(address = ?listener.local_addr().ok(), "menshen listening");
+    let result = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+
+    let _ = stop_tx.send(true);
+    let _ = refresher.await;
+    let _ = listener_task.await;
+    if let Some(task) = metrics_server {
+        let _ = task.await;
+    }
+    store.close().await;
+    tracing::info!("menshen stopped");
+    result
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}

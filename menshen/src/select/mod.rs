@@ -1,0 +1,252 @@
+//! Which gateways and bridges a client gets, and in what order.
+//!
+//! For now the order is stable: by location label, then by host. Filters
+//! (`loc`, `port`, `tr`, `type`) narrow the list; `cc` is validated and
+//! kept in the query so that per-country ordering can use it.
+
+use menshen_model::{Bridge, Gateway};
+
+use crate::geo;
+use crate::inventory::Snapshot;
+use crate::inventory::validate::{BRIDGE_TYPES, GATEWAY_TRANSPORTS};
+
+/// What `tr` may be on the bridge list: the bridge transports, and `udp`,
+/// which a client may ask for and simply gets none of.
+const BRIDGE_QUERY_TRANSPORTS: &[&str] = &["tcp", "udp", "kcp", "quic"];
+use crate::store::ResourceKind;
+
+/// A bad query parameter: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadParameter {
+    pub parameter: &'static str,
+    pub message: String,
+}
+
+/// A client's request for a list, validated and normalised (canonical case),
+/// usable as a cache key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientQuery {
+    /// Uppercase ISO 3166-1 alpha-2.
+    pub cc: Option<&'static str>,
+    /// A location label, as the inventory spells it.
+    pub loc: Option<String>,
+    pub port: Option<u16>,
+    pub tr: Option<&'static str>,
+    /// Bridge type; ignored for gateways.
+    pub kind: Option<&'static str>,
+}
+
+/// Transports a client may ask for on each list.
+fn transports(kind: ResourceKind) -> &'static [&'static str] {
+    match kind {
+        ResourceKind::Gateway => GATEWAY_TRANSPORTS,
+        ResourceKind::Bridge => BRIDGE_QUERY_TRANSPORTS,
+    }
+}
+
+fn one_of(
+    parameter: &'static str,
+    value: &str,
+    allowed: &[&'static str],
+) -> Result<&'static str, BadParameter> {
+    allowed
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(value))
+        .copied()
+        .ok_or_else(|| BadParameter {
+            parameter,
+            message: format!(
+                "{parameter} must be one of {}, not {:?}",
+                allowed.join(", "),
+                value
+            ),
+        })
+}
+
+impl ClientQuery {
+    /// Parses a raw query string for the list of `kind`. An empty value is
+    /// the same as an absent parameter; values are case-insensitive;
+    /// parameters this endpoint does not know are ignored.
+    pub fn parse(
+        raw: Option<&str>,
+        kind: ResourceKind,
+        snapshot: &Snapshot,
+    ) -> Result<ClientQuery, BadParameter> {
+        let mut query = ClientQuery::default();
+        let mut seen: Vec<&'static str> = Vec::new();
+        for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            let value = value.trim();
+            let parameter: &'static str = match name.as_ref() {
+                "cc" => "cc",
+                "loc" => "loc",
+                "port" => "port",
+                "tr" => "tr",
+                "type" if kind == ResourceKind::Bridge => "type",
+                _ => continue,
+            };
+            if value.is_empty() {
+                continue;
+            }
+            if seen.contains(&parameter) {
+                return Err(BadParameter {
+                    parameter,
+                    message: format!("{parameter} is given more than once"),
+                });
+            }
+            seen.push(parameter);
+            match parameter {
+                "cc" => {
+                    query.cc = Some(geo::country(value).ok_or_else(|| BadParameter {
+                        parameter,
+                        message: format!(
+                            "cc must be an ISO 3166-1 alpha-2 country code, not {value:?}"
+                        ),
+                    })?);
+                }
+                "loc" => {
+                    let label = snapshot.location_label(value).ok_or_else(|| BadParameter {
+                        parameter,
+                        message: format!("no location named {value:?}"),
+                    })?;
+                    query.loc = Some(label.to_owned());
+                }
+                "port" => {
+                    let port = value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| BadParameter {
+                            parameter,
+                            message: format!(
+                                "port must be a number from 1 to 65535, not {value:?}"
+                            ),
+                        })?;
+                    query.port = Some(port);
+                }
+                "tr" => query.tr = Some(one_of(parameter, value, transports(kind))?),
+                "type" => query.kind = Some(one_of(parameter, value, BRIDGE_TYPES)?),
+                _ => unreachable!("only known parameters reach here"),
+            }
+        }
+        Ok(query)
+    }
+
+    fn matches(&self, location: &str, port: i64, transport: &str, kind: Option<&str>) -> bool {
+        self.loc.as_deref().is_none_or(|l| l == location)
+            && self.port.is_none_or(|p| i64::from(p) == port)
+            && self.tr.is_none_or(|t| t == transport)
+            && self.kind.is_none_or(|k| Some(k) == kind)
+    }
+}
+
+/// The gateways for `query`, in the order the client should try them.
+pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Gateway> {
+    snapshot
+        .gateways
+        .iter()
+        .filter(|g| query.matches(&g.location, g.port, &g.transport, None))
+        .collect()
+}
+
+/// The bridges for `query`, in the order the client should try them.
+pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Bridge> {
+    snapshot
+        .bridges
+        .iter()
+        .filter(|b| query.matches(&b.location, b.port, &b.transport, Some(&b.kind)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Snapshot;
+    use crate::store::{Inventory, LocationRow};
+
+    fn snapshot() -> Snapshot {
+        let inventory = Inventory {
+            locations: vec![LocationRow {
+                label: "Paris".into(),
+                display_name: "Paris".into(),
+                country_code: "FR".into(),
+                lat: None,
+                lon: None,
+                timezone: None,
+                hemisphere: String::new(),
+                region: String::new(),
+                origin: "config".into(),
+            }],
+            ..Default::default()
+        };
+        Snapshot::build(&inventory, 0, i64::MAX)
+    }
+
+    fn parse(raw: &str, kind: ResourceKind) -> Result<ClientQuery, BadParameter> {
+        ClientQuery::parse(Some(raw), kind, &snapshot())
+    }
+
+    #[test]
+    fn every_bridge_transport_can_be_asked_for() {
+        use crate::inventory::validate::BRIDGE_TRANSPORTS;
+        assert!(
+            BRIDGE_TRANSPORTS
+                .iter()
+                .all(|t| BRIDGE_QUERY_TRANSPORTS.contains(t))
+        );
+    }
+
+    #[test]
+    fn values_are_normalised() {
+        let q = parse("cc=de&loc=PARIS&tr=TCP&port=443", ResourceKind::Gateway).unwrap();
+        assert_eq!(q.cc, Some("DE"));
+        assert_eq!(q.loc.as_deref(), Some("Paris"));
+        assert_eq!(q.tr, Some("tcp"));
+        assert_eq!(q.port, Some(443));
+    }
+
+    #[test]
+    fn empty_values_count_as_absent() {
+        let q = parse("cc=&loc=&port=&tr=&type=", ResourceKind::Bridge).unwrap();
+        assert_eq!(q, ClientQuery::default());
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter() {
+        for (raw, parameter) in [
+            ("tr=carrier-pigeon", "tr"),
+            ("port=99999", "port"),
+            ("port=0", "port"),
+            ("port=-1", "port"),
+            ("cc=NOTACOUNTRY", "cc"),
+            ("cc=ZZ", "cc"),
+            ("loc=atlantis", "loc"),
+            ("tr=tcp&tr=udp", "tr"),
+        ] {
+            assert_eq!(
+                parse(raw, ResourceKind::Gateway).unwrap_err().parameter,
+                parameter,
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parse("type=wireguard", ResourceKind::Bridge)
+                .unwrap_err()
+                .parameter,
+            "type"
+        );
+        assert_eq!(
+            parse("tr=kcp", ResourceKind::Gateway)
+                .unwrap_err()
+                .parameter,
+            "tr"
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_are_ignored() {
+        assert_eq!(
+            parse("lang=en&type=obfs4", ResourceKind::Gateway).unwrap(),
+            ClientQuery::default()
+        );
+    }
+}

@@ -1,0 +1,448 @@
+//! The database: Postgres in production, an embedded SQLite file by default.
+//!
+//! Both engines sit behind [`Store`] and run the same SQL text (placeholders
+//! are written `$1`, `$2`, ... in order of first use, which both accept).
+//! Every write is one transaction and ends with a change notification, so
+//! that every replica rebuilds its client snapshot.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::watch;
+
+pub use rows::{Inventory, LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings};
+
+use crate::config::file::ProviderFile;
+
+/// The Postgres channel on which writers announce inventory changes.
+const CHANGE_CHANNEL: &str = "menshen_inventory";
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has. The body
+/// is compiled once per engine, so the same query text serves both.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Commits a write transaction, telling every replica that the inventory
+/// changed. On Postgres the notification is delivered only if the
+/// transaction commits.
+macro_rules! commit_and_announce {
+    ($store:expr, $tx:ident) => {{
+        if $store.is_postgres() {
+            sqlx::query("SELECT pg_notify('menshen_inventory', '')")
+                .execute(&mut *$tx)
+                .await?;
+        }
+        $tx.commit().await?;
+        $store.announce_local_change();
+    }};
+}
+
+#[derive(Clone)]
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Handle to the inventory database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+/// Which engine a database URL selects, with secrets kept out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Engine {
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Postgres(url) => write!(f, "Postgres({})", redact_url(url)),
+            Engine::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+        }
+    }
+}
+
+impl Engine {
+    /// Postgres for a `postgres://` or `postgresql://` URL; SQLite for a
+    /// `sqlite:` URL; otherwise the default SQLite file in `data_dir`.
+    pub fn select(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<Engine> {
+        match database_url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Engine::Postgres(url.to_owned()))
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                Ok(Engine::Sqlite(path.into()))
+            }
+            Some(url) => anyhow::bail!(
+                "database URL {} is neither postgres:// nor sqlite:",
+                redact_url(url)
+            ),
+            None => Ok(Engine::Sqlite(data_dir.join("menshen.sqlite"))),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Connects and applies the embedded migrations. Safe when several
+    /// replicas start at once: Postgres migrations run under an advisory lock.
+    pub async fn connect(engine: &Engine) -> anyhow::Result<Store> {
+        let db = match engine {
+            Engine::Postgres(url) => {
+                let options = PgConnectOptions::from_str(url)
+                    .with_context(|| format!("invalid database URL {}", redact_url(url)))?
+                    .application_name("menshen");
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
+                sqlx::migrate!("../migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .context("applying Postgres migrations")?;
+                Db::Postgres(pool)
+            }
+            Engine::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating data folder {}", dir.display()))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open SQLite file {}", path.display()))?;
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&pool)
+                    .await
+                    .context("applying SQLite migrations")?;
+                Db::Sqlite(pool)
+            }
+        };
+        let (changes, _) = watch::channel(0);
+        Ok(Store {
+            db,
+            changes: Arc::new(changes),
+        })
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A receiver that sees a new value whenever the inventory may have
+    /// changed, through this process or (on Postgres) any other replica.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn announce_local_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Forwards other replicas' change notifications into [`Store::subscribe`]
+    /// until `shutdown` fires. Does nothing on SQLite, which has one writer
+    /// process. After a lost connection it announces a change, because
+    /// notifications sent meanwhile are gone.
+    pub async fn listen_for_changes(&self, mut shutdown: watch::Receiver<bool>) {
+        let Db::Postgres(pool) = &self.db else {
+            return;
+        };
+        loop {
+            let mut listener = match PgListener::connect_with(pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for inventory changes; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(2), &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Err(err) = listener.listen(CHANGE_CHANNEL).await {
+                tracing::warn!(error = %err, "LISTEN failed; retrying");
+                if sleep_or_shutdown(Duration::from_secs(2), &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            // Changes made before LISTEN took effect are caught by this reload.
+            self.announce_local_change();
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(_)) => self.announce_local_change(),
+                        Ok(None) => {
+                            tracing::info!("inventory listener reconnected");
+                            self.announce_local_change();
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "inventory listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Reads the whole inventory.
+    pub async fn load_inventory(&self) -> anyhow::Result<Inventory> {
+        with_pool!(&self.db, |pool| {
+            // One read transaction so that the parts agree with each other.
+            let mut tx = pool.begin().await?;
+            let settings: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, value FROM settings")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let locations: Vec<LocationRow> = sqlx::query_as(
+                "SELECT label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin \
+                 FROM locations ORDER BY label",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let resources: Vec<ResourceRow> = sqlx::query_as(
+                "SELECT kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
+                 healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent \
+                 FROM resources ORDER BY kind, host",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Inventory::from_rows(settings, locations, resources)
+        })
+    }
+
+    /// Writes the provider file into the store: provider and service
+    /// settings replaced, its locations and resources created or updated,
+    /// and what an earlier version of the file defined but this one no longer
+    /// does removed. Applying the same file twice changes nothing.
+    pub async fn apply_provider_file(&self, file: &ProviderFile) -> anyhow::Result<()> {
+        let now = now_millis();
+        let provider = serde_json::to_string(&file.provider.to_model())?;
+        let service = serde_json::to_string(&file.service.to_settings())?;
+        let locations = file.location_rows();
+        let resources = file.resource_rows();
+        let config = Origin::Config.as_str();
+
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            if self.is_postgres() {
+                // Replicas starting together apply the same file one after another.
+                sqlx::query("SELECT pg_advisory_xact_lock(7263540001)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (name, value) in [("provider", &provider), ("service", &service)] {
+                sqlx::query(
+                    "INSERT INTO settings (name, value, updated_millis) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_millis = excluded.updated_millis \
+                     WHERE settings.value <> excluded.value",
+                )
+                .bind(name)
+                .bind(value)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+
+            // Resources the file no longer defines go first, so that the
+            // locations they used can go too.
+            let existing: Vec<(String, String)> =
+                sqlx::query_as("SELECT kind, host FROM resources WHERE origin = $1")
+                    .bind(config)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (kind, host) in existing {
+                if !resources
+                    .iter()
+                    .any(|r| r.kind.as_str() == kind && r.host == host)
+                {
+                    sqlx::query("DELETE FROM resources WHERE kind = $1 AND host = $2")
+                        .bind(kind)
+                        .bind(host)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+
+            for loc in &locations {
+                sqlx::query(
+                    "INSERT INTO locations (label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (label) DO UPDATE SET display_name = excluded.display_name, \
+                     country_code = excluded.country_code, lat = excluded.lat, lon = excluded.lon, \
+                     timezone = excluded.timezone, hemisphere = excluded.hemisphere, region = excluded.region, \
+                     origin = excluded.origin",
+                )
+                .bind(&loc.label)
+                .bind(&loc.display_name)
+                .bind(&loc.country_code)
+                .bind(loc.lat)
+                .bind(loc.lon)
+                .bind(loc.timezone)
+                .bind(&loc.hemisphere)
+                .bind(&loc.region)
+                .bind(&loc.origin)
+                .execute(&mut *tx)
+                .await?;
+            }
+
+            for r in &resources {
+                sqlx::query(
+                    "INSERT INTO resources (kind, host, ip_addr, ip6_addr, location, port, transport, type, load, \
+                     overloaded, healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                     ON CONFLICT (kind, host) DO UPDATE SET ip_addr = excluded.ip_addr, ip6_addr = excluded.ip6_addr, \
+                     location = excluded.location, port = excluded.port, transport = excluded.transport, \
+                     type = excluded.type, load = excluded.load, overloaded = excluded.overloaded, \
+                     healthy = excluded.healthy, experimental = excluded.experimental, bucket = excluded.bucket, \
+                     auth = excluded.auth, options = excluded.options, last_seen_millis = excluded.last_seen_millis, \
+                     origin = excluded.origin, agent = excluded.agent",
+                )
+                .bind(r.kind.as_str())
+                .bind(&r.host)
+                .bind(&r.ip_addr)
+                .bind(&r.ip6_addr)
+                .bind(&r.location)
+                .bind(r.port)
+                .bind(&r.transport)
+                .bind(&r.kind_type)
+                .bind(r.load)
+                .bind(r.overloaded)
+                .bind(r.healthy)
+                .bind(r.experimental)
+                .bind(&r.bucket)
+                .bind(&r.auth)
+                .bind(&r.options)
+                .bind(r.last_seen_millis)
+                .bind(&r.origin)
+                .bind(&r.agent)
+                .execute(&mut *tx)
+                .await?;
+            }
+
+            // Locations the file dropped, unless something still uses them.
+            let existing: Vec<(String,)> =
+                sqlx::query_as("SELECT label FROM locations WHERE origin = $1")
+                    .bind(config)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (label,) in existing {
+                if locations.iter().any(|l| l.label == label) {
+                    continue;
+                }
+                let used: (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM resources WHERE location = $1")
+                        .bind(&label)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if used.0 == 0 {
+                    sqlx::query("DELETE FROM locations WHERE label = $1")
+                        .bind(&label)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    tracing::warn!(location = %label, "location left the provider file but is still in use; kept");
+                }
+            }
+            commit_and_announce!(self, tx);
+        });
+        Ok(())
+    }
+
+    fn is_postgres(&self) -> bool {
+        matches!(self.db, Db::Postgres(_))
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so that concurrent writers wait instead of failing
+    /// when a read turns into a write.
+    async fn begin_write<'c, DB: sqlx::Database>(
+        &self,
+        pool: &'c sqlx::Pool<DB>,
+    ) -> sqlx::Result<sqlx::Transaction<'c, DB>> {
+        if self.is_postgres() {
+            pool.begin().await
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        with_pool!(&self.db, |pool| pool.close().await)
+    }
+}
+
+async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,157 @@
+//! What the store holds, row by row.
+
+use menshen_model::Provider;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Who defined a location or resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The provider file (`--config`).
+    Config,
+    /// An operator through the admin API or CLI.
+    Admin,
+    /// An agent's heartbeat; such resources expire.
+    Agent,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Admin => "admin",
+            Origin::Agent => "agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Gateway,
+    Bridge,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Gateway => "gateway",
+            ResourceKind::Bridge => "bridge",
+        }
+    }
+}
+
+/// Service settings as stored; the locations part of `/api/5/service` is
+/// computed from the inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceSettings {
+    pub auth: String,
+    pub openvpn_configuration: Map<String, Value>,
+    pub serial: i64,
+    pub version: i64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            auth: "anonymous".into(),
+            openvpn_configuration: Map::new(),
+            serial: 3,
+            version: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct LocationRow {
+    pub label: String,
+    pub display_name: String,
+    pub country_code: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// Whole hours from UTC.
+    pub timezone: Option<i64>,
+    pub hemisphere: String,
+    pub region: String,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ResourceRow {
+    #[sqlx(try_from = "String")]
+    pub kind: ResourceKind,
+    pub host: String,
+    pub ip_addr: String,
+    pub ip6_addr: String,
+    pub location: String,
+    /// 0 when the resource has no fixed port.
+    pub port: i64,
+    pub transport: String,
+    #[sqlx(rename = "type")]
+    pub kind_type: String,
+    pub load: f64,
+    pub overloaded: bool,
+    pub healthy: bool,
+    pub experimental: bool,
+    pub bucket: String,
+    pub auth: String,
+    /// A JSON object.
+    pub options: String,
+    pub last_seen_millis: i64,
+    pub origin: String,
+    pub agent: Option<String>,
+}
+
+impl TryFrom<String> for ResourceKind {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "gateway" => Ok(ResourceKind::Gateway),
+            "bridge" => Ok(ResourceKind::Bridge),
+            other => Err(format!("unknown resource kind {other:?}")),
+        }
+    }
+}
+
+impl ResourceRow {
+    /// Whether the resource is pushed by an agent, and so expires.
+    pub fn expires(&self) -> bool {
+        self.origin == Origin::Agent.as_str()
+    }
+
+    pub fn options_map(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.options).unwrap_or_default()
+    }
+}
+
+/// Everything clients are served from, as read from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inventory {
+    pub provider: Provider,
+    pub service: ServiceSettings,
+    pub locations: Vec<LocationRow>,
+    pub resources: Vec<ResourceRow>,
+}
+
+impl Inventory {
+    pub(super) fn from_rows(
+        settings: Vec<(String, String)>,
+        locations: Vec<LocationRow>,
+        resources: Vec<ResourceRow>,
+    ) -> anyhow::Result<Inventory> {
+        let mut inventory = Inventory {
+            locations,
+            resources,
+            ..Default::default()
+        };
+        for (name, value) in settings {
+            match name.as_str() {
+                "provider" => inventory.provider = serde_json::from_str(&value)?,
+                "service" => inventory.service = serde_json::from_str(&value)?,
+                _ => {}
+            }
+        }
+        Ok(inventory)
+    }
+}

@@ -1,0 +1,271 @@
+//! Wire types of the LEAP VPN API v5.
+//!
+//! These types are the contract with clients that already ship (bitmask-core,
+//! the Android and desktop clients): field names, JSON types and omission
+//! rules must not change. A field is left out of the JSON when it is empty,
+//! zero or false, except where a comment says "always".
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// An OpenVPN gateway as listed by `GET /api/5/gateways`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Gateway {
+    /// Unique identifier of the gateway; need not resolve.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// IPv4 address.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip_addr: String,
+    /// IPv6 address.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip6_addr: String,
+    /// A key of the service's `locations`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub port: i64,
+    /// `tcp` or `udp`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub transport: String,
+    /// `openvpn`.
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Fraction of capacity in use, 0.0 to 1.0.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub load: f64,
+    #[serde(skip_serializing_if = "is_false")]
+    pub overloaded: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub experimental: bool,
+    /// Empty for public resources; otherwise only invitees of this bucket see it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bucket: String,
+    /// Unix milliseconds of the last heartbeat, set by the server.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub last_seen_millis: i64,
+}
+
+/// A bridge (obfs4 and friends) as listed by `GET /api/5/bridges`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Bridge {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip_addr: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ip6_addr: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    /// Absent for port-hopping bridges.
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub port: i64,
+    /// `tcp`, `kcp` or `quic`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub transport: String,
+    /// `obfs4`, `obfs4-hop`, ...
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub load: f64,
+    #[serde(skip_serializing_if = "is_false")]
+    pub overloaded: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub experimental: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub bucket: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub last_seen_millis: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth: String,
+    /// Transport options; for obfs4 `cert` and `iatMode`.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub options: Map<String, Value>,
+}
+
+/// A location as found in the service's `locations`.
+///
+/// `lat`, `lon` and `timezone` are strings on the wire; `timezone` is a
+/// signed integer in a string (`"-5"`, `"0"`, `"+1"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Location {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub country_code: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub has_bridges: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hemisphere: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lat: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lon: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timezone: String,
+}
+
+/// `GET /api/5/service`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EipService {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, Location>,
+    /// Option name to a string (`--key value`) or `true` (bare `--key`).
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub openvpn_configuration: Map<String, Value>,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub serial: i64,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub version: i64,
+}
+
+/// The `service` object of the provider description.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProviderService {
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_anonymous: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    pub allow_registration: bool,
+}
+
+impl ProviderService {
+    fn is_empty(&self) -> bool {
+        !self.allow_anonymous && !self.allow_registration
+    }
+}
+
+/// `GET /provider.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Provider {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_uri: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    /// Always present; must contain "5".
+    pub api_versions: Vec<String>,
+    /// Always present.
+    pub languages: Vec<String>,
+    /// Always present.
+    pub services: Vec<String>,
+    /// Always present, possibly empty.
+    pub stun_servers: Vec<String>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub ask_for_donations: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_cert_fingerprint: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_cert_uri: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub country_code_lookup_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub default_language: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub description: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub domain: String,
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub donate_period: i64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub donate_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub info_url: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub motd_url: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub name: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "ProviderService::is_empty")]
+    pub service: ProviderService,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tos_url: String,
+}
+
+/// Formats a timezone offset in hours the way clients parse it
+/// (`Integer.parseInt` on Android): `"+1"`, `"0"`, `"-5"`.
+pub fn format_timezone(hours: i32) -> String {
+    if hours > 0 {
+        format!("+{hours}")
+    } else {
+        hours.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_fields_are_omitted_and_always_arrays_stay() {
+        let provider = Provider::default();
+        assert_eq!(
+            serde_json::to_value(&provider).unwrap(),
+            json!({"api_versions": [], "languages": [], "services": [], "stun_servers": []})
+        );
+        assert_eq!(serde_json::to_value(Gateway::default()).unwrap(), json!({}));
+        assert_eq!(serde_json::to_value(Bridge::default()).unwrap(), json!({}));
+        assert_eq!(
+            serde_json::to_value(Location::default()).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn gateway_type_field_is_named_type() {
+        let gw = Gateway {
+            host: "gw1".into(),
+            kind: "openvpn".into(),
+            port: 1194,
+            load: 0.5,
+            healthy: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&gw).unwrap(),
+            json!({"host": "gw1", "type": "openvpn", "port": 1194, "load": 0.5, "healthy": true})
+        );
+    }
+
+    #[test]
+    fn timezone_is_a_signed_integer_string() {
+        assert_eq!(format_timezone(1), "+1");
+        assert_eq!(format_timezone(0), "0");
+        assert_eq!(format_timezone(-5), "-5");
+        for tz in [-12, -5, 0, 1, 14] {
+            let s = format_timezone(tz);
+            // Java's Integer.parseInt accepts a leading '+' or '-'.
+            assert_eq!(s.trim_start_matches('+').parse::<i32>().unwrap(), tz);
+        }
+    }
+}

@@ -1,1 +1,321 @@
-//! End-to-end tests live in `tests/`; they run the real `menshen` binary.
+//! Test harness shared by menshen's integration tests and the end-to-end
+//! tests in `tests/`: throwaway Postgres databases, and the real binaries
+//! run as processes.
+//!
+//! Postgres: `MENSHEN_TEST_DATABASE_URL` names a server (any database on
+//! it; default `postgres://postgres@127.0.0.1:5432/postgres`). Each test gets
+//! a database of its own, dropped afterwards. When no server answers, the
+//! Postgres half of a test is skipped with a note, unless
+//! `MENSHEN_TEST_REQUIRE_POSTGRES=1` (as in CI), which makes it a failure.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("MENSHEN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("MENSHEN_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// A URL like `admin` but naming database `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A Postgres database that exists for one test and is dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database, or returns `None` when no Postgres server
+    /// answers (and none is required).
+    pub async fn create() -> Option<TestDatabase> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let admin_url = admin_url();
+        let mut admin = match PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(err) => {
+                if postgres_required() {
+                    panic!(
+                        "Postgres is required (MENSHEN_TEST_REQUIRE_POSTGRES=1) but does not answer: {err}"
+                    );
+                }
+                eprintln!(
+                    "note: Postgres not reachable ({err}); skipping the Postgres half of this test"
+                );
+                return None;
+            }
+        };
+        let name = format!(
+            "menshen_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = admin.close().await;
+        Some(TestDatabase {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop may run inside a runtime; do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// Path of a binary of this workspace. `cargo test --workspace` builds them
+/// before any test runs.
+pub fn binary(name: &str) -> PathBuf {
+    // The test executable lives in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A running process of ours, killed when dropped; its stderr lines are
+/// collected.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Process {
+    /// Starts `command` with stderr captured line by line.
+    pub fn spawn(mut command: Command) -> Process {
+        command.stdin(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line satisfying `pred`, up to `timeout`.
+    pub fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if pred(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn drain_log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `menshen serve` process on ports chosen by the system.
+pub struct Menshen {
+    pub process: Process,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the metrics listener.
+    pub metrics_url: String,
+}
+
+/// The `address` field of a JSON log line whose message is `message`.
+fn logged_address(line: &str, message: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != message {
+        return None;
+    }
+    Some(v.get("address")?.as_str()?.to_owned())
+}
+
+impl Menshen {
+    /// Starts `menshen serve` with `args` (besides listeners and logging) and
+    /// waits until it listens.
+    pub fn start(args: &[&str]) -> Menshen {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Menshen {
+        let mut command = Command::new(binary("menshen"));
+        command
+            .args(["--log-format", "json", "serve"])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("MENSHEN_DATABASE_URL")
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut process = Process::spawn(command);
+        let mut metrics = None;
+        let mut api = None;
+        process.wait_for_line(Duration::from_secs(60), |line| {
+            if let Some(a) = logged_address(line, "metrics listening") {
+                metrics = Some(a);
+            }
+            if let Some(a) = logged_address(line, "menshen listening") {
+                api = Some(a);
+            }
+            api.is_some()
+        });
+        let (Some(api), Some(metrics)) = (api, metrics) else {
+            panic!("menshen did not start:\n{}", process.drain_log());
+        };
+        Menshen {
+            process,
+            url: format!("http://{api}"),
+            metrics_url: format!("http://{metrics}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_rewritten() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+
+    #[test]
+    fn listening_lines_are_parsed() {
+        let line = r#"{"timestamp":"t","level":"INFO","message":"menshen listening","address":"127.0.0.1:4242","target":"menshen"}"#;
+        assert_eq!(
+            logged_address(line, "menshen listening").as_deref(),
+            Some("127.0.0.1:4242")
+        );
+        assert_eq!(logged_address(line, "metrics listening"), None);
+    }
+}

@@ -77,7 +77,9 @@ pub async fn launch(
 
     let metrics_server = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
-        tracing::info!(address = ?l.local_addr().ok(), "metrics listening");
+        if let Ok(address) = l.local_addr() {
+            tracing::info!(%address, "metrics listening");
+        }
         tokio::spawn(async move {
             axum::serve(l, api::metrics_router(metrics))
                 .with_graceful_shutdown(async move {
@@ -87,7 +89,9 @@ pub async fn launch(
         })
     });
 
-    tracing::info!(address = ?listener.local_addr().ok(), "menshen listening");
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "menshen listening");
+    }
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,0 +1,151 @@
+//! The real `menshen` binary: start, serve, restart, stop, refuse bad files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use menshen_e2e::{Menshen, Process, TestDatabase, binary};
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml")
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    let response = reqwest::get(url).await.expect("request");
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.expect("json")
+}
+
+/// Serves the example, survives a restart with nothing lost, stops cleanly.
+async fn serve_restart_stop(store_args: &[&str]) {
+    let config = example_config();
+    let config = config.to_str().unwrap();
+    let mut args = vec!["--config", config];
+    args.extend_from_slice(store_args);
+
+    let mut menshen = Menshen::start(&args);
+    let ready = get_json(&format!("{}/readyz", menshen.url)).await;
+    assert_eq!(ready["status"], "ready");
+    let gateways = get_json(&format!("{}/api/5/gateways", menshen.url)).await;
+    assert_eq!(gateways.as_array().unwrap().len(), 4);
+    let metrics = reqwest::get(format!("{}/metrics", menshen.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"menshen_http_requests_total{method="GET",route="/api/5/gateways",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"menshen_inventory_resources{kind="gateway"} 4"#));
+
+    let status = menshen
+        .process
+        .terminate(Duration::from_secs(10))
+        .expect("menshen stops on SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let log = menshen.process.drain_log();
+    assert!(log.contains("menshen stopped"), "{log}");
+
+    // Started again without the provider file: the store still has it all.
+    let menshen = Menshen::start(store_args);
+    let again = get_json(&format!("{}/api/5/gateways", menshen.url)).await;
+    assert_eq!(again, gateways);
+    let service = get_json(&format!("{}/api/5/service", menshen.url)).await;
+    assert_eq!(service["locations"]["paris"]["timezone"], "+1");
+}
+
+#[tokio::test]
+async fn serves_restarts_and_stops_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    serve_restart_stop(&["--data-dir", dir.path().to_str().unwrap()]).await;
+}
+
+#[tokio::test]
+async fn serves_restarts_and_stops_on_postgres() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    serve_restart_stop(&["--database-url", &db.url]).await;
+}
+
+#[tokio::test]
+async fn two_replicas_start_at_once_on_one_postgres() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let config = example_config();
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+    ];
+    // Both apply migrations and the provider file concurrently.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Menshen::start(&args));
+        let b = s.spawn(|| Menshen::start(&args));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let from_a = get_json(&format!("{}/api/5/gateways", a.url)).await;
+    let from_b = get_json(&format!("{}/api/5/gateways", b.url)).await;
+    assert_eq!(from_a.as_array().unwrap().len(), 4);
+    assert_eq!(from_a, from_b);
+}
+
+#[test]
+fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(example_config())
+        .unwrap()
+        .replace("ip_addr = \"192.0.2.20\"", "ip_addr = \"192.0.2.300\"");
+    let bad_line = text
+        .lines()
+        .position(|l| l.contains("192.0.2.300"))
+        .unwrap()
+        + 1;
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, text).unwrap();
+
+    let mut command = Command::new(binary("menshen"));
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let mut process = Process::spawn(command);
+    let status = process
+        .wait_exit(Duration::from_secs(30))
+        .expect("menshen exits");
+    assert!(!status.success());
+    let log = process.drain_log();
+    // The item starts a few lines above the bad value; the message names
+    // the file, a line within the item, and the field.
+    assert!(log.contains("broken.toml:"), "{log}");
+    assert!(log.contains("gateway[2].ip_addr"), "{log}");
+    let line: usize = log
+        .split("broken.toml:")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a line number");
+    assert!(
+        (bad_line - 3..=bad_line).contains(&line),
+        "line {line}, value on {bad_line}"
+    );
+
+    // check-config says the same without starting.
+    let out = Command::new(binary("menshen"))
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway[2].ip_addr"));
+}

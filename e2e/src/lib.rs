@@ -20,7 +20,8 @@ use sqlx::postgres::PgConnection;
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-fn admin_url() -> String {
+/// The Postgres server tests use, as an admin URL.
+pub fn admin_url() -> String {
     std::env::var("MENSHEN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
 }
 

@@ -126,8 +126,7 @@ fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
         .expect("menshen exits");
     assert!(!status.success());
     let log = process.drain_log();
-    // The item starts a few lines above the bad value; the message names
-    // the file, a line within the item, and the field.
+    // The message names the file, the line of the bad value, and the field.
     assert!(log.contains("broken.toml:"), "{log}");
     assert!(log.contains("gateway[2].ip_addr"), "{log}");
     let line: usize = log

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -92,6 +93,10 @@ pub async fn launch(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "menshen listening");
     }
+    // Responses are written whole; Nagle's algorithm would only delay them.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let result = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -3,9 +3,10 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -41,9 +42,54 @@ pub fn init_logging(format: LogFormat, default_level: &str) {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
-    route: String,
+    method: &'static str,
+    route: Route,
     status: u16,
+}
+
+/// The matched route of a request (shared, not copied), or none.
+#[derive(Debug, Clone)]
+struct Route(Option<MatchedPath>);
+
+impl Route {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// The method as a label; uncommon methods share one value so that clients
+/// cannot create label values at will.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -134,12 +180,7 @@ impl Metrics {
         self.reload_failures.inc();
     }
 
-    fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let labels = RequestLabels {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status,
-        };
+    fn observe_request(&self, labels: RequestLabels, seconds: f64) {
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
     }
@@ -161,21 +202,26 @@ pub async fn track_requests(
     next: Next,
 ) -> Response {
     let start = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let method = method_label(request.method());
+    let route = Route(request.extensions().get::<MatchedPath>().cloned());
     let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or("unmatched");
     let status = response.status().as_u16();
+    let elapsed = start.elapsed();
     // Per-request lines are debug: clients are many, and health checks frequent.
-    tracing::debug!(%method, route, status, elapsed_us = start.elapsed().as_micros() as u64, "request");
-    metrics.observe_request(
-        method.as_str(),
-        route,
+    tracing::debug!(
+        method,
+        route = route.as_str(),
         status,
-        start.elapsed().as_secs_f64(),
+        elapsed_us = elapsed.as_micros() as u64,
+        "request"
+    );
+    metrics.observe_request(
+        RequestLabels {
+            method,
+            route,
+            status,
+        },
+        elapsed.as_secs_f64(),
     );
     response
 }

@@ -1,28 +1,56 @@
 //! Serving ready bytes with an entity tag, answering `If-None-Match`.
 
+use std::convert::Infallible;
+
 use axum::body::Body;
+use axum::extract::FromRequestParts;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use crate::inventory::Cached;
 
-/// Whether an `If-None-Match` header matches `etag` (weak comparison, as
-/// RFC 9110 asks for this header).
-fn none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+/// The request's `If-None-Match` values, taken without copying the other
+/// headers.
+#[derive(Debug, Default)]
+pub struct IfNoneMatch(Vec<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(
+            parts
+                .headers
+                .get_all(IF_NONE_MATCH)
+                .iter()
+                .cloned()
+                .collect(),
+        ))
+    }
+}
+
+impl IfNoneMatch {
+    pub fn from_headers(headers: &HeaderMap) -> IfNoneMatch {
+        IfNoneMatch(headers.get_all(IF_NONE_MATCH).iter().cloned().collect())
+    }
+
+    /// Whether `etag` is among the tags (weak comparison, as RFC 9110 asks
+    /// for this header).
+    fn matches(&self, etag: &str) -> bool {
+        self.0
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+    }
 }
 
 /// 200 with the body, or 304 when the client already has these bytes.
-pub fn respond(cached: &Cached, request_headers: &HeaderMap) -> Response {
-    let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let not_modified = none_match(request_headers, &cached.etag);
+pub fn respond(cached: &Cached, if_none_match: &IfNoneMatch) -> Response {
+    let not_modified = if_none_match.matches(&cached.etag);
     let mut response = if not_modified {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -34,7 +62,7 @@ pub fn respond(cached: &Cached, request_headers: &HeaderMap) -> Response {
         r
     };
     let headers = response.headers_mut();
-    headers.insert(ETAG, etag);
+    headers.insert(ETAG, cached.etag_header.clone());
     // Clients may keep it, but must ask again before using it.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
@@ -47,11 +75,11 @@ mod tests {
     #[test]
     fn matches_exact_weak_listed_and_star() {
         let mut h = HeaderMap::new();
-        assert!(!none_match(&h, "\"a\""));
+        assert!(!IfNoneMatch::from_headers(&h).matches("\"a\""));
         h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"b\", W/\"a\""));
-        assert!(none_match(&h, "\"a\""));
-        assert!(!none_match(&h, "\"c\""));
+        assert!(IfNoneMatch::from_headers(&h).matches("\"a\""));
+        assert!(!IfNoneMatch::from_headers(&h).matches("\"c\""));
         h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(none_match(&h, "\"c\""));
+        assert!(IfNoneMatch::from_headers(&h).matches("\"c\""));
     }
 }

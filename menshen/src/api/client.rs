@@ -3,12 +3,11 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
 use super::SharedState;
-use super::cached::respond;
+use super::cached::{IfNoneMatch, respond};
 use super::error::ApiError;
 use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
@@ -23,13 +22,13 @@ pub fn router() -> Router<SharedState> {
 }
 
 /// `GET /provider.json`: the provider description.
-async fn provider(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    respond(&state.inventory.snapshot().provider, &headers)
+async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
+    respond(&state.inventory.snapshot().provider, &if_none_match)
 }
 
 /// `GET /api/5/service`: service settings and locations.
-async fn service(State(state): State<SharedState>, headers: HeaderMap) -> Response {
-    respond(&state.inventory.snapshot().service, &headers)
+async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
+    respond(&state.inventory.snapshot().service, &if_none_match)
 }
 
 /// `GET /api/5/gateways?cc=&loc=&port=&tr=`: gateways for this client, in
@@ -37,14 +36,14 @@ async fn service(State(state): State<SharedState>, headers: HeaderMap) -> Respon
 async fn gateways(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inventory.snapshot();
     let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
     let cached = snapshot.cached(ResourceKind::Gateway, &query, || {
         Cached::json(&select::gateways(&snapshot, &query))
     });
-    Ok(respond(&cached, &headers))
+    Ok(respond(&cached, &if_none_match))
 }
 
 /// `GET /api/5/bridges?cc=&loc=&port=&tr=&type=`: bridges for this client, in
@@ -52,12 +51,12 @@ async fn gateways(
 async fn bridges(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inventory.snapshot();
     let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)?;
     let cached = snapshot.cached(ResourceKind::Bridge, &query, || {
         Cached::json(&select::bridges(&snapshot, &query))
     });
-    Ok(respond(&cached, &headers))
+    Ok(respond(&cached, &if_none_match))
 }

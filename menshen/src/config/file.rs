@@ -372,7 +372,7 @@ impl ProviderFile {
             field: String::new(),
             message: err.message().trim().to_owned(),
         })?;
-        let errors = file.check(&line_of);
+        let errors = file.check(text, &line_of);
         match errors.into_iter().next() {
             None => Ok(file),
             Some((line, e)) => Err(ConfigError {
@@ -385,7 +385,7 @@ impl ProviderFile {
     }
 
     /// Every problem, with the line it is on.
-    fn check(&self, line_of: &dyn Fn(usize) -> usize) -> Vec<(usize, FieldError)> {
+    fn check(&self, text: &str, line_of: &dyn Fn(usize) -> usize) -> Vec<(usize, FieldError)> {
         let mut errors = Vec::new();
 
         let options = &self.service.openvpn_configuration;
@@ -404,11 +404,11 @@ impl ProviderFile {
 
         let mut labels = HashSet::new();
         for (label, loc) in &self.locations {
-            let line = line_of(loc.span().start);
+            let start = loc.span().start;
             let loc = loc.get_ref();
             let mut err = |field: &str, message: String| {
                 errors.push((
-                    line,
+                    key_line(text, start, field, line_of),
                     FieldError::new(format!("locations.{label}.{field}"), message),
                 ))
             };
@@ -460,7 +460,7 @@ impl ProviderFile {
             .map(|g| g.get_ref().to_model())
             .collect();
         for e in check_gateways(&gateways, "gateway", &location_exists) {
-            let line = item_line(&e.field, &self.gateways, line_of);
+            let line = item_line(&e.field, &self.gateways, text, line_of);
             errors.push((line, e));
         }
         let bridges: Vec<Bridge> = self
@@ -469,7 +469,7 @@ impl ProviderFile {
             .map(|b| b.get_ref().to_model())
             .collect();
         for e in check_bridges(&bridges, "bridge", &location_exists) {
-            let line = item_line(&e.field, &self.bridges, line_of);
+            let line = item_line(&e.field, &self.bridges, text, line_of);
             errors.push((line, e));
         }
         errors
@@ -521,15 +521,46 @@ pub fn valid_label(label: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// The line of the list item a field path like `gateway[3].port` points into.
-fn item_line<T>(field: &str, items: &[Spanned<T>], line_of: &dyn Fn(usize) -> usize) -> usize {
-    field
+/// The line a field path like `gateway[3].port` points at: the line of that
+/// key within the item when it is there, else the item's first line.
+fn item_line<T>(
+    field: &str,
+    items: &[Spanned<T>],
+    text: &str,
+    line_of: &dyn Fn(usize) -> usize,
+) -> usize {
+    let Some((index, rest)) = field
         .split_once('[')
         .and_then(|(_, rest)| rest.split_once(']'))
-        .and_then(|(index, _)| index.parse::<usize>().ok())
-        .and_then(|i| items.get(i))
-        .map(|item| line_of(item.span().start))
-        .unwrap_or(0)
+    else {
+        return 0;
+    };
+    let Some(item) = index.parse::<usize>().ok().and_then(|i| items.get(i)) else {
+        return 0;
+    };
+    let key = rest.trim_start_matches('.').split('.').next().unwrap_or("");
+    key_line(text, item.span().start, key, line_of)
+}
+
+/// The line of `key = ...` in the table that starts at `start` (its header),
+/// or the header's line when the key is not written there.
+fn key_line(text: &str, start: usize, key: &str, line_of: &dyn Fn(usize) -> usize) -> usize {
+    let body = text.get(start..).unwrap_or("");
+    let mut offset = start;
+    for (i, line) in body.split_inclusive('\n').enumerate() {
+        // The table's keys end at the next header.
+        if i > 0 && line.trim_start().starts_with('[') {
+            break;
+        }
+        if let Some(after) = line.trim_start().strip_prefix(key)
+            && !key.is_empty()
+            && after.trim_start().starts_with('=')
+        {
+            return line_of(offset);
+        }
+        offset += line.len();
+    }
+    line_of(start)
 }
 
 #[cfg(test)]
@@ -588,15 +619,10 @@ timezone = 1
         assert_eq!(err.field, "gateway[1].ip_addr");
         let expected_line = text
             .lines()
-            .position(|l| l.contains("gw2"))
+            .position(|l| l.contains("not-an-ip"))
             .map(|i| i + 1)
             .unwrap();
-        // The item's span starts at its first key.
-        assert!(
-            (expected_line - 1..=expected_line).contains(&err.line),
-            "line {} for {err}",
-            err.line
-        );
+        assert_eq!(err.line, expected_line, "{err}");
         assert!(err.to_string().contains("gateway[1].ip_addr"), "{err}");
     }
 
@@ -606,7 +632,12 @@ timezone = 1
         let err = parse(&text).unwrap_err();
         assert_eq!(err.field, "locations.paris.country_code");
         let text = MINIMAL.replace("timezone = 1", "timezone = 20");
-        assert_eq!(parse(&text).unwrap_err().field, "locations.paris.timezone");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "locations.paris.timezone");
+        assert_eq!(
+            err.line,
+            text.lines().position(|l| l == "timezone = 20").unwrap() + 1
+        );
     }
 
     #[test]

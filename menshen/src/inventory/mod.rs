@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
 use tokio::sync::watch;
 
@@ -27,15 +28,19 @@ pub struct Cached {
     /// A strong entity tag, quoted: the same bytes give the same tag on
     /// every replica.
     pub etag: String,
+    pub etag_header: HeaderValue,
     pub content_type: &'static str,
 }
 
 impl Cached {
     pub fn new(body: Vec<u8>, content_type: &'static str) -> Cached {
         let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
+        // Hex digits in quotes are always a valid header value.
+        let etag_header = HeaderValue::from_str(&etag).expect("hex etag");
         Cached {
             body: Bytes::from(body),
             etag,
+            etag_header,
             content_type,
         }
     }
@@ -65,8 +70,11 @@ pub struct Snapshot {
     /// When the next listed resource expires, if any does.
     pub next_expiry_millis: Option<i64>,
     pub location_count: usize,
-    cache: RwLock<HashMap<(ResourceKind, ClientQuery), Arc<Cached>>>,
+    gateway_responses: ResponseCache,
+    bridge_responses: ResponseCache,
 }
+
+type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Cached>>>;
 
 fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
@@ -194,7 +202,8 @@ impl Snapshot {
             labels,
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
-            cache: RwLock::new(HashMap::new()),
+            gateway_responses: RwLock::default(),
+            bridge_responses: RwLock::default(),
         }
     }
 
@@ -213,19 +222,17 @@ impl Snapshot {
         query: &ClientQuery,
         make: impl FnOnce() -> Cached,
     ) -> Arc<Cached> {
-        let key = (kind, query.clone());
-        if let Some(hit) = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        let cache = match kind {
+            ResourceKind::Gateway => &self.gateway_responses,
+            ResourceKind::Bridge => &self.bridge_responses,
+        };
+        if let Some(hit) = cache.read().unwrap_or_else(|e| e.into_inner()).get(query) {
             return hit.clone();
         }
         let made = Arc::new(make());
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() < MAX_CACHED_RESPONSES {
-            cache.insert(key, made.clone());
+            cache.insert(query.clone(), made.clone());
         }
         made
     }

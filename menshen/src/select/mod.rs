@@ -3,6 +3,8 @@
 //! For now the order is stable: by location label, then by host. Filters
 //! (`loc`, `port`, `tr`, `type`) narrow the list; `cc` is validated and
 //! kept in the query so that per-country ordering can use it.
+//! Experimental resources are listed only for `experimental=true`; resources
+//! in a bucket (invite-only) are not listed to anonymous requests.
 
 use menshen_model::{Bridge, Gateway};
 
@@ -34,6 +36,8 @@ pub struct ClientQuery {
     pub tr: Option<&'static str>,
     /// Bridge type; ignored for gateways.
     pub kind: Option<&'static str>,
+    /// Whether experimental resources are wanted too.
+    pub experimental: bool,
 }
 
 /// Transports a client may ask for on each list.
@@ -82,6 +86,7 @@ impl ClientQuery {
                 "port" => "port",
                 "tr" => "tr",
                 "type" if kind == ResourceKind::Bridge => "type",
+                "experimental" => "experimental",
                 _ => continue,
             };
             if value.is_empty() {
@@ -125,17 +130,69 @@ impl ClientQuery {
                 }
                 "tr" => query.tr = Some(one_of(parameter, value, transports(kind))?),
                 "type" => query.kind = Some(one_of(parameter, value, BRIDGE_TYPES)?),
+                "experimental" => {
+                    query.experimental = match value.to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(BadParameter {
+                                parameter,
+                                message: format!(
+                                    "experimental must be true or false, not {value:?}"
+                                ),
+                            });
+                        }
+                    }
+                }
                 _ => unreachable!("only known parameters reach here"),
             }
         }
         Ok(query)
     }
 
-    fn matches(&self, location: &str, port: i64, transport: &str, kind: Option<&str>) -> bool {
-        self.loc.as_deref().is_none_or(|l| l == location)
-            && self.port.is_none_or(|p| i64::from(p) == port)
-            && self.tr.is_none_or(|t| t == transport)
-            && self.kind.is_none_or(|k| Some(k) == kind)
+    fn admits(&self, c: Candidate<'_>) -> bool {
+        c.bucket.is_empty()
+            && (self.experimental || !c.experimental)
+            && self.loc.as_deref().is_none_or(|l| l == c.location)
+            && self.port.is_none_or(|p| i64::from(p) == c.port)
+            && self.tr.is_none_or(|t| t == c.transport)
+            && self.kind.is_none_or(|k| k == c.kind)
+    }
+}
+
+/// What the filters look at, for gateways and bridges alike.
+struct Candidate<'a> {
+    location: &'a str,
+    port: i64,
+    transport: &'a str,
+    kind: &'a str,
+    experimental: bool,
+    bucket: &'a str,
+}
+
+impl<'a> From<&'a Gateway> for Candidate<'a> {
+    fn from(g: &'a Gateway) -> Self {
+        Candidate {
+            location: &g.location,
+            port: g.port,
+            transport: &g.transport,
+            kind: &g.kind,
+            experimental: g.experimental,
+            bucket: &g.bucket,
+        }
+    }
+}
+
+impl<'a> From<&'a Bridge> for Candidate<'a> {
+    fn from(b: &'a Bridge) -> Self {
+        Candidate {
+            location: &b.location,
+            port: b.port,
+            transport: &b.transport,
+            kind: &b.kind,
+            experimental: b.experimental,
+            bucket: &b.bucket,
+        }
     }
 }
 
@@ -144,7 +201,7 @@ pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Gate
     snapshot
         .gateways
         .iter()
-        .filter(|g| query.matches(&g.location, g.port, &g.transport, None))
+        .filter(|g| query.admits((*g).into()))
         .collect()
 }
 
@@ -153,7 +210,7 @@ pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Bridg
     snapshot
         .bridges
         .iter()
-        .filter(|b| query.matches(&b.location, b.port, &b.transport, Some(&b.kind)))
+        .filter(|b| query.admits((*b).into()))
         .collect()
 }
 
@@ -221,6 +278,7 @@ mod tests {
             ("cc=ZZ", "cc"),
             ("loc=atlantis", "loc"),
             ("tr=tcp&tr=udp", "tr"),
+            ("experimental=maybe", "experimental"),
         ] {
             assert_eq!(
                 parse(raw, ResourceKind::Gateway).unwrap_err().parameter,

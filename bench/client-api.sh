@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Throughput of menshen's client read path against nginx serving the same
+# response bytes as a static file, measured with wrk in one run.
+#
+#   bench/client-api.sh [PATH?QUERY] [DURATION] [CONNECTIONS]
+#
+# Defaults: /api/5/gateways?cc=DE, 15s, 64 connections, an inventory of 200
+# gateways and 50 bridges in 40 locations on the embedded SQLite store.
+# Needs: wrk, nginx (Debian packages wrk, nginx-light), python3, cargo.
+# menshen and nginx each get two workers; wrk runs on the same machine, so
+# the figures are for comparison, not absolutes.
+set -euo pipefail
+
+target=${1:-/api/5/gateways?cc=DE}
+duration=${2:-15s}
+connections=${3:-64}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in wrk nginx python3 cargo curl; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+echo "building menshen (release)..." >&2
+cargo build --release -q -p menshen --manifest-path "$root/Cargo.toml"
+menshen="${CARGO_TARGET_DIR:-$root/target}/release/menshen"
+
+python3 "$here/make-inventory.py" 40 200 50 > "$work/inventory.toml"
+api_port=$(free_port)
+"$menshen" --log-level warn serve --listen "127.0.0.1:$api_port" \
+    --data-dir "$work/data" --config "$work/inventory.toml" &
+pids+=($!)
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$api_port/readyz" >/dev/null && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$api_port/readyz" >/dev/null || { echo "menshen did not start" >&2; exit 1; }
+
+# nginx serves the exact bytes menshen answers, at the same path.
+path=${target%%\?*}
+mkdir -p "$work/www$(dirname "$path")" "$work/nginx"
+curl -sf "http://127.0.0.1:$api_port$target" -o "$work/www$path"
+bytes=$(wc -c < "$work/www$path")
+nginx_port=$(free_port)
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/json;
+    etag on;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/www;
+        location / { try_files \$uri =404; }
+    }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 50); do
+    curl -sf "http://127.0.0.1:$nginx_port$target" >/dev/null && break
+    sleep 0.1
+done
+
+run_wrk() { # name url -> "rps p99"
+    wrk -t2 -c"$connections" -d3s "$2" >/dev/null  # warm-up
+    local out
+    out=$(wrk -t2 -c"$connections" -d"$duration" --latency "$2")
+    local rps p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    printf '%-8s %12s req/s   p99 %s\n' "$1" "$rps" "$p99" >&2
+    echo "$rps"
+}
+
+echo "GET $target ($bytes bytes), $connections connections, $duration each" >&2
+m=$(run_wrk menshen "http://127.0.0.1:$api_port$target")
+n=$(run_wrk nginx "http://127.0.0.1:$nginx_port$target")
+python3 -c "print(f'menshen/nginx = {float($m)/float($n):.2f}')"

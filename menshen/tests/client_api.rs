@@ -1,0 +1,507 @@
+//! The LEAP v5 client contract, checked field by field over real HTTP, on
+//! every store backend.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, CONTRACT_FILE, TestServer, backends, get_json};
+use serde_json::{Value, json};
+
+fn hosts(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|item| item["host"].as_str().expect("host is a string"))
+        .collect()
+}
+
+async fn content_type(url: &str) -> String {
+    let response = reqwest::get(url).await.unwrap();
+    response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn provider_json_follows_the_contract() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let provider = get_json(&server.url("/provider.json"), 200).await;
+        assert_eq!(
+            provider,
+            json!({
+                "api_uri": "https://api.vpn.test:4430",
+                "api_version": "5",
+                "api_versions": ["5"],
+                "languages": ["en", "de"],
+                "services": ["openvpn"],
+                "stun_servers": [],
+                "ask_for_donations": true,
+                "ca_cert_uri": "https://vpn.test/ca.crt",
+                "country_code_lookup_url": "https://vpn.test/geo",
+                "default_language": "en",
+                "description": {"en": "For tests."},
+                "domain": "vpn.test",
+                "donate_period": 30,
+                "donate_url": "https://vpn.test/donate",
+                "info_url": "https://vpn.test/info",
+                "motd_url": "https://vpn.test/motd",
+                "name": {"de": "Test-VPN", "en": "Test VPN"},
+                "service": {"allow_anonymous": true},
+                "tos_url": "https://vpn.test/tos",
+            }),
+            "{}",
+            backend.name()
+        );
+        assert!(
+            content_type(&server.url("/provider.json"))
+                .await
+                .starts_with("application/json")
+        );
+    }
+}
+
+#[tokio::test]
+async fn always_arrays_are_present_even_when_empty() {
+    let minimal = "[provider]\ndomain = \"x.test\"\napi_uri = \"https://x.test\"\nlanguages = []\nservices = []\n";
+    for backend in backends().await {
+        let server = TestServer::start(&backend, minimal).await;
+        let provider = get_json(&server.url("/provider.json"), 200).await;
+        for key in ["api_versions", "languages", "services", "stun_servers"] {
+            assert!(provider[key].is_array(), "{key} in {provider}");
+        }
+        assert_eq!(provider["api_versions"], json!(["5"]));
+        assert_eq!(provider["languages"], json!([]));
+        assert_eq!(provider["stun_servers"], json!([]));
+        // No locations, gateways or bridges: empty arrays, not null.
+        assert_eq!(
+            get_json(&server.url("/api/5/gateways"), 200).await,
+            json!([])
+        );
+        assert_eq!(
+            get_json(&server.url("/api/5/bridges"), 200).await,
+            json!([])
+        );
+        let service = get_json(&server.url("/api/5/service"), 200).await;
+        assert_eq!(
+            service,
+            json!({"auth": "anonymous", "serial": 3, "version": 3})
+        );
+    }
+}
+
+#[tokio::test]
+async fn service_follows_the_contract() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let service = get_json(&server.url("/api/5/service"), 200).await;
+        assert_eq!(service["auth"], "anonymous");
+        assert_eq!(service["serial"], 3);
+        assert_eq!(service["version"], 3);
+        assert_eq!(
+            service["openvpn_configuration"],
+            json!({"dev": "tun", "persist-key": true, "cipher": "AES-256-GCM", "keepalive": "10 30"})
+        );
+        let locations = &service["locations"];
+        // lat, lon and timezone are strings; timezone a signed integer.
+        assert_eq!(
+            locations["amsterdam"],
+            json!({
+                "country_code": "NL",
+                "display_name": "Amsterdam",
+                "label": "amsterdam",
+                "has_bridges": true,
+                "healthy": true,
+                "hemisphere": "N",
+                "lat": "52.37",
+                "lon": "4.89",
+                "timezone": "+1",
+            })
+        );
+        // Only an experimental and an invite-only gateway: not healthy for
+        // everyone, so the flag is left out.
+        assert_eq!(
+            locations["montreal"],
+            json!({
+                "country_code": "CA",
+                "display_name": "Montreal",
+                "label": "montreal",
+                "hemisphere": "N",
+                "region": "North America",
+                "lat": "45.5",
+                "lon": "-73.57",
+                "timezone": "-5",
+            })
+        );
+        assert_eq!(locations["santiago"]["hemisphere"], "S");
+        assert_eq!(locations["santiago"]["timezone"], "-4");
+        assert!(locations["santiago"].get("healthy").is_none());
+        assert_eq!(
+            locations["nowhere"],
+            json!({"country_code": "IS", "display_name": "Empty location", "label": "nowhere"})
+        );
+        for (_, location) in locations.as_object().unwrap() {
+            if let Some(tz) = location.get("timezone") {
+                let tz = tz.as_str().expect("timezone is a string");
+                tz.trim_start_matches('+')
+                    .parse::<i32>()
+                    .expect("parses as an integer");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn gateways_follow_the_contract() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let gateways = get_json(&server.url("/api/5/gateways"), 200).await;
+        // Unhealthy, experimental and invite-only gateways are not listed;
+        // the order is by location, then host.
+        assert_eq!(
+            gateways,
+            json!([
+                {
+                    "host": "gw1-tcp.ams",
+                    "ip_addr": "192.0.2.1",
+                    "location": "amsterdam",
+                    "port": 443,
+                    "transport": "tcp",
+                    "type": "openvpn",
+                    "load": 0.95,
+                    "overloaded": true,
+                    "healthy": true,
+                },
+                {
+                    "host": "gw1.ams",
+                    "ip_addr": "192.0.2.1",
+                    "ip6_addr": "2001:db8::1",
+                    "location": "amsterdam",
+                    "port": 1194,
+                    "transport": "udp",
+                    "type": "openvpn",
+                    "load": 0.25,
+                    "healthy": true,
+                },
+            ]),
+            "{}",
+            backend.name()
+        );
+        assert!(gateways[0]["port"].is_i64());
+        assert!(gateways[0]["load"].is_f64());
+        let experimental = get_json(&server.url("/api/5/gateways?experimental=true"), 200).await;
+        assert_eq!(hosts(&experimental), ["gw1-tcp.ams", "gw1.ams", "gw1.mtl"]);
+        assert_eq!(experimental[2]["experimental"], true);
+    }
+}
+
+#[tokio::test]
+async fn bridges_follow_the_contract() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let bridges = get_json(&server.url("/api/5/bridges"), 200).await;
+        assert_eq!(
+            bridges,
+            json!([
+                {
+                    "host": "br1.ams",
+                    "ip_addr": "192.0.2.9",
+                    "location": "amsterdam",
+                    "port": 443,
+                    "transport": "tcp",
+                    "type": "obfs4",
+                    "healthy": true,
+                    "options": {"cert": "dGVzdC1jZXJ0", "iatMode": "0"},
+                },
+                {
+                    "host": "br2.ams",
+                    "ip_addr": "192.0.2.10",
+                    "location": "amsterdam",
+                    "transport": "kcp",
+                    "type": "obfs4-hop",
+                    "healthy": true,
+                    "options": {
+                        "cert": "aG9wLWNlcnQ",
+                        "iatMode": "1",
+                        "min_hop_seconds": 20,
+                        "min_hop_port": 49152,
+                        "max_hop_port": 65535,
+                        "hop_jitter": 5,
+                        "port_count": 100,
+                        "port_seed": 42,
+                    },
+                },
+            ]),
+            "{}",
+            backend.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn filters_narrow_the_lists() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let gw = |q: &str| server.url(&format!("/api/5/gateways?{q}"));
+        let br = |q: &str| server.url(&format!("/api/5/bridges?{q}"));
+        let cases = [
+            (gw("tr=tcp"), vec!["gw1-tcp.ams"]),
+            (gw("tr=UDP"), vec!["gw1.ams"]),
+            (gw("port=1194"), vec!["gw1.ams"]),
+            (gw("port=443&tr=tcp"), vec!["gw1-tcp.ams"]),
+            (gw("port=443&tr=udp"), vec![]),
+            (gw("loc=AmSterdam"), vec!["gw1-tcp.ams", "gw1.ams"]),
+            (gw("loc=montreal"), vec![]),
+            (gw("loc=montreal&experimental=1"), vec!["gw1.mtl"]),
+            (gw("cc=de&loc=&port=&tr="), vec!["gw1-tcp.ams", "gw1.ams"]),
+            (gw("cc=NL"), vec!["gw1-tcp.ams", "gw1.ams"]),
+            (br("type=obfs4-hop"), vec!["br2.ams"]),
+            (br("type=OBFS4"), vec!["br1.ams"]),
+            (br("tr=kcp"), vec!["br2.ams"]),
+            (br("tr=udp"), vec![]),
+            (br("port=443"), vec!["br1.ams"]),
+            (br("loc=amsterdam&type=obfs4"), vec!["br1.ams"]),
+        ];
+        for (url, expected) in cases {
+            let list = get_json(&url, 200).await;
+            assert_eq!(hosts(&list), expected, "{url} on {}", backend.name());
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_naming_the_parameter() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let server = TestServer::start(&backend, CONTRACT_FILE).await;
+    for (path, parameter) in [
+        ("/api/5/gateways?tr=carrier-pigeon", "tr"),
+        ("/api/5/gateways?port=99999", "port"),
+        ("/api/5/gateways?port=http", "port"),
+        ("/api/5/gateways?cc=NOTACOUNTRY", "cc"),
+        ("/api/5/gateways?cc=ZZ", "cc"),
+        ("/api/5/gateways?loc=atlantis", "loc"),
+        ("/api/5/gateways?tr=kcp", "tr"),
+        ("/api/5/gateways?tr=tcp&tr=udp", "tr"),
+        ("/api/5/bridges?type=carrier-pigeon", "type"),
+        ("/api/5/bridges?tr=carrier-pigeon", "tr"),
+        ("/api/5/bridges?experimental=perhaps", "experimental"),
+    ] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_parameter", "{path}");
+        assert_eq!(body["parameter"], parameter, "{path}");
+        assert!(
+            body["message"].as_str().unwrap().contains(parameter),
+            "{path}: {body}"
+        );
+    }
+
+    let body = get_json(&server.url("/api/5/nothing-here"), 404).await;
+    assert_eq!(body["error"], "not_found");
+    let response = reqwest::Client::new()
+        .delete(server.url("/api/5/gateways"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn etags_answer_if_none_match_with_304() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let client = reqwest::Client::new();
+        for path in [
+            "/provider.json",
+            "/api/5/service",
+            "/api/5/gateways",
+            "/api/5/gateways?tr=udp",
+            "/api/5/bridges",
+        ] {
+            let first = client.get(server.url(path)).send().await.unwrap();
+            assert_eq!(first.status(), 200);
+            let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+            assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+
+            let again = client
+                .get(server.url(path))
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status(), 304, "{path}");
+            assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+            assert!(again.bytes().await.unwrap().is_empty());
+
+            let other = client
+                .get(server.url(path))
+                .header("if-none-match", "\"something-else\"")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(other.status(), 200, "{path}");
+        }
+        // Different bytes, different tags.
+        let all = client
+            .get(server.url("/api/5/gateways"))
+            .send()
+            .await
+            .unwrap();
+        let udp = client
+            .get(server.url("/api/5/gateways?tr=udp"))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(all.headers()["etag"], udp.headers()["etag"]);
+    }
+}
+
+#[tokio::test]
+async fn a_changed_inventory_changes_the_etag() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let client = reqwest::Client::new();
+        let before = client
+            .get(server.url("/api/5/gateways"))
+            .send()
+            .await
+            .unwrap();
+        let etag = before.headers()["etag"].to_str().unwrap().to_owned();
+
+        // Another writer (as another replica would) changes the store.
+        let store = menshen::store::Store::connect(&backend.engine())
+            .await
+            .unwrap();
+        let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.5");
+        let file = menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x"))
+            .unwrap();
+        store.apply_provider_file(&file).await.unwrap();
+        // Postgres notifies other replicas; SQLite relies on the periodic
+        // reload (30 s by default), so only Postgres is held to a deadline here.
+        if backend.name() == "postgres" {
+            let mut seen = false;
+            for _ in 0..100 {
+                let r = client
+                    .get(server.url("/api/5/gateways"))
+                    .header("if-none-match", &etag)
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 200 {
+                    let list: Value = r.json().await.unwrap();
+                    assert_eq!(list[1]["load"], 0.5);
+                    seen = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(seen, "the change never reached the other replica");
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_periodic_reload_picks_up_changes_made_elsewhere() {
+    for backend in backends().await {
+        let path = backend.data_dir().join("provider.toml");
+        std::fs::write(&path, CONTRACT_FILE).unwrap();
+        let mut settings = backend.settings();
+        settings.provider_file = Some(path);
+        settings.reload_interval = Duration::from_millis(200);
+        let server = TestServer::start_with(settings).await;
+
+        let store = menshen::store::Store::connect(&backend.engine())
+            .await
+            .unwrap();
+        let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.75");
+        let file = menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x"))
+            .unwrap();
+        store.apply_provider_file(&file).await.unwrap();
+        let mut load = Value::Null;
+        for _ in 0..100 {
+            let list = get_json(&server.url("/api/5/gateways?tr=udp"), 200).await;
+            load = list[0]["load"].clone();
+            if load == 0.75 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(load, 0.75, "{}", backend.name());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    for backend in backends().await {
+        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        assert_eq!(
+            get_json(&server.url("/healthz"), 200).await,
+            json!({"status": "ok"})
+        );
+        let ready = get_json(&server.url("/readyz"), 200).await;
+        assert_eq!(ready["status"], "ready");
+        assert_eq!(ready["store"], backend.name());
+        // live gateways, experimental and invite-only included
+        assert_eq!(ready["gateways"], 4);
+
+        if let Backend::Postgres(db, _) = &backend {
+            // Cut the database off: not ready, but still alive and serving
+            // clients from the snapshot.
+            let name = db.url.rsplit('/').next().unwrap().to_owned();
+            set_connections_allowed(&name, false).await;
+            let body = get_json(&server.url("/readyz"), 503).await;
+            assert_eq!(body["error"], "unavailable");
+            get_json(&server.url("/healthz"), 200).await;
+            let list = get_json(&server.url("/api/5/gateways"), 200).await;
+            assert_eq!(hosts(&list).len(), 2);
+            set_connections_allowed(&name, true).await;
+            let mut ready = false;
+            for _ in 0..100 {
+                if reqwest::get(server.url("/readyz")).await.unwrap().status() == 200 {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(ready, "ready again once the database is back");
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+/// Allows or refuses new connections to database `name`, dropping the
+/// existing ones when refusing.
+async fn set_connections_allowed(name: &str, allowed: bool) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&menshen_e2e::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if !allowed {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}

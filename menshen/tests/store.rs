@@ -1,0 +1,210 @@
+//! One store suite, run against SQLite and Postgres alike.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{CONTRACT_FILE, backends};
+use menshen::config::file::ProviderFile;
+use menshen::store::{Engine, ResourceKind, Store};
+
+fn file(text: &str) -> ProviderFile {
+    ProviderFile::parse(text, Path::new("test.toml")).unwrap()
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_again_harmlessly() {
+    for backend in backends().await {
+        let first = Store::connect(&backend.engine()).await.unwrap();
+        first
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+        first.close().await;
+        // A second start runs the migrator again over the same database.
+        let second = Store::connect(&backend.engine()).await.unwrap();
+        let inventory = second.load_inventory().await.unwrap();
+        assert_eq!(inventory.locations.len(), 4, "{}", backend.name());
+        second.ping().await.unwrap();
+        second.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_provider_file_round_trips() {
+    for backend in backends().await {
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        let f = file(CONTRACT_FILE);
+        store.apply_provider_file(&f).await.unwrap();
+        let inventory = store.load_inventory().await.unwrap();
+        assert_eq!(
+            inventory.provider,
+            f.provider.to_model(),
+            "{}",
+            backend.name()
+        );
+        assert_eq!(inventory.service, f.service.to_settings());
+        assert_eq!(inventory.locations, f.location_rows());
+        let mut expected = f.resource_rows();
+        expected.sort_by(|a, b| (a.kind.as_str(), &a.host).cmp(&(b.kind.as_str(), &b.host)));
+        assert_eq!(inventory.resources, expected);
+        // Floating point and JSON options survive both engines exactly.
+        let gw = inventory
+            .resources
+            .iter()
+            .find(|r| r.host == "gw1.ams")
+            .unwrap();
+        assert_eq!(gw.load, 0.25);
+        let br = inventory
+            .resources
+            .iter()
+            .find(|r| r.host == "br2.ams")
+            .unwrap();
+        assert_eq!(br.kind, ResourceKind::Bridge);
+        assert_eq!(br.options_map()["port_seed"], 42);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn applying_the_same_file_twice_changes_nothing() {
+    for backend in backends().await {
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        store
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+        let once = store.load_inventory().await.unwrap();
+        store
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+        let twice = store.load_inventory().await.unwrap();
+        assert_eq!(once, twice, "{}", backend.name());
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn what_a_new_file_drops_is_removed() {
+    for backend in backends().await {
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        store
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+
+        // Drop Santiago and its gateway, and the second bridge.
+        let mut text = String::new();
+        for block in CONTRACT_FILE.split("\n\n") {
+            if !(block.contains("santiago") || block.contains("br2.ams")) {
+                text.push_str(block);
+                text.push_str("\n\n");
+            }
+        }
+        store.apply_provider_file(&file(&text)).await.unwrap();
+        let inventory = store.load_inventory().await.unwrap();
+        let labels: Vec<_> = inventory
+            .locations
+            .iter()
+            .map(|l| l.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            ["amsterdam", "montreal", "nowhere"],
+            "{}",
+            backend.name()
+        );
+        let hosts: Vec<_> = inventory
+            .resources
+            .iter()
+            .map(|r| r.host.as_str())
+            .collect();
+        assert_eq!(
+            hosts,
+            ["br1.ams", "gw1-tcp.ams", "gw1.ams", "gw1.mtl", "gw2.mtl"]
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn writes_announce_a_change() {
+    for backend in backends().await {
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        let mut changes = store.subscribe();
+        changes.borrow_and_update();
+        store
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), changes.changed())
+            .await
+            .expect("a change is announced")
+            .unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_replicas_hear_each_others_changes() {
+    for backend in backends().await {
+        if backend.name() != "postgres" {
+            continue;
+        }
+        let writer = Store::connect(&backend.engine()).await.unwrap();
+        let reader = Store::connect(&backend.engine()).await.unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut changes = reader.subscribe();
+        let listening = {
+            let reader = reader.clone();
+            tokio::spawn(async move { reader.listen_for_changes(stopped).await })
+        };
+        // The listener announces once when it starts listening.
+        tokio::time::timeout(Duration::from_secs(5), changes.changed())
+            .await
+            .expect("listener started")
+            .unwrap();
+        changes.borrow_and_update();
+        writer
+            .apply_provider_file(&file(CONTRACT_FILE))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), changes.changed())
+            .await
+            .expect("the other replica's change is heard")
+            .unwrap();
+        stop.send(true).unwrap();
+        listening.await.unwrap();
+        writer.close().await;
+        reader.close().await;
+    }
+}
+
+#[test]
+fn engines_are_chosen_by_url() {
+    let dir = Path::new("/data");
+    assert_eq!(
+        Engine::select(None, dir).unwrap(),
+        Engine::Sqlite("/data/menshen.sqlite".into())
+    );
+    assert_eq!(
+        Engine::select(Some(""), dir).unwrap(),
+        Engine::Sqlite("/data/menshen.sqlite".into())
+    );
+    assert_eq!(
+        Engine::select(Some("sqlite:///tmp/x.db"), dir).unwrap(),
+        Engine::Sqlite("/tmp/x.db".into())
+    );
+    assert!(matches!(
+        Engine::select(Some("postgres://u:secret@h/db"), dir).unwrap(),
+        Engine::Postgres(_)
+    ));
+    let debug = format!(
+        "{:?}",
+        Engine::select(Some("postgres://u:secret@h/db"), dir).unwrap()
+    );
+    assert!(!debug.contains("secret"), "{debug}");
+    assert!(Engine::select(Some("mysql://h/db"), dir).is_err());
+}

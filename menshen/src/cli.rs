@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
-use crate::store::Engine;
+use crate::store::{Engine, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,60 @@ enum Command {
         /// The provider file (TOML).
         file: PathBuf,
     },
+    /// Manage the agents that report gateways and bridges.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Create an agent and print its token (one line, shown only now).
+    Create {
+        /// The agent's name: lowercase letters, digits, '-', '_', '.'.
+        name: String,
+        /// How long the token is valid (e.g. 365d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "365d")]
+        ttl: Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Revoke an agent: its token stops working and what it reported leaves
+    /// the lists.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List agents.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// The key tokens are signed with; every replica and the CLI must agree.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// File holding the signing key (base64 of at least 32 random bytes).
+    /// Without it (or MENSHEN_SIGNING_KEY), a key generated into --data-dir.
+    #[arg(long, env = "MENSHEN_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    fn source(&self) -> KeySource {
+        KeySource {
+            inline: std::env::var("MENSHEN_SIGNING_KEY")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            file: self.signing_key_file.clone(),
+        }
+    }
 }
 
 /// Where the store is; shared by every command that opens it.
@@ -80,6 +135,9 @@ struct ServeArgs {
     #[arg(long, env = "MENSHEN_CONFIG")]
     config: Option<PathBuf>,
 
+    #[command(flatten)]
+    key: KeyArgs,
+
     /// How long a pushed gateway or bridge stays listed without a heartbeat
     /// (e.g. 60s, 2m).
     #[arg(long, env = "MENSHEN_RESOURCE_TTL", value_parser = humantime::parse_duration,
@@ -115,6 +173,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => run(serve(args)),
+        Command::Agent(command) => run(agent(command)),
     }
 }
 
@@ -143,6 +202,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         provider_file: args.config,
         resource_ttl: args.resource_ttl,
         reload_interval: args.reload_interval,
+        signing_key: args.key.source(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -162,4 +222,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::shutdown_signal(),
     )
     .await
+}
+
+async fn agent(command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Create {
+            name,
+            ttl,
+            store,
+            key,
+        } => {
+            anyhow::ensure!(
+                valid_agent_name(&name),
+                "agent name {name:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'"
+            );
+            let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
+            let db = Store::connect(&store.engine()?).await?;
+            let token_id = random_id(16);
+            let now = now_millis();
+            db.create_agent(&name, &token_id, now).await?;
+            db.close().await;
+            let token =
+                signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
+            println!("{token}");
+        }
+        AgentCommand::Revoke { name, store } => {
+            let db = Store::connect(&store.engine()?).await?;
+            db.revoke_agent(&name, now_millis()).await?;
+            db.close().await;
+            eprintln!("agent {name} revoked");
+        }
+        AgentCommand::List { json, store } => {
+            let db = Store::connect(&store.engine()?).await?;
+            let agents = db.list_agents().await?;
+            db.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&agents)?);
+            } else {
+                println!(
+                    "{:<32} {:<8} {:<20} {:<20}",
+                    "NAME", "STATUS", "CREATED", "REVOKED"
+                );
+                for a in agents {
+                    println!(
+                        "{:<32} {:<8} {:<20} {:<20}",
+                        a.name,
+                        if a.revoked_millis.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        },
+                        format_millis(a.created_millis),
+                        a.revoked_millis.map(format_millis).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as an RFC 3339 UTC time, to the second.
+fn format_millis(millis: i64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
 }

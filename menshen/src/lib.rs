@@ -4,6 +4,7 @@
 //! bind port 0 and drive the real server over HTTP.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod geo;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::AppState;
+use crate::auth::SigningKey;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
 use crate::inventory::InventoryHandle;
@@ -58,10 +60,13 @@ pub async fn launch(
     let metrics = Arc::new(Metrics::new());
     let inventory =
         Arc::new(InventoryHandle::load(&store, settings.resource_ttl, metrics.clone()).await?);
+    let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
     let state = Arc::new(AppState {
         store: store.clone(),
         inventory: inventory.clone(),
         metrics: metrics.clone(),
+        signing_key,
+        resource_ttl: settings.resource_ttl,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -1,15 +1,18 @@
 //! The HTTP API: one module per resource, merged here.
 
+mod agent;
 pub mod cached;
 mod client;
 pub mod error;
 mod health;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::middleware;
 
+use crate::auth::SigningKey;
 use crate::inventory::InventoryHandle;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
@@ -20,6 +23,9 @@ pub struct AppState {
     pub store: Store,
     pub inventory: Arc<InventoryHandle>,
     pub metrics: Arc<Metrics>,
+    pub signing_key: Arc<SigningKey>,
+    /// How long a pushed resource stays listed without a heartbeat.
+    pub resource_ttl: Duration,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -28,6 +34,7 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(client::router())
+        .merge(agent::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -6,6 +6,7 @@ pub mod file;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::KeySource;
 use crate::store::Engine;
 
 /// Default interval at which agents push.
@@ -27,6 +28,8 @@ pub struct Settings {
     pub resource_ttl: Duration,
     /// Full reload from the store, as a backstop for missed notifications.
     pub reload_interval: Duration,
+    /// The key agent (and operator) tokens are signed with.
+    pub signing_key: KeySource,
 }
 
 impl Settings {
@@ -39,6 +42,7 @@ impl Settings {
             provider_file: None,
             resource_ttl: DEFAULT_AGENT_INTERVAL * 4,
             reload_interval: Duration::from_secs(30),
+            signing_key: KeySource::default(),
         }
     }
 }

@@ -52,6 +52,9 @@ impl Cached {
     }
 }
 
+/// Shortest time between two reloads caused by change notifications.
+pub const MIN_RELOAD_GAP: Duration = Duration::from_millis(100);
+
 /// Upper bound on distinct cached list responses per snapshot; beyond it
 /// responses are still served, just computed each time.
 const MAX_CACHED_RESPONSES: usize = 4096;
@@ -80,7 +83,8 @@ fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
 }
 
-fn to_gateway(r: &ResourceRow) -> Gateway {
+/// A stored row as a client sees it.
+pub fn to_gateway(r: &ResourceRow) -> Gateway {
     Gateway {
         host: r.host.clone(),
         ip_addr: r.ip_addr.clone(),
@@ -98,7 +102,8 @@ fn to_gateway(r: &ResourceRow) -> Gateway {
     }
 }
 
-fn to_bridge(r: &ResourceRow) -> Bridge {
+/// A stored row as a client sees it.
+pub fn to_bridge(r: &ResourceRow) -> Bridge {
     Bridge {
         host: r.host.clone(),
         ip_addr: r.ip_addr.clone(),
@@ -285,9 +290,11 @@ impl InventoryHandle {
         Ok(())
     }
 
-    /// Keeps the snapshot fresh until `shutdown` fires: reloads on every
-    /// change notification and every `reload_interval`, and rebuilds when a
-    /// pushed resource expires.
+    /// Keeps the snapshot fresh until `shutdown` fires: reloads on change
+    /// notifications (at most one reload per [`MIN_RELOAD_GAP`], so a burst
+    /// of changes costs one reload), every `reload_interval`, and when a
+    /// pushed resource's TTL runs out (its agent may have reported meanwhile
+    /// through another replica, so the store is asked, not the old copy).
     pub async fn run(
         self: Arc<Self>,
         store: Store,
@@ -306,11 +313,16 @@ impl InventoryHandle {
                     if changed.is_err() {
                         return;
                     }
+                    // Let a burst of changes settle into one reload.
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(MIN_RELOAD_GAP) => {}
+                    }
                     changes.borrow_and_update();
                     self.reload_logged(&store).await;
                 }
                 _ = tokio::time::sleep(reload_interval) => self.reload_logged(&store).await,
-                _ = sleep_opt(until_expiry) => self.rebuild(None),
+                _ = sleep_opt(until_expiry) => self.reload_logged(&store).await,
             }
         }
     }
@@ -319,6 +331,8 @@ impl InventoryHandle {
         if let Err(err) = self.reload(store).await {
             self.metrics.reload_failed();
             tracing::warn!(error = %err, "inventory reload failed; serving the previous snapshot");
+            // Time still passes: drop what has expired by now.
+            self.rebuild(None);
         }
     }
 }

@@ -51,6 +51,10 @@ macro_rules! commit_and_announce {
     }};
 }
 
+mod agents;
+
+pub use agents::{AgentError, AgentRow, PushError, Pushed};
+
 #[derive(Clone)]
 enum Db {
     Sqlite(SqlitePool),

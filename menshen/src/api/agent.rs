@@ -1,0 +1,204 @@
+//! `PUT /api/5/agent/gateways` and `PUT /api/5/agent/bridges`: agents push
+//! the whole current set of what runs on their host.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::put;
+use menshen_model::{Bridge, Gateway};
+use serde::de::DeserializeOwned;
+
+use super::SharedState;
+use super::error::ApiError;
+use crate::auth::{self, TokenError};
+use crate::config::file::{bridge_row, gateway_row};
+use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
+use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
+
+/// Largest accepted body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/api/5/agent/gateways", put(put_gateways))
+        .route("/api/5/agent/bridges", put(put_bridges))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// An agent that presented a valid token (its revocation is checked when
+/// writing, in the same transaction).
+pub struct Agent {
+    pub name: String,
+    pub token_id: String,
+}
+
+impl FromRequestParts<SharedState> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let verified = auth::bearer(header).and_then(|t| state.signing_key.verify_agent_token(t));
+        match verified {
+            Ok(claims) => Ok(Agent {
+                name: claims.sub,
+                token_id: claims.jti,
+            }),
+            Err(err) => {
+                tracing::info!(reason = %err, "agent token refused");
+                Err(ApiError::unauthorized(match err {
+                    TokenError::Missing => {
+                        "an agent token is required: Authorization: Bearer <token>"
+                    }
+                    TokenError::Expired => "the agent token has expired",
+                    TokenError::Invalid(_) => "the agent token is not valid",
+                }))
+            }
+        }
+    }
+}
+
+/// Parses a JSON array body: 413 when too large, 400 when not JSON, 422
+/// naming the field when JSON of the wrong shape.
+fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    list: &str,
+) -> Result<Vec<T>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(MAX_BODY_BYTES)
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let inner = err.inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request("invalid_json", format!("the body is not JSON: {inner}"))
+        } else {
+            let path = err.path().to_string();
+            let field = if path == "." {
+                list.to_owned()
+            } else {
+                format!("{list}{}", path.trim_start_matches('?'))
+            };
+            ApiError::invalid_fields(vec![FieldError::new(field, inner.to_string())])
+        }
+    })
+}
+
+/// Clients name locations case-insensitively; store the canonical label.
+fn canonical_location(state: &SharedState, location: &mut String) {
+    if let Some(label) = state.inventory.snapshot().location_label(location) {
+        *location = label.to_owned();
+    }
+}
+
+async fn push(
+    state: &SharedState,
+    agent: &Agent,
+    kind: ResourceKind,
+    rows: Vec<ResourceRow>,
+) -> Result<(StatusCode, Vec<ResourceRow>), ApiError> {
+    let ttl = state.resource_ttl.as_millis() as i64;
+    let now = rows.first().map_or_else(now_millis, |r| r.last_seen_millis);
+    let pushed = state
+        .store
+        .push_agent_resources(&agent.name, &agent.token_id, kind, &rows, now - ttl)
+        .await
+        .map_err(|err| match err {
+            PushError::NotAuthorized => {
+                tracing::info!(agent = %agent.name, "push from a revoked or replaced token refused");
+                ApiError::unauthorized("the agent token is no longer valid")
+            }
+            PushError::HostTaken(host) => {
+                tracing::warn!(agent = %agent.name, %host, "push refused: host belongs to someone else");
+                ApiError::forbidden(format!("host {host:?} belongs to another agent or is defined by hand"))
+            }
+            PushError::UnknownLocation => ApiError::invalid_fields(vec![FieldError::new(
+                "location",
+                "a location does not exist",
+            )]),
+            PushError::Database(err) => ApiError::internal(err),
+        })?;
+    tracing::debug!(agent = %agent.name, kind = kind.as_str(), count = rows.len(), changed = pushed.changed, "push stored");
+    let status = if pushed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, pushed.stored))
+}
+
+/// `PUT /api/5/agent/gateways`: the agent's whole set of gateways.
+async fn put_gateways(
+    State(state): State<SharedState>,
+    agent: Agent,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Vec<Gateway>>), ApiError> {
+    let mut gateways: Vec<Gateway> = parse_body(body, "gateways")?;
+    let now = now_millis();
+    for g in &mut gateways {
+        g.transport.make_ascii_lowercase();
+        g.kind.make_ascii_lowercase();
+        canonical_location(&state, &mut g.location);
+        // the server's receipt time, never the agent's word
+        g.last_seen_millis = now;
+    }
+    let snapshot = state.inventory.snapshot();
+    let errors = check_gateways(&gateways, "gateways", &|l| {
+        snapshot.location_label(l) == Some(l)
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let rows = gateways
+        .iter()
+        .map(|g| gateway_row(g, Origin::Agent, Some(&agent.name)))
+        .collect();
+    let (status, stored) = push(&state, &agent, ResourceKind::Gateway, rows).await?;
+    Ok((
+        status,
+        Json(stored.iter().map(crate::inventory::to_gateway).collect()),
+    ))
+}
+
+/// `PUT /api/5/agent/bridges`: the agent's whole set of bridges.
+async fn put_bridges(
+    State(state): State<SharedState>,
+    agent: Agent,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Vec<Bridge>>), ApiError> {
+    let mut bridges: Vec<Bridge> = parse_body(body, "bridges")?;
+    let now = now_millis();
+    for b in &mut bridges {
+        b.transport.make_ascii_lowercase();
+        b.kind.make_ascii_lowercase();
+        canonical_location(&state, &mut b.location);
+        b.last_seen_millis = now;
+    }
+    let snapshot = state.inventory.snapshot();
+    let errors = check_bridges(&bridges, "bridges", &|l| {
+        snapshot.location_label(l) == Some(l)
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let rows = bridges
+        .iter()
+        .map(|b| bridge_row(b, Origin::Agent, Some(&agent.name)))
+        .collect();
+    let (status, stored) = push(&state, &agent, ResourceKind::Bridge, rows).await?;
+    Ok((
+        status,
+        Json(stored.iter().map(crate::inventory::to_bridge).collect()),
+    ))
+}

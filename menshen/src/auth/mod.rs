@@ -1,0 +1,305 @@
+//! Who may write: agents prove themselves with a JWT signed by menshen's
+//! signing key (HS256). Every replica and the CLI must use the same key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Issuer of every token menshen mints.
+const ISSUER: &str = "menshen";
+/// Audience of agent tokens; no other kind of token is accepted from agents.
+pub const AGENT_AUDIENCE: &str = "menshen-agent";
+/// Shortest accepted signing key.
+const MIN_KEY_BYTES: usize = 32;
+/// Name of the generated key in the data folder.
+const GENERATED_KEY_FILE: &str = "signing.key";
+
+/// Where the signing key comes from.
+#[derive(Clone, Default)]
+pub struct KeySource {
+    /// The key itself, base64 (`MENSHEN_SIGNING_KEY`).
+    pub inline: Option<String>,
+    /// A file holding the key, base64.
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySource")
+            .field("inline", &self.inline.as_ref().map(|_| "<redacted>"))
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// The HMAC key tokens are signed with. Never printed.
+pub struct SigningKey {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(<redacted>)")
+    }
+}
+
+/// Claims of an agent token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The agent's name.
+    pub sub: String,
+    /// The token's id; only the agent's current one is accepted.
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Why a token was refused. Deliberately coarse in what reaches the client.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid here: {0}")]
+    Invalid(String),
+}
+
+fn decode_key(text: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .with_context(|| format!("{what}: the signing key must be base64"))?;
+    anyhow::ensure!(
+        bytes.len() >= MIN_KEY_BYTES,
+        "{what}: the signing key must be at least {MIN_KEY_BYTES} bytes, it has {}",
+        bytes.len()
+    );
+    Ok(bytes)
+}
+
+/// A new random identifier, hex.
+pub fn random_id(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SigningKey {
+    pub fn from_bytes(secret: &[u8]) -> SigningKey {
+        SigningKey {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// The configured key, or the one generated into `data_dir` on first
+    /// use (with a warning: replicas must share one key).
+    pub fn load(source: &KeySource, data_dir: &Path) -> anyhow::Result<SigningKey> {
+        if let Some(inline) = &source.inline {
+            return Ok(Self::from_bytes(&decode_key(
+                inline,
+                "MENSHEN_SIGNING_KEY",
+            )?));
+        }
+        if let Some(file) = &source.file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the signing key {}", file.display()))?;
+            return Ok(Self::from_bytes(&decode_key(
+                &text,
+                &file.display().to_string(),
+            )?));
+        }
+        let path = data_dir.join(GENERATED_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Self::from_bytes(&decode_key(
+                &text,
+                &path.display().to_string(),
+            )?)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Self::generate_into(&path),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn generate_into(path: &Path) -> anyhow::Result<SigningKey> {
+        use std::io::Write;
+        let mut secret = [0u8; MIN_KEY_BYTES];
+        rand::rng().fill_bytes(&mut secret);
+        let text = base64::engine::general_purpose::STANDARD.encode(secret);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes())
+                    .and_then(|_| f.write_all(b"\n"))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a signing key for tokens; replicas and the CLI must all use it \
+                     (set MENSHEN_SIGNING_KEY or --signing-key-file in production)"
+                );
+                Ok(Self::from_bytes(&secret))
+            }
+            // Another process generated it at the same moment: use theirs.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(path)?;
+                Ok(Self::from_bytes(&decode_key(
+                    &text,
+                    &path.display().to_string(),
+                )?))
+            }
+            Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
+    /// A token for agent `name` with id `token_id`, valid for `ttl_secs`.
+    pub fn mint_agent_token(
+        &self,
+        name: &str,
+        token_id: &str,
+        now_secs: i64,
+        ttl_secs: i64,
+    ) -> String {
+        let claims = AgentClaims {
+            iss: ISSUER.into(),
+            aud: AGENT_AUDIENCE.into(),
+            sub: name.into(),
+            jti: token_id.into(),
+            iat: now_secs,
+            exp: now_secs.saturating_add(ttl_secs),
+        };
+        // HS256 over a serialisable struct cannot fail.
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing")
+    }
+
+    /// Checks signature, algorithm, issuer, audience and expiry.
+    pub fn verify_agent_token(&self, token: &str) -> Result<AgentClaims, TokenError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AGENT_AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = 30;
+        match jsonwebtoken::decode::<AgentClaims>(token, &self.decoding, &validation) {
+            Ok(data) => Ok(data.claims),
+            Err(err) => match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+                _ => Err(TokenError::Invalid(err.to_string())),
+            },
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer(header: Option<&str>) -> Result<&str, TokenError> {
+    let value = header.ok_or(TokenError::Missing)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(TokenError::Missing);
+    }
+    Ok(token.trim())
+}
+
+/// An agent name: 1-64 lowercase letters, digits, '-', '_' or '.'.
+pub fn valid_agent_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn a_minted_token_verifies() {
+        let fresh =
+            key().mint_agent_token("gw-ams", "abc", crate::store::now_millis() / 1000, 3600);
+        let claims = key().verify_agent_token(&fresh).unwrap();
+        assert_eq!(claims.sub, "gw-ams");
+        assert_eq!(claims.aud, AGENT_AUDIENCE);
+    }
+
+    #[test]
+    fn forged_expired_none_and_wrong_audience_tokens_are_refused() {
+        let now = crate::store::now_millis() / 1000;
+        let other = SigningKey::from_bytes(&[8u8; 32]);
+        let forged = other.mint_agent_token("gw", "id", now, 3600);
+        assert!(matches!(
+            key().verify_agent_token(&forged),
+            Err(TokenError::Invalid(_))
+        ));
+
+        let expired = key().mint_agent_token("gw", "id", now - 7200, 3600);
+        assert!(matches!(
+            key().verify_agent_token(&expired),
+            Err(TokenError::Expired)
+        ));
+
+        let claims = format!(
+            r#"{{"iss":"menshen","aud":"menshen-agent","sub":"gw","jti":"id","iat":{now},"exp":{}}}"#,
+            now + 3600
+        );
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(claims.as_bytes())
+        );
+        assert!(key().verify_agent_token(&none).is_err());
+
+        let wrong_aud = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"iss": "menshen", "aud": "menshen-admin", "sub": "gw", "jti": "id", "iat": now, "exp": now + 3600}),
+            &key().encoding,
+        )
+        .unwrap();
+        assert!(key().verify_agent_token(&wrong_aud).is_err());
+        assert!(key().verify_agent_token("not a token").is_err());
+    }
+
+    #[test]
+    fn bearer_headers_are_parsed() {
+        assert_eq!(bearer(Some("Bearer abc")).unwrap(), "abc");
+        assert_eq!(bearer(Some("bearer  abc ")).unwrap(), "abc");
+        assert!(bearer(Some("Basic abc")).is_err());
+        assert!(bearer(Some("Bearer ")).is_err());
+        assert!(bearer(None).is_err());
+    }
+
+    #[test]
+    fn the_generated_key_persists_and_short_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SigningKey::load(&KeySource::default(), dir.path()).unwrap();
+        let b = SigningKey::load(&KeySource::default(), dir.path()).unwrap();
+        let now = crate::store::now_millis() / 1000;
+        let token = a.mint_agent_token("gw", "id", now, 60);
+        assert!(b.verify_agent_token(&token).is_ok());
+        let short = KeySource {
+            inline: Some(base64::engine::general_purpose::STANDARD.encode([1u8; 8])),
+            file: None,
+        };
+        let err = SigningKey::load(&short, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        assert!(!format!("{short:?}").contains(short.inline.as_deref().unwrap()));
+    }
+}

@@ -1,0 +1,289 @@
+//! Agents, and the gateways and bridges they push.
+
+use std::collections::HashMap;
+
+use super::{Db, ResourceKind, ResourceRow, Store};
+
+/// An agent as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct AgentRow {
+    pub name: String,
+    #[serde(skip)]
+    pub token_id: String,
+    pub created_millis: i64,
+    pub revoked_millis: Option<i64>,
+}
+
+/// Why a push was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The agent is unknown or revoked, or the token is not its current one.
+    #[error("the agent is unknown or revoked, or its token was replaced")]
+    NotAuthorized,
+    /// The host belongs to another agent or is defined by hand.
+    #[error("host {0:?} belongs to someone else")]
+    HostTaken(String),
+    /// A location vanished between validation and writing.
+    #[error("a location does not exist")]
+    UnknownLocation,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub struct Pushed {
+    /// Whether any resource was new.
+    pub created: bool,
+    /// Whether clients' lists may differ because of it (anything but the
+    /// heartbeat time of resources that were already listed).
+    pub changed: bool,
+    /// The agent's resources of this kind, as stored now.
+    pub stored: Vec<ResourceRow>,
+}
+
+/// Why an agent command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent {0:?} already exists")]
+    Exists(String),
+    #[error("no agent named {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const RESOURCE_COLUMNS: &str = "kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
+     healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent";
+
+/// Whether two rows differ in anything but their heartbeat time.
+fn same_but_heartbeat(a: &ResourceRow, b: &ResourceRow) -> bool {
+    let mut a = a.clone();
+    a.last_seen_millis = b.last_seen_millis;
+    a == *b
+}
+
+impl Store {
+    /// Creates agent `name` with token id `token_id`. A revoked agent may be
+    /// created again; its old tokens stay invalid.
+    pub async fn create_agent(
+        &self,
+        name: &str,
+        token_id: &str,
+        now: i64,
+    ) -> Result<(), AgentError> {
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            let existing: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT revoked_millis FROM agents WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match existing {
+                Some((None,)) => return Err(AgentError::Exists(name.to_owned())),
+                Some((Some(_),)) => {
+                    sqlx::query(
+                        "UPDATE agents SET token_id = $1, created_millis = $2, revoked_millis = NULL WHERE name = $3",
+                    )
+                    .bind(token_id)
+                    .bind(now)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query(
+                        "INSERT INTO agents (name, token_id, created_millis) VALUES ($1, $2, $3)",
+                    )
+                    .bind(name)
+                    .bind(token_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Revokes agent `name`: its tokens stop working and what it pushed
+    /// leaves the lists at once.
+    pub async fn revoke_agent(&self, name: &str, now: i64) -> Result<(), AgentError> {
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            let done = sqlx::query(
+                "UPDATE agents SET revoked_millis = $1 WHERE name = $2 AND revoked_millis IS NULL",
+            )
+            .bind(now)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(AgentError::NotFound(name.to_owned()));
+            }
+            sqlx::query("DELETE FROM resources WHERE origin = 'agent' AND agent = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            commit_and_announce!(self, tx);
+        });
+        Ok(())
+    }
+
+    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
+        with_pool!(&self.db, |pool| {
+            sqlx::query_as(
+                "SELECT name, token_id, created_millis, revoked_millis FROM agents ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await
+        })
+    }
+
+    /// Replaces agent `agent`'s resources of `kind` with `rows`, in one
+    /// transaction: new hosts are created, known ones updated, the ones it
+    /// no longer reports retired. Hosts owned by anyone else are refused and
+    /// nothing is written. Only a change that clients can see is announced
+    /// to the replicas: a bare heartbeat of a listed resource is not, and
+    /// reaches other replicas' snapshots with their periodic reload.
+    /// `stale_before` is the heartbeat time at or before which a resource is
+    /// no longer listed (now minus the TTL).
+    pub async fn push_agent_resources(
+        &self,
+        agent: &str,
+        token_id: &str,
+        kind: ResourceKind,
+        rows: &[ResourceRow],
+        stale_before: i64,
+    ) -> Result<Pushed, PushError> {
+        let insert = format!(
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+             ON CONFLICT (kind, host) DO NOTHING"
+        );
+        let select = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2 ORDER BY host"
+        );
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            let current: Option<(String, Option<i64>)> =
+                sqlx::query_as("SELECT token_id, revoked_millis FROM agents WHERE name = $1")
+                    .bind(agent)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match current {
+                Some((id, None)) if id == token_id => {}
+                _ => return Err(PushError::NotAuthorized),
+            }
+            let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+                .bind(kind.as_str())
+                .bind(agent)
+                .fetch_all(&mut *tx)
+                .await?;
+            let own: HashMap<&str, &ResourceRow> =
+                own.iter().map(|r| (r.host.as_str(), r)).collect();
+
+            let mut created = false;
+            let mut changed = false;
+            for r in rows {
+                match own.get(r.host.as_str()) {
+                    Some(prev) => {
+                        changed |=
+                            !same_but_heartbeat(prev, r) || prev.last_seen_millis <= stale_before;
+                        sqlx::query(
+                            "UPDATE resources SET ip_addr = $1, ip6_addr = $2, location = $3, port = $4, \
+                             transport = $5, type = $6, load = $7, overloaded = $8, healthy = $9, \
+                             experimental = $10, bucket = $11, auth = $12, options = $13, last_seen_millis = $14 \
+                             WHERE kind = $15 AND host = $16 AND agent = $17",
+                        )
+                        .bind(&r.ip_addr)
+                        .bind(&r.ip6_addr)
+                        .bind(&r.location)
+                        .bind(r.port)
+                        .bind(&r.transport)
+                        .bind(&r.kind_type)
+                        .bind(r.load)
+                        .bind(r.overloaded)
+                        .bind(r.healthy)
+                        .bind(r.experimental)
+                        .bind(&r.bucket)
+                        .bind(&r.auth)
+                        .bind(&r.options)
+                        .bind(r.last_seen_millis)
+                        .bind(kind.as_str())
+                        .bind(&r.host)
+                        .bind(agent)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(location_error)?;
+                    }
+                    None => {
+                        let done = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                            .bind(kind.as_str())
+                            .bind(&r.host)
+                            .bind(&r.ip_addr)
+                            .bind(&r.ip6_addr)
+                            .bind(&r.location)
+                            .bind(r.port)
+                            .bind(&r.transport)
+                            .bind(&r.kind_type)
+                            .bind(r.load)
+                            .bind(r.overloaded)
+                            .bind(r.healthy)
+                            .bind(r.experimental)
+                            .bind(&r.bucket)
+                            .bind(&r.auth)
+                            .bind(&r.options)
+                            .bind(r.last_seen_millis)
+                            .bind("agent")
+                            .bind(agent)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(location_error)?;
+                        if done.rows_affected() == 0 {
+                            return Err(PushError::HostTaken(r.host.clone()));
+                        }
+                        created = true;
+                        changed = true;
+                    }
+                }
+            }
+            for host in own.keys() {
+                if !rows.iter().any(|r| r.host == *host) {
+                    sqlx::query(
+                        "DELETE FROM resources WHERE kind = $1 AND host = $2 AND agent = $3",
+                    )
+                    .bind(kind.as_str())
+                    .bind(*host)
+                    .bind(agent)
+                    .execute(&mut *tx)
+                    .await?;
+                    changed = true;
+                }
+            }
+            let stored: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(kind.as_str())
+                .bind(agent)
+                .fetch_all(&mut *tx)
+                .await?;
+            if changed {
+                commit_and_announce!(self, tx);
+            } else {
+                tx.commit().await?;
+            }
+            Ok(Pushed {
+                created,
+                changed,
+                stored,
+            })
+        })
+    }
+}
+
+fn location_error(err: sqlx::Error) -> PushError {
+    match err.as_database_error() {
+        Some(db) if db.is_foreign_key_violation() => PushError::UnknownLocation,
+        _ => PushError::Database(err),
+    }
+}

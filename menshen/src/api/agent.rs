@@ -110,10 +110,22 @@ async fn push(
 ) -> Result<(StatusCode, Vec<ResourceRow>), ApiError> {
     let ttl = state.resource_ttl.as_millis() as i64;
     let now = rows.first().map_or_else(now_millis, |r| r.last_seen_millis);
-    let pushed = state
-        .store
-        .push_agent_resources(&agent.name, &agent.token_id, kind, &rows, now - ttl)
+    // Written in a task of its own: a client that hangs up mid-way must not
+    // cut a transaction short.
+    let write = {
+        let store = state.store.clone();
+        let (name, token_id) = (agent.name.clone(), agent.token_id.clone());
+        let count = rows.len();
+        tokio::spawn(async move {
+            store
+                .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
+                .await
+                .map(|pushed| (pushed, count))
+        })
+    };
+    let (pushed, count) = write
         .await
+        .map_err(ApiError::internal)?
         .map_err(|err| match err {
             PushError::NotAuthorized => {
                 tracing::info!(agent = %agent.name, "push from a revoked or replaced token refused");
@@ -129,7 +141,7 @@ async fn push(
             )]),
             PushError::Database(err) => ApiError::internal(err),
         })?;
-    tracing::debug!(agent = %agent.name, kind = kind.as_str(), count = rows.len(), changed = pushed.changed, "push stored");
+    tracing::debug!(agent = %agent.name, kind = kind.as_str(), count, changed = pushed.changed, "push stored");
     let status = if pushed.created {
         StatusCode::CREATED
     } else {

@@ -141,15 +141,78 @@ impl Store {
         })
     }
 
-    /// Replaces agent `agent`'s resources of `kind` with `rows`, in one
-    /// transaction: new hosts are created, known ones updated, the ones it
-    /// no longer reports retired. Hosts owned by anyone else are refused and
-    /// nothing is written. Only a change that clients can see is announced
-    /// to the replicas: a bare heartbeat of a listed resource is not, and
-    /// reaches other replicas' snapshots with their periodic reload.
+    /// Replaces agent `agent`'s resources of `kind` with `rows`: new hosts
+    /// are created, known ones updated, the ones it no longer reports
+    /// retired, all in one transaction. Hosts owned by anyone else are
+    /// refused and nothing is written. Only a change that clients can see is
+    /// announced to the replicas: a bare heartbeat of a listed resource is
+    /// not, and reaches other replicas' snapshots with their periodic reload.
     /// `stale_before` is the heartbeat time at or before which a resource is
     /// no longer listed (now minus the TTL).
+    ///
+    /// The common case, a heartbeat that changes nothing but the time, is one
+    /// read and one statement that also checks the token.
     pub async fn push_agent_resources(
+        &self,
+        agent: &str,
+        token_id: &str,
+        kind: ResourceKind,
+        rows: &[ResourceRow],
+        stale_before: i64,
+    ) -> Result<Pushed, PushError> {
+        let select = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2"
+        );
+        let Some(now) = rows.first().map(|r| r.last_seen_millis) else {
+            return self
+                .push_in_transaction(agent, token_id, kind, rows, stale_before)
+                .await;
+        };
+        let heartbeat_only = with_pool!(&self.db, |pool| {
+            let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(kind.as_str())
+                .bind(agent)
+                .fetch_all(pool)
+                .await?;
+            let unchanged = own.len() == rows.len()
+                && rows.iter().all(|r| {
+                    own.iter().any(|prev| {
+                        prev.host == r.host
+                            && prev.last_seen_millis > stale_before
+                            && same_but_heartbeat(prev, r)
+                    })
+                });
+            if unchanged {
+                let done = sqlx::query(
+                    "UPDATE resources SET last_seen_millis = $1 \
+                     WHERE kind = $2 AND origin = 'agent' AND agent = $3 AND EXISTS \
+                     (SELECT 1 FROM agents WHERE name = $3 AND token_id = $4 AND revoked_millis IS NULL)",
+                )
+                .bind(now)
+                .bind(kind.as_str())
+                .bind(agent)
+                .bind(token_id)
+                .execute(pool)
+                .await?;
+                done.rows_affected() == rows.len() as u64
+            } else {
+                false
+            }
+        });
+        if heartbeat_only {
+            return Ok(Pushed {
+                created: false,
+                changed: false,
+                stored: sorted(rows),
+            });
+        }
+        // Something changed, or the token or a concurrent push needs a closer look.
+        self.push_in_transaction(agent, token_id, kind, rows, stale_before)
+            .await
+    }
+
+    /// The general case of [`Store::push_agent_resources`], in one transaction.
+    async fn push_in_transaction(
         &self,
         agent: &str,
         token_id: &str,
@@ -176,7 +239,7 @@ impl Store {
                 Some((id, None)) if id == token_id => {}
                 _ => return Err(PushError::NotAuthorized),
             }
-            let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select.clone()))
+            let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind(kind.as_str())
                 .bind(agent)
                 .fetch_all(&mut *tx)
@@ -262,11 +325,6 @@ impl Store {
                     changed = true;
                 }
             }
-            let stored: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
-                .bind(kind.as_str())
-                .bind(agent)
-                .fetch_all(&mut *tx)
-                .await?;
             if changed {
                 commit_and_announce!(self, tx);
             } else {
@@ -275,10 +333,16 @@ impl Store {
             Ok(Pushed {
                 created,
                 changed,
-                stored,
+                stored: sorted(rows),
             })
         })
     }
+}
+
+fn sorted(rows: &[ResourceRow]) -> Vec<ResourceRow> {
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| a.host.cmp(&b.host));
+    rows
 }
 
 fn location_error(err: sqlx::Error) -> PushError {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod geo;
 pub mod inventory;
+pub mod pki;
 pub mod select;
 pub mod store;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::api::AppState;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
 use crate::inventory::InventoryHandle;
+use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -55,13 +56,25 @@ pub async fn launch(
         );
     }
 
+    // Bad CA material stops the start here, not the first client.
+    let pki = Arc::new(Pki::load(&settings.pki, &settings.data_dir)?);
+
     let metrics = Arc::new(Metrics::new());
-    let inventory =
-        Arc::new(InventoryHandle::load(&store, settings.resource_ttl, metrics.clone()).await?);
+    let inventory = Arc::new(
+        InventoryHandle::load(
+            &store,
+            settings.resource_ttl,
+            metrics.clone(),
+            pki.ca_fingerprint(),
+        )
+        .await?,
+    );
     let state = Arc::new(AppState {
         store: store.clone(),
         inventory: inventory.clone(),
         metrics: metrics.clone(),
+        pki,
+        openvpn_max_remotes: settings.openvpn_max_remotes,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -4,6 +4,7 @@ pub mod cached;
 mod client;
 pub mod error;
 mod health;
+mod openvpn;
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use axum::Router;
 use axum::middleware;
 
 use crate::inventory::InventoryHandle;
+use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use error::ApiError;
@@ -20,6 +22,10 @@ pub struct AppState {
     pub store: Store,
     pub inventory: Arc<InventoryHandle>,
     pub metrics: Arc<Metrics>,
+    /// Issues client certificates.
+    pub pki: Arc<Pki>,
+    /// At most this many gateways in a served OpenVPN configuration.
+    pub openvpn_max_remotes: usize,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -28,6 +34,7 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(client::router())
+        .merge(openvpn::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

@@ -6,6 +6,7 @@ pub mod file;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pki::PkiSettings;
 use crate::store::Engine;
 
 /// Default interval at which agents push.
@@ -13,6 +14,10 @@ pub const DEFAULT_AGENT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Default TTL of pushed resources: four missed heartbeats.
 pub const DEFAULT_RESOURCE_TTL: &str = "60s";
+
+/// Default number of `remote` lines in a served OpenVPN configuration: what
+/// the desktop client uses.
+pub const DEFAULT_OPENVPN_MAX_REMOTES: usize = 3;
 
 /// Everything [`crate::launch`] needs besides its listeners.
 #[derive(Debug, Clone)]
@@ -27,6 +32,10 @@ pub struct Settings {
     pub resource_ttl: Duration,
     /// Full reload from the store, as a backstop for missed notifications.
     pub reload_interval: Duration,
+    /// The CA and the client certificates it signs.
+    pub pki: PkiSettings,
+    /// At most this many gateways in a served OpenVPN configuration.
+    pub openvpn_max_remotes: usize,
 }
 
 impl Settings {
@@ -39,6 +48,8 @@ impl Settings {
             provider_file: None,
             resource_ttl: DEFAULT_AGENT_INTERVAL * 4,
             reload_interval: Duration::from_secs(30),
+            pki: PkiSettings::default(),
+            openvpn_max_remotes: DEFAULT_OPENVPN_MAX_REMOTES,
         }
     }
 }

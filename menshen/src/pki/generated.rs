@@ -23,6 +23,7 @@ pub const KEY_FILE: &str = "ca.key";
 /// How long a generated CA lasts.
 const LIFETIME: Duration = Duration::days(10 * 365);
 
+/// Where the generated CA is.
 pub struct Paths {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -38,16 +39,45 @@ pub fn paths(data_dir: &Path) -> Paths {
 
 /// Writes a new CA into `data_dir` unless one is there. Returns whether it
 /// made one.
+///
+/// The key and the certificate are written into a folder of their own that
+/// is then renamed into place: the pair appears whole or not at all, and
+/// of several processes starting at once on one data folder, one wins and
+/// the others use its CA.
 pub fn ensure(data_dir: &Path, now: OffsetDateTime) -> anyhow::Result<bool> {
-    let paths = paths(data_dir);
-    // The certificate is written last: without it, nothing was ever handed
-    // out, and a leftover key can be replaced.
-    if paths.cert.exists() {
+    let dir = data_dir.join(FOLDER);
+    if dir.join(CERT_FILE).exists() {
         return Ok(false);
     }
-    let dir = data_dir.join(FOLDER);
-    create_private_dir(&dir)?;
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let staging = data_dir.join(format!(".{FOLDER}-{}", hex::encode(tag)));
+    create_private_dir(&staging)?;
+    let written = write_ca(&staging, now);
+    let placed = written.and_then(|()| {
+        std::fs::rename(&staging, &dir).with_context(|| {
+            format!(
+                "cannot put the generated CA into {}: remove that folder, or configure \
+                 --ca-cert and --ca-key",
+                dir.display()
+            )
+        })
+    });
+    match placed {
+        Ok(()) => Ok(true),
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            if dir.join(CERT_FILE).exists() {
+                // Another process made one first.
+                Ok(false)
+            } else {
+                Err(err)
+            }
+        }
+    }
+}
 
+fn write_ca(dir: &Path, now: OffsetDateTime) -> anyhow::Result<()> {
     // ECDSA P-256: verifiable by every OpenVPN build in use, and fast.
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating a CA key")?;
     let mut params = CertificateParams::default();
@@ -64,10 +94,8 @@ pub fn ensure(data_dir: &Path, now: OffsetDateTime) -> anyhow::Result<bool> {
     params.not_after = now + LIFETIME;
     params.serial_number = Some(random_serial().context("drawing a serial number")?);
     let cert = params.self_signed(&key).context("signing the CA")?;
-
-    write_new(&paths.key, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&paths.cert, cert.pem().as_bytes(), 0o644)?;
-    Ok(true)
+    write_new(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&dir.join(CERT_FILE), cert.pem().as_bytes(), 0o644)
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -80,11 +108,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so that
-/// `path` is either absent or complete.
+/// Creates `path` with `bytes`, readable as `mode` says.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -92,10 +117,9 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     #[cfg(not(unix))]
     let _ = mode;
     let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -456,3 +456,32 @@ async fn slow_key_types_are_issued_off_the_executor() {
     let credentials = pki.issue_for_request().await.unwrap();
     check_client_certificate(&pki, &credentials, KeyType::Rsa2048);
 }
+
+#[test]
+fn processes_starting_at_once_share_one_generated_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let made: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| generated::ensure(dir.path(), OffsetDateTime::now_utc()).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    Pki::load(&PkiSettings::default(), dir.path()).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from(generated::FOLDER)]);
+}
+
+#[test]
+fn a_foreign_pki_folder_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join(generated::FOLDER);
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("notes.txt"), "mine").unwrap();
+    let err = load_err(&PkiSettings::default(), dir.path());
+    assert!(err.contains("remove that folder"), "{err}");
+    assert!(folder.join("notes.txt").exists());
+}

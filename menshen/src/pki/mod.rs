@@ -74,8 +74,8 @@ impl KeyType {
         }
     }
 
-    /// Whether making a key takes long enough (milliseconds) that it must
-    /// not run on the async executor.
+    /// Whether making a key takes long enough (tens of milliseconds) that
+    /// it must not run on the async executor.
     fn is_slow(self) -> bool {
         matches!(self, KeyType::Rsa2048)
     }
@@ -144,6 +144,10 @@ pub struct Pki {
     fingerprint: String,
     key_type: KeyType,
     validity: time::Duration,
+    /// Whether an issuance takes long enough to need the blocking pool: an
+    /// RSA key to make, or an RSA CA key to sign with (a signature with
+    /// RSA 4096 takes milliseconds).
+    slow: bool,
     /// Bounds how many slow issuances run at once, so that a burst of them
     /// queues instead of filling the blocking pool.
     slow_issuance: Semaphore,
@@ -158,6 +162,7 @@ impl std::fmt::Debug for Pki {
             .field("key_type", &self.key_type)
             .field("validity", &self.validity)
             .field("generated", &self.generated)
+            .field("slow", &self.slow)
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +224,12 @@ impl Pki {
         material::check_is_ca(&ca, &cert_path, "CA certificate").map_err(context)?;
         let key = material::read_key(&key_path, "CA key").map_err(context)?;
         material::check_key_matches(&ca, &key, &cert_path, &key_path).map_err(context)?;
+        let rsa_ca = [
+            &rcgen::PKCS_RSA_SHA256,
+            &rcgen::PKCS_RSA_SHA384,
+            &rcgen::PKCS_RSA_SHA512,
+        ]
+        .contains(&key.algorithm());
         let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), key).map_err(|e| {
             anyhow::anyhow!(
                 "CA certificate {}: cannot sign with it: {e}",
@@ -268,6 +279,7 @@ impl Pki {
             fingerprint,
             key_type: settings.key_type,
             validity,
+            slow: settings.key_type.is_slow() || rsa_ca,
             slow_issuance: Semaphore::new(parallelism),
             generated,
         })
@@ -316,10 +328,10 @@ impl Pki {
         })
     }
 
-    /// [`Pki::issue`] for a request: fast key types right here, slow ones
-    /// on the blocking pool, a few at a time.
+    /// [`Pki::issue`] for a request: right here when it takes tens of
+    /// microseconds, else on the blocking pool, a few at a time.
     pub async fn issue_for_request(self: &Arc<Self>) -> anyhow::Result<ClientCredentials> {
-        if !self.key_type.is_slow() {
+        if !self.slow {
             return Ok(self.issue()?);
         }
         let _permit = self

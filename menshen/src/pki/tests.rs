@@ -130,6 +130,7 @@ fn a_generated_ca_issues_every_key_type_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::load(&PkiSettings::default(), dir.path()).unwrap();
     assert!(pki.generated);
+    assert!(!pki.slow, "Ed25519 from an ECDSA CA is issued in place");
     for key_type in KeyType::ALL {
         let credentials = pki.issue_with(key_type).unwrap();
         check_client_certificate(&pki, &credentials, key_type);
@@ -224,6 +225,7 @@ fn configured_cas_of_every_key_kind_sign() {
         let (cert, key) = write_ca(dir.path(), name, &key, |_| {});
         let pki = Pki::load(&configured(&cert, &key), dir.path()).unwrap();
         assert!(!pki.generated);
+        assert_eq!(pki.slow, name == "rsa", "signing with RSA is slow");
         check_client_certificate(&pki, &pki.issue().unwrap(), KeyType::Ed25519);
     }
     assert!(
@@ -453,6 +455,7 @@ async fn slow_key_types_are_issued_off_the_executor() {
         ..PkiSettings::default()
     };
     let pki = Arc::new(Pki::load(&settings, dir.path()).unwrap());
+    assert!(pki.slow);
     let credentials = pki.issue_for_request().await.unwrap();
     check_client_certificate(&pki, &credentials, KeyType::Rsa2048);
 }

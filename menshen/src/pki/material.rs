@@ -9,13 +9,20 @@ use rcgen::KeyPair;
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// A CA certificate, checked, kept as DER.
+/// A CA certificate in its validity period, kept as DER, with what the
+/// other checks need from it.
 #[derive(Clone)]
 pub struct CaCertificate {
     pub der: Vec<u8>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
     pub subject: String,
+    /// basicConstraints CA:TRUE.
+    pub is_ca: bool,
+    /// No key usage extension, or one with keyCertSign.
+    pub may_sign_certificates: bool,
+    /// The subjectPublicKey bits.
+    pub public_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for CaCertificate {
@@ -31,14 +38,6 @@ impl CaCertificate {
     /// The certificate in PEM, one block, `\n` line ends, as clients get it.
     pub fn pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.der)
-    }
-
-    /// Parses the certificate again (it is kept as DER).
-    pub fn parsed(&self) -> X509Certificate<'_> {
-        // Parsed once before being kept, so it parses again.
-        X509Certificate::from_der(&self.der)
-            .map(|(_, cert)| cert)
-            .expect("a certificate that parsed before parses again")
     }
 }
 
@@ -85,16 +84,17 @@ pub fn read_certificate(
             many.len()
         ),
     };
-    let (subject, not_before, not_after) = {
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
-            anyhow::anyhow!("{what} {}: not an X.509 certificate: {e}", path.display())
-        })?;
-        (
-            cert.subject().to_string(),
-            to_offset(cert.validity().not_before),
-            to_offset(cert.validity().not_after),
-        )
+    let (_, cert) = X509Certificate::from_der(&der)
+        .map_err(|e| anyhow::anyhow!("{what} {}: not an X.509 certificate: {e}", path.display()))?;
+    let subject = cert.subject().to_string();
+    let not_before = to_offset(cert.validity().not_before);
+    let not_after = to_offset(cert.validity().not_after);
+    let is_ca = cert.is_ca();
+    let may_sign_certificates = match cert.key_usage() {
+        Ok(Some(usage)) => usage.value.key_cert_sign(),
+        _ => true,
     };
+    let public_key = cert.public_key().subject_public_key.data.to_vec();
     if now < not_before {
         bail!(
             "{what} {} ({subject}) is not valid before {}",
@@ -114,22 +114,22 @@ pub fn read_certificate(
         not_before,
         not_after,
         subject,
+        is_ca,
+        may_sign_certificates,
+        public_key,
     })
 }
 
 /// Checks that `cert` may sign certificates.
 pub fn check_is_ca(cert: &CaCertificate, path: &Path, what: &str) -> anyhow::Result<()> {
-    let parsed = cert.parsed();
-    if !parsed.is_ca() {
+    if !cert.is_ca {
         bail!(
             "{what} {} ({}) is not a CA certificate: it lacks basicConstraints CA:TRUE",
             path.display(),
             cert.subject
         );
     }
-    if let Ok(Some(usage)) = parsed.key_usage()
-        && !usage.value.key_cert_sign()
-    {
+    if !cert.may_sign_certificates {
         bail!(
             "{what} {} ({}): its key usage does not allow signing certificates (keyCertSign)",
             path.display(),
@@ -177,8 +177,7 @@ pub fn check_key_matches(
     cert_path: &Path,
     key_path: &Path,
 ) -> anyhow::Result<()> {
-    let parsed = cert.parsed();
-    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+    if cert.public_key != key.public_key_raw() {
         bail!(
             "CA key {} does not belong to the CA certificate {} ({})",
             key_path.display(),

@@ -240,7 +240,7 @@ impl Pki {
         let provider_ca = match &settings.provider_ca_cert {
             Some(path) => {
                 let cert = material::read_certificate(path, "provider CA certificate", now)?;
-                if !cert.parsed().is_ca() {
+                if !cert.is_ca {
                     tracing::warn!(
                         path = %path.display(),
                         "the provider CA certificate is not a CA certificate (no basicConstraints CA:TRUE)"

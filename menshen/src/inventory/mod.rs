@@ -119,9 +119,9 @@ fn coordinate(value: Option<f64>) -> String {
 
 impl Snapshot {
     /// Builds the view of `inventory` at `now` (unix ms); pushed resources
-    /// not heard from within `ttl_millis` are left out.
-    /// `ca_fingerprint` goes into `/provider.json`: it is computed from the
-    /// CA certificate, not stored.
+    /// not heard from within `ttl_millis` are left out. `ca_fingerprint`
+    /// goes into `/provider.json`: computed from the CA certificate, it is
+    /// not stored.
     pub fn build(
         inventory: &Inventory,
         now: i64,

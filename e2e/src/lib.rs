@@ -237,6 +237,8 @@ impl Drop for Process {
 /// A `menshen serve` process on ports chosen by the system.
 pub struct Menshen {
     pub process: Process,
+    /// The data folder, when the caller did not pass `--data-dir`.
+    pub data_dir: Option<tempfile::TempDir>,
     /// `http://127.0.0.1:PORT`
     pub url: String,
     /// `http://127.0.0.1:PORT` of the metrics listener.
@@ -261,10 +263,23 @@ impl Menshen {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Menshen {
         let mut command = Command::new(binary("menshen"));
+        // Generated material (CA, signing key) goes to a folder of the
+        // test's own unless it names one.
+        let data_dir = if args.contains(&"--data-dir") {
+            None
+        } else {
+            let dir = tempfile::tempdir().expect("tempdir");
+            Some(dir)
+        };
         command
             .args(["--log-format", "json", "serve"])
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(args)
+            .env_remove("MENSHEN_DATA_DIR");
+        if let Some(dir) = &data_dir {
+            command.arg("--data-dir").arg(dir.path());
+        }
+        command
             .env_remove("MENSHEN_DATABASE_URL")
             .env_remove("RUST_LOG");
         for (k, v) in env {
@@ -287,6 +302,7 @@ impl Menshen {
         };
         Menshen {
             process,
+            data_dir,
             url: format!("http://{api}"),
             metrics_url: format!("http://{metrics}"),
         }

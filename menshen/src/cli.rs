@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
+use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
 use crate::store::{Engine, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
@@ -37,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the LEAP v5 API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a provider file and exit: 0 if it is valid.
     CheckConfig {
         /// The provider file (TOML).
@@ -149,6 +150,61 @@ struct ServeArgs {
     #[arg(long, env = "MENSHEN_RELOAD_INTERVAL", value_parser = humantime::parse_duration,
           default_value = "30s")]
     reload_interval: Duration,
+
+    #[command(flatten)]
+    pki: PkiArgs,
+
+    /// At most this many gateways (`remote` lines) in a served OpenVPN
+    /// configuration.
+    #[arg(long, env = "MENSHEN_OPENVPN_MAX_REMOTES", default_value_t = crate::config::DEFAULT_OPENVPN_MAX_REMOTES as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    openvpn_max_remotes: u16,
+}
+
+/// The CA that signs client certificates, and what clients get.
+#[derive(Debug, Clone, Args)]
+struct PkiArgs {
+    /// Certificate (PEM) of the CA that signs client certificates: the one
+    /// the gateways trust for clients. Without it and --ca-key, menshen
+    /// generates a CA into DATA_DIR/pki, for trying it out only.
+    #[arg(long, env = "MENSHEN_CA_CERT", requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+
+    /// Private key (PEM, unencrypted) of that CA.
+    #[arg(long, env = "MENSHEN_CA_KEY", requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+
+    /// The CA certificate (PEM) handed to clients in `<ca>`, which the
+    /// gateways' server certificates chain to; its SHA-256 is
+    /// `ca_cert_fingerprint` in /provider.json. Default: --ca-cert.
+    #[arg(long, env = "MENSHEN_PROVIDER_CA_CERT")]
+    provider_ca_cert: Option<PathBuf>,
+
+    /// Kind of key clients get; rsa2048 is for old OpenVPN builds.
+    #[arg(
+        long,
+        env = "MENSHEN_CLIENT_KEY_TYPE",
+        value_enum,
+        default_value = "ed25519"
+    )]
+    client_key_type: KeyType,
+
+    /// How long a client certificate is valid (e.g. 24d, 12h).
+    #[arg(long, env = "MENSHEN_CLIENT_CERT_VALIDITY", value_parser = humantime::parse_duration,
+          default_value = DEFAULT_CLIENT_CERT_VALIDITY)]
+    client_cert_validity: Duration,
+}
+
+impl PkiArgs {
+    fn settings(self) -> PkiSettings {
+        PkiSettings {
+            ca_cert: self.ca_cert,
+            ca_key: self.ca_key,
+            provider_ca_cert: self.provider_ca_cert,
+            key_type: self.client_key_type,
+            validity: self.client_cert_validity,
+        }
+    }
 }
 
 /// Runs the command line and returns the process exit code.
@@ -172,7 +228,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve(args) => run(serve(args)),
+        Command::Serve(args) => run(serve(*args)),
         Command::Agent(command) => run(agent(command)),
     }
 }
@@ -203,6 +259,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         resource_ttl: args.resource_ttl,
         reload_interval: args.reload_interval,
         signing_key: args.key.source(),
+        pki: args.pki.settings(),
+        openvpn_max_remotes: usize::from(args.openvpn_max_remotes),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

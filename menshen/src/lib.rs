@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod geo;
 pub mod inventory;
+pub mod pki;
 pub mod select;
 pub mod store;
 pub mod telemetry;
@@ -26,6 +27,7 @@ use crate::auth::SigningKey;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
 use crate::inventory::InventoryHandle;
+use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -57,9 +59,19 @@ pub async fn launch(
         );
     }
 
+    // Bad CA material stops the start here, not the first client.
+    let pki = Arc::new(Pki::load(&settings.pki, &settings.data_dir)?);
+
     let metrics = Arc::new(Metrics::new());
-    let inventory =
-        Arc::new(InventoryHandle::load(&store, settings.resource_ttl, metrics.clone()).await?);
+    let inventory = Arc::new(
+        InventoryHandle::load(
+            &store,
+            settings.resource_ttl,
+            metrics.clone(),
+            pki.ca_fingerprint(),
+        )
+        .await?,
+    );
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
     let state = Arc::new(AppState {
         store: store.clone(),
@@ -67,6 +79,8 @@ pub async fn launch(
         metrics: metrics.clone(),
         signing_key,
         resource_ttl: settings.resource_ttl,
+        pki,
+        openvpn_max_remotes: settings.openvpn_max_remotes,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -28,7 +28,17 @@ async fn content_type(url: &str) -> String {
 async fn provider_json_follows_the_contract() {
     for backend in backends().await {
         let server = TestServer::start(&backend, CONTRACT_FILE).await;
-        let provider = get_json(&server.url("/provider.json"), 200).await;
+        let mut provider = get_json(&server.url("/provider.json"), 200).await;
+        // SHA-256 of the CA handed to clients, bare hex (checked against the
+        // certificate itself in tests/openvpn.rs).
+        let fingerprint = provider
+            .as_object_mut()
+            .unwrap()
+            .remove("ca_cert_fingerprint")
+            .expect("ca_cert_fingerprint");
+        let fingerprint = fingerprint.as_str().unwrap();
+        assert_eq!(fingerprint.len(), 64);
+        assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(
             provider,
             json!({

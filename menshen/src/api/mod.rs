@@ -5,6 +5,7 @@ pub mod cached;
 mod client;
 pub mod error;
 mod health;
+mod openvpn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use axum::middleware;
 
 use crate::auth::SigningKey;
 use crate::inventory::InventoryHandle;
+use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use error::ApiError;
@@ -26,6 +28,10 @@ pub struct AppState {
     pub signing_key: Arc<SigningKey>,
     /// How long a pushed resource stays listed without a heartbeat.
     pub resource_ttl: Duration,
+    /// Issues client certificates.
+    pub pki: Arc<Pki>,
+    /// At most this many gateways in a served OpenVPN configuration.
+    pub openvpn_max_remotes: usize,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -35,6 +41,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(client::router())
         .merge(agent::router())
+        .merge(openvpn::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

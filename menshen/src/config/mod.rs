@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::KeySource;
+use crate::pki::PkiSettings;
 use crate::store::Engine;
 
 /// Default interval at which agents push.
@@ -14,6 +15,10 @@ pub const DEFAULT_AGENT_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Default TTL of pushed resources: four missed heartbeats.
 pub const DEFAULT_RESOURCE_TTL: &str = "60s";
+
+/// Default number of `remote` lines in a served OpenVPN configuration: what
+/// the desktop client uses.
+pub const DEFAULT_OPENVPN_MAX_REMOTES: usize = 3;
 
 /// Everything [`crate::launch`] needs besides its listeners.
 #[derive(Debug, Clone)]
@@ -30,6 +35,10 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// The key agent (and operator) tokens are signed with.
     pub signing_key: KeySource,
+    /// The CA and the client certificates it signs.
+    pub pki: PkiSettings,
+    /// At most this many gateways in a served OpenVPN configuration.
+    pub openvpn_max_remotes: usize,
 }
 
 impl Settings {
@@ -43,6 +52,8 @@ impl Settings {
             resource_ttl: DEFAULT_AGENT_INTERVAL * 4,
             reload_interval: Duration::from_secs(30),
             signing_key: KeySource::default(),
+            pki: PkiSettings::default(),
+            openvpn_max_remotes: DEFAULT_OPENVPN_MAX_REMOTES,
         }
     }
 }

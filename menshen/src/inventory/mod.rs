@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub bridges: Vec<Bridge>,
     /// Lowercased label to label.
     labels: HashMap<String, String>,
+    /// The service's OpenVPN options, for served client configurations.
+    pub openvpn_configuration: serde_json::Map<String, serde_json::Value>,
     /// When the next listed resource expires, if any does.
     pub next_expiry_millis: Option<i64>,
     pub location_count: usize,
@@ -130,8 +132,15 @@ fn coordinate(value: Option<f64>) -> String {
 
 impl Snapshot {
     /// Builds the view of `inventory` at `now` (unix ms); pushed resources
-    /// not heard from within `ttl_millis` are left out.
-    pub fn build(inventory: &Inventory, now: i64, ttl_millis: i64) -> Snapshot {
+    /// not heard from within `ttl_millis` are left out. `ca_fingerprint`
+    /// goes into `/provider.json`: computed from the CA certificate, it is
+    /// not stored.
+    pub fn build(
+        inventory: &Inventory,
+        now: i64,
+        ttl_millis: i64,
+        ca_fingerprint: &str,
+    ) -> Snapshot {
         let mut gateways = Vec::new();
         let mut bridges = Vec::new();
         let mut next_expiry: Option<i64> = None;
@@ -198,13 +207,17 @@ impl Snapshot {
             version: inventory.service.version,
         };
 
+        let mut provider = inventory.provider.clone();
+        provider.ca_cert_fingerprint = ca_fingerprint.to_owned();
+
         Snapshot {
             built_at_millis: now,
-            provider: Cached::json(&inventory.provider),
+            provider: Cached::json(&provider),
             service: Cached::json(&service),
             gateways,
             bridges,
             labels,
+            openvpn_configuration: inventory.service.openvpn_configuration.clone(),
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
             gateway_responses: RwLock::default(),
@@ -250,20 +263,27 @@ pub struct InventoryHandle {
     /// time has passed.
     source: Mutex<Arc<Inventory>>,
     ttl_millis: i64,
+    ca_fingerprint: String,
     metrics: Arc<Metrics>,
 }
 
 impl InventoryHandle {
     /// Loads the inventory from the store and builds the first snapshot.
-    pub async fn load(store: &Store, ttl: Duration, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub async fn load(
+        store: &Store,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
+        ca_fingerprint: &str,
+    ) -> anyhow::Result<Self> {
         let inventory = Arc::new(store.load_inventory().await?);
         let ttl_millis = ttl.as_millis() as i64;
-        let snapshot = Snapshot::build(&inventory, now_millis(), ttl_millis);
+        let snapshot = Snapshot::build(&inventory, now_millis(), ttl_millis, ca_fingerprint);
         metrics.observe_snapshot(&snapshot);
         Ok(InventoryHandle {
             current: ArcSwap::from_pointee(snapshot),
             source: Mutex::new(inventory),
             ttl_millis,
+            ca_fingerprint: ca_fingerprint.to_owned(),
             metrics,
         })
     }
@@ -278,7 +298,8 @@ impl InventoryHandle {
         if let Some(inventory) = inventory {
             *source = Arc::new(inventory);
         }
-        let snapshot = Snapshot::build(&source, now_millis(), self.ttl_millis);
+        let snapshot =
+            Snapshot::build(&source, now_millis(), self.ttl_millis, &self.ca_fingerprint);
         self.metrics.observe_snapshot(&snapshot);
         self.current.store(Arc::new(snapshot));
     }

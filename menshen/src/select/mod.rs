@@ -235,7 +235,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        Snapshot::build(&inventory, 0, i64::MAX)
+        Snapshot::build(&inventory, 0, i64::MAX, "")
     }
 
     fn parse(raw: &str, kind: ResourceKind) -> Result<ClientQuery, BadParameter> {

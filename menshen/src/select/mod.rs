@@ -4,7 +4,8 @@
 //! (`loc`, `port`, `tr`, `type`) narrow the list; `cc` is validated and
 //! kept in the query so that per-country ordering can use it.
 //! Experimental resources are listed only for `experimental=true`; resources
-//! in a bucket (invite-only) are not listed to anonymous requests.
+//! in a bucket (invite-only) are listed only to requests whose invite token
+//! grants that bucket (`ClientQuery::buckets`).
 
 use menshen_model::{Bridge, Gateway};
 
@@ -38,6 +39,9 @@ pub struct ClientQuery {
     pub kind: Option<&'static str>,
     /// Whether experimental resources are wanted too.
     pub experimental: bool,
+    /// Invite-only buckets this request may see, sorted, without duplicates
+    /// (granted by the request's invite token; empty when anonymous).
+    pub buckets: Vec<String>,
 }
 
 /// Transports a client may ask for on each list.
@@ -151,7 +155,7 @@ impl ClientQuery {
     }
 
     fn admits(&self, c: Candidate<'_>) -> bool {
-        c.bucket.is_empty()
+        (c.bucket.is_empty() || self.buckets.iter().any(|b| b == c.bucket))
             && (self.experimental || !c.experimental)
             && self.loc.as_deref().is_none_or(|l| l == c.location)
             && self.port.is_none_or(|p| i64::from(p) == c.port)

@@ -1,24 +1,107 @@
-//! Where things are: countries and, later, positions.
+//! Where things are: countries, client positions and distances.
 
-mod countries;
+pub mod client_ip;
+pub mod geoip;
 
-pub use countries::COUNTRIES;
+use std::sync::OnceLock;
 
-/// The canonical (uppercase) ISO 3166-1 alpha-2 code for `code`, if it is an
-/// assigned one; matching ignores case. `XK` (Kosovo), a user-assigned code
-/// in common use, is accepted too.
-pub fn country(code: &str) -> Option<&'static str> {
+/// A point on Earth, in degrees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Position {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A client position rounded to whole degrees: precise enough to order
+/// locations, coarse enough to share cached answers between clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GridPoint {
+    pub lat: i16,
+    pub lon: i16,
+}
+
+impl GridPoint {
+    pub fn of(p: Position) -> GridPoint {
+        GridPoint {
+            lat: p.lat.round().clamp(-90.0, 90.0) as i16,
+            lon: p.lon.round().clamp(-180.0, 180.0) as i16,
+        }
+    }
+
+    pub fn position(self) -> Position {
+        Position {
+            lat: f64::from(self.lat),
+            lon: f64::from(self.lon),
+        }
+    }
+
+    /// The whole-hour timezone offset this longitude would have.
+    pub fn timezone_estimate(self) -> i64 {
+        (f64::from(self.lon) / 15.0).round() as i64
+    }
+}
+
+const EARTH_RADIUS_KM: f64 = 6371.0;
+
+/// Great-circle distance in kilometres (haversine).
+pub fn distance_km(a: Position, b: Position) -> f64 {
+    let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlat = lat2 - lat1;
+    let dlon = (b.lon - a.lon).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+/// A country: its code, name and representative position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Country {
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub code: &'static str,
+    pub name: &'static str,
+    pub position: Position,
+}
+
+/// The country table; its source is named at the top of the file.
+const COUNTRIES_TSV: &str = include_str!("../../data/countries.tsv");
+
+/// Every country, sorted by code.
+pub fn countries() -> &'static [Country] {
+    static TABLE: OnceLock<Vec<Country>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table: Vec<Country> = COUNTRIES_TSV
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|line| {
+                let mut f = line.split('\t');
+                let (code, lat, lon, name) = (f.next(), f.next(), f.next(), f.next());
+                // The table is part of the source; a broken line is a bug
+                // that the tests catch.
+                Country {
+                    code: code.expect("code"),
+                    position: Position {
+                        lat: lat.and_then(|v| v.parse().ok()).expect("latitude"),
+                        lon: lon.and_then(|v| v.parse().ok()).expect("longitude"),
+                    },
+                    name: name.expect("name"),
+                }
+            })
+            .collect();
+        table.sort_by(|a, b| a.code.cmp(b.code));
+        table
+    })
+}
+
+/// The country with ISO 3166-1 alpha-2 code `code` (any case).
+pub fn country(code: &str) -> Option<&'static Country> {
     if code.len() != 2 {
         return None;
     }
     let upper = code.to_ascii_uppercase();
-    if upper == "XK" {
-        return Some("XK");
-    }
-    COUNTRIES
-        .binary_search_by(|(c, _)| (*c).cmp(upper.as_str()))
+    let table = countries();
+    table
+        .binary_search_by(|c| c.code.cmp(upper.as_str()))
         .ok()
-        .map(|i| COUNTRIES[i].0)
+        .map(|i| &table[i])
 }
 
 #[cfg(test)]
@@ -26,13 +109,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_sorted_and_matched_case_insensitively() {
-        assert!(COUNTRIES.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(COUNTRIES.len() >= 249);
-        assert_eq!(country("de"), Some("DE"));
-        assert_eq!(country("Fr"), Some("FR"));
-        assert_eq!(country("ZZ"), None);
-        assert_eq!(country("NOTACOUNTRY"), None);
-        assert_eq!(country("é"), None);
+    fn every_iso_country_has_a_sane_position() {
+        let table = countries();
+        assert_eq!(table.len(), 250, "249 ISO 3166-1 codes and XK");
+        assert!(table.windows(2).all(|w| w[0].code < w[1].code));
+        for c in table {
+            assert_eq!(c.code.len(), 2);
+            assert!(c.code.chars().all(|ch| ch.is_ascii_uppercase()));
+            assert!((-90.0..=90.0).contains(&c.position.lat), "{c:?}");
+            assert!((-180.0..=180.0).contains(&c.position.lon), "{c:?}");
+            assert!(!c.name.is_empty());
+        }
+    }
+
+    #[test]
+    fn codes_match_case_insensitively() {
+        assert_eq!(country("de").unwrap().code, "DE");
+        assert_eq!(country("Fr").unwrap().name, "France");
+        assert!(country("XK").is_some());
+        assert!(country("ZZ").is_none());
+        assert!(country("NOTACOUNTRY").is_none());
+        assert!(country("é").is_none());
+    }
+
+    #[test]
+    fn distances_are_great_circle_kilometres() {
+        let paris = Position { lat: 48.86, lon: 2.35 };
+        let amsterdam = Position { lat: 52.37, lon: 4.89 };
+        let tokyo = Position { lat: 35.68, lon: 139.69 };
+        let d = distance_km(paris, amsterdam);
+        assert!((420.0..440.0).contains(&d), "{d}");
+        let d = distance_km(paris, tokyo);
+        assert!((9650.0..9750.0).contains(&d), "{d}");
+        assert_eq!(distance_km(tokyo, tokyo), 0.0);
+        // across the antimeridian
+        let fiji = Position { lat: -18.0, lon: 179.0 };
+        let samoa = Position { lat: -13.8, lon: -171.8 };
+        assert!(distance_km(fiji, samoa) < 1200.0);
     }
 }

@@ -105,7 +105,7 @@ impl ClientQuery {
             seen.push(parameter);
             match parameter {
                 "cc" => {
-                    query.cc = Some(geo::country(value).ok_or_else(|| BadParameter {
+                    query.cc = Some(geo::country(value).map(|c| c.code).ok_or_else(|| BadParameter {
                         parameter,
                         message: format!(
                             "cc must be an ISO 3166-1 alpha-2 country code, not {value:?}"

@@ -491,7 +491,15 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, C
     let mut seen: Vec<String> = Vec::new();
     let mut openvpn = Vec::with_capacity(raw.openvpn.len());
     for (i, g) in raw.openvpn.into_iter().enumerate() {
-        let name = resource_host(&file, text, g.host.as_ref(), &host.name, &seen, "openvpn", i)?;
+        let name = resource_host(
+            &file,
+            text,
+            g.host.as_ref(),
+            &host.name,
+            &seen,
+            "openvpn",
+            i,
+        )?;
         seen.push(name.clone());
         openvpn.push(OpenvpnConfig {
             host: name,
@@ -532,10 +540,9 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, C
             transport: b.transport,
             port: b.port,
             state_dir: b.state_dir,
-            probe_addr: b.probe_addr.or_else(|| {
-                b.port
-                    .map(|p| SocketAddr::new(IpAddr::V4(host.ip_addr), p))
-            }),
+            probe_addr: b
+                .probe_addr
+                .or_else(|| b.port.map(|p| SocketAddr::new(IpAddr::V4(host.ip_addr), p))),
             options: b.options,
             experimental: b.experimental,
             bucket: b.bucket,
@@ -728,7 +735,10 @@ capacity = 100
 
         let bad = MINIMAL.replace("capacity = 100", "capcity = 100");
         let e = parse_str(&bad).unwrap_err().0;
-        assert!(e.contains(":14:") && e.contains("unknown field `capcity`"), "{e}");
+        assert!(
+            e.contains(":14:") && e.contains("unknown field `capcity`"),
+            "{e}"
+        );
 
         let bad = MINIMAL.replace("\"udp\"", "\"sctp\"");
         let e = parse_str(&bad).unwrap_err().0;
@@ -761,9 +771,14 @@ capacity = 100
 
     #[test]
     fn duplicate_hosts_are_refused() {
-        let twice = format!("{MINIMAL}\n[[openvpn]]\ntransport = \"tcp\"\nport = 443\nmanagement = \"127.0.0.1:7506\"\ncapacity = 50\n");
+        let twice = format!(
+            "{MINIMAL}\n[[openvpn]]\ntransport = \"tcp\"\nport = 443\nmanagement = \"127.0.0.1:7506\"\ncapacity = 50\n"
+        );
         let e = parse_str(&twice).unwrap_err().0;
-        assert!(e.contains("openvpn[1].host") && e.contains("used twice"), "{e}");
+        assert!(
+            e.contains("openvpn[1].host") && e.contains("used twice"),
+            "{e}"
+        );
 
         let named = twice.replace(
             "transport = \"tcp\"",
@@ -809,7 +824,10 @@ capacity = 100
 
     #[test]
     fn the_example_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/menshen-agent.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/menshen-agent.toml"
+        );
         let c = load(Path::new(path), &Overrides::default()).unwrap();
         assert_eq!(c.openvpn.len(), 2);
         assert_eq!(c.obfs4.len(), 1);

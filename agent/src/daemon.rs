@@ -159,9 +159,8 @@ impl State {
                         backoff::jittered(config.interval)
                     }
                 };
-                let retry = humantime::format_duration(Duration::from_millis(
-                    delay.as_millis() as u64,
-                ));
+                let retry =
+                    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
                 match &e {
                     PushError::Transient(_) => warn!("push failed: {e}; retrying in {retry}"),
                     _ => error!("push failed: {e}; retrying in {retry}"),

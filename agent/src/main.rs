@@ -111,7 +111,10 @@ fn main() -> ExitCode {
         let pusher = match Pusher::new(&config) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("menshen-agent: configuration refused: {}: {e}", cli.config.display());
+                eprintln!(
+                    "menshen-agent: configuration refused: {}: {e}",
+                    cli.config.display()
+                );
                 return ExitCode::from(2);
             }
         };

@@ -51,7 +51,9 @@ pub fn parse_bridgeline(text: &str) -> Result<Obfs4Params, String> {
             iat_mode = Some(v);
         }
     }
-    let cert = cert.filter(|c| !c.is_empty()).ok_or("no cert= in the bridge line")?;
+    let cert = cert
+        .filter(|c| !c.is_empty())
+        .ok_or("no cert= in the bridge line")?;
     if !cert
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
@@ -231,7 +233,8 @@ Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=h8PI8ciXlSFFPgITUT6UZC1pgZPZ
                 iat_mode: "0".into()
             }
         );
-        let p = parse_bridgeline("Bridge obfs4 192.0.2.1:443 ABCD cert=abc+/9 iat-mode=2\n").unwrap();
+        let p =
+            parse_bridgeline("Bridge obfs4 192.0.2.1:443 ABCD cert=abc+/9 iat-mode=2\n").unwrap();
         assert_eq!(p.cert, "abc+/9");
         assert_eq!(p.iat_mode, "2");
     }

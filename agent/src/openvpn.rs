@@ -168,8 +168,12 @@ async fn query(addr: SocketAddr, password: Option<&str>) -> Result<LoadStats, St
 
 /// Reads the password for the management interface from `path` (its first line).
 pub fn read_password(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read management password file {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read management password file {}: {e}",
+            path.display()
+        )
+    })?;
     Ok(text.lines().next().unwrap_or("").to_owned())
 }
 

@@ -34,11 +34,17 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PushError::Transient(m) => write!(f, "menshen unreachable or failing: {m}"),
-            PushError::Refused { status: 401, detail } => write!(
+            PushError::Refused {
+                status: 401,
+                detail,
+            } => write!(
                 f,
                 "menshen refused the token (401: bad, expired or revoked; check token_file / MENSHEN_AGENT_TOKEN): {detail}"
             ),
-            PushError::Refused { status: 403, detail } => write!(
+            PushError::Refused {
+                status: 403,
+                detail,
+            } => write!(
                 f,
                 "menshen refused a host as owned by another agent (403): {detail}"
             ),
@@ -90,11 +96,6 @@ impl fmt::Debug for Pusher {
     }
 }
 
-/// Installs ring as the process's TLS crypto provider (once; idempotent).
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Pusher {
     /// A client for the menshen and token in `config`; both must be set.
     pub fn new(config: &Config) -> Result<Pusher, String> {
@@ -111,7 +112,6 @@ impl Pusher {
         // Refuse to start without a readable token; later failures to read
         // it (a file being replaced) are retried.
         token.read()?;
-        install_crypto_provider();
         let client = Client::builder()
             .user_agent(concat!("menshen-agent/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
@@ -304,7 +304,10 @@ mod tests {
         )
         .unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("owned by another agent") && text.contains("gw1"), "{text}");
+        assert!(
+            text.contains("owned by another agent") && text.contains("gw1"),
+            "{text}"
+        );
         let e = classify(
             StatusCode::UNPROCESSABLE_ENTITY,
             r#"{"error":"invalid_fields","message":"invalid","fields":[{"field":"gateways[0].ip_addr","message":"not an IPv4 address"}]}"#,

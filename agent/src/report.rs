@@ -33,7 +33,10 @@ pub async fn observe(config: &Arc<Config>) -> Observation {
         let config = Arc::clone(config);
         gateways.spawn(async move {
             let g = &config.openvpn[i];
-            (i, openvpn::observe(g, &config.host, config.probe_timeout).await)
+            (
+                i,
+                openvpn::observe(g, &config.host, config.probe_timeout).await,
+            )
         });
     }
     let mut bridges = JoinSet::new();
@@ -41,7 +44,10 @@ pub async fn observe(config: &Arc<Config>) -> Observation {
         let config = Arc::clone(config);
         bridges.spawn(async move {
             let b = &config.obfs4[i];
-            (i, obfs4::observe(b, &config.host, config.probe_timeout).await)
+            (
+                i,
+                obfs4::observe(b, &config.host, config.probe_timeout).await,
+            )
         });
     }
     let mut gateways = gateways.join_all().await;
@@ -56,7 +62,8 @@ pub async fn observe(config: &Arc<Config>) -> Observation {
         obs.report.gateways.push(g.gateway);
     }
     for (_, b) in bridges {
-        obs.health.push((format!("bridge {}", b.bridge.host), b.problem));
+        obs.health
+            .push((format!("bridge {}", b.bridge.host), b.problem));
         if b.has_cert {
             obs.report.bridges.push(b.bridge);
         } else {
@@ -83,11 +90,23 @@ pub fn changed(last: &Report, next: &Report, load_step: f64) -> bool {
     }
     let gateway_changed = last.gateways.iter().zip(&next.gateways).any(|(a, b)| {
         load_moved(a.load, b.load, load_step)
-            || Gateway { load: 0.0, ..a.clone() } != Gateway { load: 0.0, ..b.clone() }
+            || Gateway {
+                load: 0.0,
+                ..a.clone()
+            } != Gateway {
+                load: 0.0,
+                ..b.clone()
+            }
     });
     let bridge_changed = last.bridges.iter().zip(&next.bridges).any(|(a, b)| {
         load_moved(a.load, b.load, load_step)
-            || Bridge { load: 0.0, ..a.clone() } != Bridge { load: 0.0, ..b.clone() }
+            || Bridge {
+                load: 0.0,
+                ..a.clone()
+            } != Bridge {
+                load: 0.0,
+                ..b.clone()
+            }
     });
     gateway_changed || bridge_changed
 }

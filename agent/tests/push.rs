@@ -22,7 +22,9 @@ fn setup(dir: &Path, menshen: &str, bridge_port: u16, top: &str) -> PathBuf {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("obfs4_bridgeline.txt"),
-        format!("# comment\n\nBridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert={CERT} iat-mode=0\n"),
+        format!(
+            "# comment\n\nBridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert={CERT} iat-mode=0\n"
+        ),
     )
     .unwrap();
     let dir = dir.display();
@@ -88,14 +90,24 @@ fn once_puts_both_lists_with_the_token() {
     let out = run_once(&config, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("agent-token"), "token leaked into the log:\n{stderr}");
+    assert!(
+        !stderr.contains("agent-token"),
+        "token leaked into the log:\n{stderr}"
+    );
 
     let reqs = menshen.requests();
     assert_eq!(reqs.len(), 2, "{reqs:#?}");
     for r in &reqs {
         assert_eq!(r.method, "PUT");
-        assert_eq!(r.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
-        assert!(r.header("content-type").unwrap().starts_with("application/json"));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert!(
+            r.header("content-type")
+                .unwrap()
+                .starts_with("application/json")
+        );
     }
     assert_eq!(reqs[0].path, "/api/5/agent/gateways");
     assert_eq!(
@@ -139,7 +151,11 @@ fn token_and_url_come_from_the_environment() {
         .env("MENSHEN_AGENT_TOKEN", "from-env")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reqs = menshen.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].header("authorization"), Some("Bearer from-env"));
@@ -154,7 +170,11 @@ fn dry_run_prints_the_json_and_contacts_nobody() {
     std::fs::remove_file(dir.path().join("token")).unwrap();
 
     let out = run_once(&config, &["--dry-run"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["gateways"][0]["host"], "gw1.ams1.example.org");
     assert_eq!(printed["bridges"][0]["options"]["cert"], CERT);
@@ -212,7 +232,12 @@ fn invalid_fields_are_logged_and_once_fails() {
 fn unreachable_menshen_fails_once() {
     let dir = tempfile::tempdir().unwrap();
     let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &format!("http://127.0.0.1:{}", free_port()), port, "");
+    let config = setup(
+        dir.path(),
+        &format!("http://127.0.0.1:{}", free_port()),
+        port,
+        "",
+    );
     let out = run_once(&config, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -293,7 +318,10 @@ fn a_refused_token_is_logged_and_retried_slowly() {
         log.contains("refused the token") && log.contains("token revoked"),
         "{log}"
     );
-    assert!(!log.contains("agent-token"), "token leaked into the log:\n{log}");
+    assert!(
+        !log.contains("agent-token"),
+        "token leaked into the log:\n{log}"
+    );
 }
 
 #[test]
@@ -356,7 +384,9 @@ fn sigterm_exits_promptly_without_withdrawing_by_default() {
     let mut agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
     menshen.wait_for(1, Duration::from_secs(5));
     agent.signal("TERM");
-    let status = agent.wait_exit(Duration::from_secs(2)).expect("exits promptly");
+    let status = agent
+        .wait_exit(Duration::from_secs(2))
+        .expect("exits promptly");
     assert_eq!(status.code(), Some(0));
     assert!(menshen.requests().iter().all(|r| r.json() != json!([])));
 }

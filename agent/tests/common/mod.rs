@@ -74,7 +74,11 @@ impl Process {
     /// Waits up to `timeout` for a stderr line containing `needle`.
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || {
-            self.lines.lock().unwrap().iter().any(|l| l.contains(needle))
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
         })
     }
 

@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
+use crate::geo::client_ip::TrustedProxies;
+use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
 use crate::store::{Engine, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
@@ -159,6 +161,35 @@ struct ServeArgs {
     #[arg(long, env = "MENSHEN_OPENVPN_MAX_REMOTES", default_value_t = crate::config::DEFAULT_OPENVPN_MAX_REMOTES as u16,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     openvpn_max_remotes: u16,
+
+    #[command(flatten)]
+    geo: GeoArgs,
+}
+
+/// Where clients are, and how lists are ordered for them.
+#[derive(Debug, Clone, Args)]
+struct GeoArgs {
+    /// GeoIP database (MaxMind DB format: GeoIP2 City/Country or the DB-IP
+    /// lite layout) to place clients that do not send `cc`.
+    #[arg(long, env = "MENSHEN_GEOIP_DB")]
+    geoip_db: Option<PathBuf>,
+
+    /// Proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For
+    /// and X-Real-IP headers are believed; nobody else's are.
+    #[arg(long, env = "MENSHEN_TRUSTED_PROXIES", value_parser = TrustedProxies::parse,
+          default_value = "")]
+    trusted_proxies: TrustedProxies,
+
+    /// Different random orderings kept per distinct request: more spreads
+    /// clients more evenly, fewer keeps more answers identical (and cached
+    /// by clients' ETags).
+    #[arg(long, env = "MENSHEN_ORDER_VARIANTS", default_value_t = DEFAULT_ORDER_VARIANTS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    order_variants: u16,
+
+    /// Fixed seed for the random orderings (for tests and benchmarks).
+    #[arg(long, env = "MENSHEN_ORDER_SEED", hide = true)]
+    order_seed: Option<u64>,
 }
 
 /// The CA that signs client certificates, and what clients get.
@@ -261,6 +292,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signing_key: args.key.source(),
         pki: args.pki.settings(),
         openvpn_max_remotes: usize::from(args.openvpn_max_remotes),
+        geoip_db: args.geo.geoip_db,
+        trusted_proxies: args.geo.trusted_proxies,
+        order_seed: args.geo.order_seed,
+        order_variants: usize::from(args.geo.order_variants),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

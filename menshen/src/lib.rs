@@ -26,7 +26,8 @@ use crate::api::AppState;
 use crate::auth::SigningKey;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
-use crate::inventory::InventoryHandle;
+use crate::geo::Locator;
+use crate::inventory::{InventoryHandle, SnapshotOptions};
 use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -63,15 +64,17 @@ pub async fn launch(
     let pki = Arc::new(Pki::load(&settings.pki, &settings.data_dir)?);
 
     let metrics = Arc::new(Metrics::new());
-    let inventory = Arc::new(
-        InventoryHandle::load(
-            &store,
-            settings.resource_ttl,
-            metrics.clone(),
-            pki.ca_fingerprint(),
-        )
-        .await?,
-    );
+    let locator = Arc::new(Locator::new(
+        settings.geoip_db.as_deref(),
+        settings.trusted_proxies.clone(),
+    )?);
+    let options = SnapshotOptions {
+        ttl_millis: settings.resource_ttl.as_millis() as i64,
+        ca_fingerprint: pki.ca_fingerprint().to_owned(),
+        order_seed: settings.order_seed,
+        order_variants: settings.order_variants,
+    };
+    let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
     let state = Arc::new(AppState {
         store: store.clone(),
@@ -81,6 +84,7 @@ pub async fn launch(
         resource_ttl: settings.resource_ttl,
         pki,
         openvpn_max_remotes: settings.openvpn_max_remotes,
+        locator,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -116,7 +120,8 @@ pub async fn launch(
     let listener = listener.tap_io(|stream| {
         let _ = stream.set_nodelay(true);
     });
-    let result = axum::serve(listener, api::router(state))
+    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");

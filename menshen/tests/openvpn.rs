@@ -275,22 +275,21 @@ async fn the_config_names_the_gateways_of_the_request() {
     ] {
         assert!(lines.contains(&option), "{option} in\n{config}");
     }
-    // The first three of the gateway list, in its order.
-    let gateways: Vec<serde_json::Value> =
-        server.get("/api/5/gateways").await.json().await.unwrap();
-    let expected: Vec<String> = gateways
-        .iter()
-        .take(3)
-        .map(|g| {
-            format!(
-                "remote {} {} {}",
-                g["ip_addr"].as_str().unwrap(),
-                g["port"],
-                g["transport"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(remote_lines(&config), expected);
+    // The best three gateways for the client: for a Dutch client the two in
+    // Amsterdam (in a load-spread order), then the one in Paris.
+    let dutch = server.text("/api/5/openvpn/config?cc=NL").await;
+    let remotes = remote_lines(&dutch);
+    let mut amsterdam = remotes[..2].to_vec();
+    amsterdam.sort();
+    assert_eq!(
+        amsterdam,
+        ["remote 192.0.2.10 1194 udp", "remote 192.0.2.10 443 tcp"]
+    );
+    assert_eq!(remotes[2], "remote 192.0.2.20 1194 udp");
+    // A Canadian client gets Montreal first.
+    let canadian = server.text("/api/5/openvpn/config?cc=ca").await;
+    assert_eq!(remote_lines(&canadian)[0], "remote 198.51.100.30 1194 udp");
+    assert_eq!(remote_lines(&config).len(), 3);
     check_credentials(&config, &ca, &fingerprint);
 
     // The same filters as the gateway list.

@@ -100,16 +100,6 @@ impl Process {
         }
         None
     }
-
-    /// VmRSS of the process, in kB.
-    pub fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
 }
 
 impl Drop for Process {

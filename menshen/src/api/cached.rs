@@ -38,7 +38,7 @@ impl IfNoneMatch {
 
     /// Whether `etag` is among the tags (weak comparison, as RFC 9110 asks
     /// for this header).
-    fn matches(&self, etag: &str) -> bool {
+    pub fn matches(&self, etag: &str) -> bool {
         self.0
             .iter()
             .filter_map(|v| v.to_str().ok())

@@ -2,7 +2,10 @@
 //! comes from the in-memory snapshot, never from the database.
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
 
@@ -12,6 +15,34 @@ use super::error::ApiError;
 use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
+
+/// The client's address: the peer's, or a trusted proxy's word for it.
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<SharedState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Ok(ClientAddr(state.locator.client_ip(peer, &parts.headers)))
+    }
+}
+
+impl ClientAddr {
+    /// Fills in the client's position from its address when `cc` did not.
+    pub fn locate(&self, state: &SharedState, query: &mut ClientQuery) {
+        if query.near.is_none() {
+            query.near = state.locator.locate(self.0);
+        }
+    }
+}
 
 pub fn router() -> Router<SharedState> {
     Router::new()
@@ -36,12 +67,15 @@ async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -
 async fn gateways(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
+    addr: ClientAddr,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
-    let cached = snapshot.cached(ResourceKind::Gateway, &query, || {
-        Cached::json(&select::gateways(&snapshot, &query))
+    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
+    addr.locate(&state, &mut query);
+    let held = |etag: &str| if_none_match.matches(etag);
+    let cached = snapshot.cached(ResourceKind::Gateway, &query, held, |seed| {
+        Cached::json(&select::gateways(&snapshot, &query, seed))
     });
     Ok(respond(&cached, &if_none_match))
 }
@@ -51,12 +85,15 @@ async fn gateways(
 async fn bridges(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
+    addr: ClientAddr,
     if_none_match: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)?;
-    let cached = snapshot.cached(ResourceKind::Bridge, &query, || {
-        Cached::json(&select::bridges(&snapshot, &query))
+    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)?;
+    addr.locate(&state, &mut query);
+    let held = |etag: &str| if_none_match.matches(etag);
+    let cached = snapshot.cached(ResourceKind::Bridge, &query, held, |seed| {
+        Cached::json(&select::bridges(&snapshot, &query, seed))
     });
     Ok(respond(&cached, &if_none_match))
 }

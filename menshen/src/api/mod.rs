@@ -14,6 +14,7 @@ use axum::Router;
 use axum::middleware;
 
 use crate::auth::SigningKey;
+use crate::geo::Locator;
 use crate::inventory::InventoryHandle;
 use crate::pki::Pki;
 use crate::store::Store;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub pki: Arc<Pki>,
     /// At most this many gateways in a served OpenVPN configuration.
     pub openvpn_max_remotes: usize,
+    /// Where clients are, when they do not say.
+    pub locator: Arc<Locator>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -14,6 +14,7 @@ use menshen_model::Gateway;
 use serde_json::{Map, Value};
 
 use super::SharedState;
+use super::client::ClientAddr;
 use super::error::ApiError;
 use crate::pki::ClientCredentials;
 use crate::select::{self, ClientQuery};
@@ -44,11 +45,14 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
 async fn config(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
+    addr: ClientAddr,
 ) -> Result<Response, ApiError> {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
+    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
+    addr.locate(&state, &mut query);
     let remotes = remotes(
-        &select::gateways(&snapshot, &query),
+        // A fresh order for every configuration: it is never cached.
+        &select::gateways(&snapshot, &query, rand::random()),
         state.openvpn_max_remotes,
     );
     if remotes.is_empty() {

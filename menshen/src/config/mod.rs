@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::KeySource;
+use crate::geo::client_ip::TrustedProxies;
+use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::PkiSettings;
 use crate::store::Engine;
 
@@ -39,6 +41,14 @@ pub struct Settings {
     pub pki: PkiSettings,
     /// At most this many gateways in a served OpenVPN configuration.
     pub openvpn_max_remotes: usize,
+    /// GeoIP database for clients that do not send `cc`.
+    pub geoip_db: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Seed for the random orderings; random when `None` (tests fix it).
+    pub order_seed: Option<u64>,
+    /// Distinct random orderings kept per distinct request.
+    pub order_variants: usize,
 }
 
 impl Settings {
@@ -54,6 +64,10 @@ impl Settings {
             signing_key: KeySource::default(),
             pki: PkiSettings::default(),
             openvpn_max_remotes: DEFAULT_OPENVPN_MAX_REMOTES,
+            geoip_db: None,
+            trusted_proxies: TrustedProxies::default(),
+            order_seed: None,
+            order_variants: DEFAULT_ORDER_VARIANTS,
         }
     }
 }

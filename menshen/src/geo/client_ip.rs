@@ -94,7 +94,10 @@ mod tests {
     fn headers_count_only_from_trusted_peers() {
         let trusted = TrustedProxies::parse("10.0.0.0/8, 192.0.2.1").unwrap();
         let h = headers(&[("x-forwarded-for", "203.0.113.9")]);
-        assert_eq!(client_ip(ip("198.51.100.1"), &h, &trusted), ip("198.51.100.1"));
+        assert_eq!(
+            client_ip(ip("198.51.100.1"), &h, &trusted),
+            ip("198.51.100.1")
+        );
         assert_eq!(client_ip(ip("10.1.2.3"), &h, &trusted), ip("203.0.113.9"));
         assert_eq!(client_ip(ip("192.0.2.1"), &h, &trusted), ip("203.0.113.9"));
         assert_eq!(

@@ -92,9 +92,17 @@ impl GeoIp {
             .or(record.country_code);
         let country = code.and_then(country);
         let own = match (&record.location, record.latitude, record.longitude) {
-            (Some(LocationRecord { latitude: Some(lat), longitude: Some(lon) }), _, _) => {
-                Some(Position { lat: *lat, lon: *lon })
-            }
+            (
+                Some(LocationRecord {
+                    latitude: Some(lat),
+                    longitude: Some(lon),
+                }),
+                _,
+                _,
+            ) => Some(Position {
+                lat: *lat,
+                lon: *lon,
+            }),
             (_, Some(lat), Some(lon)) => Some(Position { lat, lon }),
             _ => None,
         }

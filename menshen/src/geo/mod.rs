@@ -3,7 +3,42 @@
 pub mod client_ip;
 pub mod geoip;
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::OnceLock;
+
+use axum::http::HeaderMap;
+
+use client_ip::{TrustedProxies, client_ip};
+use geoip::GeoIp;
+
+/// Finds a client's position from its address, when it does not send `cc`.
+#[derive(Debug, Default)]
+pub struct Locator {
+    geoip: Option<GeoIp>,
+    trusted: TrustedProxies,
+}
+
+impl Locator {
+    /// Opens the GeoIP database, if any; errors name the file.
+    pub fn new(geoip_db: Option<&Path>, trusted: TrustedProxies) -> anyhow::Result<Locator> {
+        let geoip = geoip_db.map(GeoIp::open).transpose()?;
+        if let Some(db) = &geoip {
+            tracing::info!(database_type = %db.database_type, "GeoIP database loaded");
+        }
+        Ok(Locator { geoip, trusted })
+    }
+
+    /// The client's address: the peer's, or a trusted proxy's word for it.
+    pub fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        client_ip(peer.ip(), headers, &self.trusted)
+    }
+
+    /// Where the client at `ip` is, on the grid, if the GeoIP database knows.
+    pub fn locate(&self, ip: IpAddr) -> Option<GridPoint> {
+        self.geoip.as_ref()?.lookup(ip)?.position.map(GridPoint::of)
+    }
+}
 
 /// A point on Earth, in degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,17 +169,32 @@ mod tests {
 
     #[test]
     fn distances_are_great_circle_kilometres() {
-        let paris = Position { lat: 48.86, lon: 2.35 };
-        let amsterdam = Position { lat: 52.37, lon: 4.89 };
-        let tokyo = Position { lat: 35.68, lon: 139.69 };
+        let paris = Position {
+            lat: 48.86,
+            lon: 2.35,
+        };
+        let amsterdam = Position {
+            lat: 52.37,
+            lon: 4.89,
+        };
+        let tokyo = Position {
+            lat: 35.68,
+            lon: 139.69,
+        };
         let d = distance_km(paris, amsterdam);
         assert!((420.0..440.0).contains(&d), "{d}");
         let d = distance_km(paris, tokyo);
         assert!((9650.0..9750.0).contains(&d), "{d}");
         assert_eq!(distance_km(tokyo, tokyo), 0.0);
         // across the antimeridian
-        let fiji = Position { lat: -18.0, lon: 179.0 };
-        let samoa = Position { lat: -13.8, lon: -171.8 };
+        let fiji = Position {
+            lat: -18.0,
+            lon: 179.0,
+        };
+        let samoa = Position {
+            lat: -13.8,
+            lon: -171.8,
+        };
         assert!(distance_km(fiji, samoa) < 1200.0);
     }
 }

@@ -8,7 +8,8 @@
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -17,6 +18,7 @@ use axum::http::HeaderValue;
 use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
 use tokio::sync::watch;
 
+use crate::geo::Position;
 use crate::select::ClientQuery;
 use crate::store::{Inventory, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
@@ -52,6 +54,41 @@ impl Cached {
     }
 }
 
+/// How snapshots are built; fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Pushed resources not heard from within this many ms are left out.
+    pub ttl_millis: i64,
+    /// Goes into `/provider.json`; computed from the CA certificate, not stored.
+    pub ca_fingerprint: String,
+    /// Seed of the random orderings; a fresh one per snapshot when `None`.
+    pub order_seed: Option<u64>,
+    /// Distinct random orderings kept per request (see `select`).
+    pub order_variants: usize,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            ttl_millis: 60_000,
+            ca_fingerprint: String::new(),
+            order_seed: None,
+            order_variants: DEFAULT_ORDER_VARIANTS,
+        }
+    }
+}
+
+/// Default number of orderings kept per distinct request.
+pub const DEFAULT_ORDER_VARIANTS: usize = 8;
+
+/// Where a location is, for ordering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Place {
+    pub position: Option<Position>,
+    /// Whole hours from UTC.
+    pub timezone: Option<i64>,
+}
+
 /// Shortest time between two reloads caused by change notifications.
 pub const MIN_RELOAD_GAP: Duration = Duration::from_millis(100);
 
@@ -70,6 +107,11 @@ pub struct Snapshot {
     pub bridges: Vec<Bridge>,
     /// Lowercased label to label.
     labels: HashMap<String, String>,
+    /// Label to where it is.
+    places: HashMap<String, Place>,
+    /// Seed of this snapshot's random orderings.
+    seed: u64,
+    order_variants: usize,
     /// The service's OpenVPN options, for served client configurations.
     pub openvpn_configuration: serde_json::Map<String, serde_json::Value>,
     /// When the next listed resource expires, if any does.
@@ -79,7 +121,10 @@ pub struct Snapshot {
     bridge_responses: ResponseCache,
 }
 
-type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Cached>>>;
+type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Variants>>>;
+
+/// The orderings of one request, each made on first use.
+struct Variants(Vec<OnceLock<Arc<Cached>>>);
 
 fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
@@ -131,16 +176,9 @@ fn coordinate(value: Option<f64>) -> String {
 }
 
 impl Snapshot {
-    /// Builds the view of `inventory` at `now` (unix ms); pushed resources
-    /// not heard from within `ttl_millis` are left out. `ca_fingerprint`
-    /// goes into `/provider.json`: computed from the CA certificate, it is
-    /// not stored.
-    pub fn build(
-        inventory: &Inventory,
-        now: i64,
-        ttl_millis: i64,
-        ca_fingerprint: &str,
-    ) -> Snapshot {
+    /// Builds the view of `inventory` at `now` (unix ms).
+    pub fn build(inventory: &Inventory, now: i64, options: &SnapshotOptions) -> Snapshot {
+        let ttl_millis = options.ttl_millis;
         let mut gateways = Vec::new();
         let mut bridges = Vec::new();
         let mut next_expiry: Option<i64> = None;
@@ -199,6 +237,20 @@ impl Snapshot {
             .iter()
             .map(|l| (l.label.to_ascii_lowercase(), l.label.clone()))
             .collect();
+        let places = inventory
+            .locations
+            .iter()
+            .map(|l| {
+                let position = l.lat.zip(l.lon).map(|(lat, lon)| Position { lat, lon });
+                (
+                    l.label.clone(),
+                    Place {
+                        position,
+                        timezone: l.timezone,
+                    },
+                )
+            })
+            .collect();
         let service = EipService {
             auth: inventory.service.auth.clone(),
             locations,
@@ -208,7 +260,7 @@ impl Snapshot {
         };
 
         let mut provider = inventory.provider.clone();
-        provider.ca_cert_fingerprint = ca_fingerprint.to_owned();
+        provider.ca_cert_fingerprint = options.ca_fingerprint.clone();
 
         Snapshot {
             built_at_millis: now,
@@ -217,6 +269,9 @@ impl Snapshot {
             gateways,
             bridges,
             labels,
+            places,
+            seed: options.order_seed.unwrap_or_else(rand::random),
+            order_variants: options.order_variants.max(1),
             openvpn_configuration: inventory.service.openvpn_configuration.clone(),
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
@@ -232,27 +287,72 @@ impl Snapshot {
             .map(String::as_str)
     }
 
-    /// The ready response for `query` on the list of `kind`, computed by
-    /// `make` on first use and kept for the life of this snapshot.
+    /// Where location `label` is.
+    pub fn place(&self, label: &str) -> Place {
+        self.places.get(label).copied().unwrap_or_default()
+    }
+
+    /// A ready response for `query` on the list of `kind`. Up to
+    /// `order_variants` different orderings are kept per query, each made
+    /// by `make` from its own seed on first use and kept for the life of
+    /// this snapshot; each request gets one of them at random, except that
+    /// a client already holding one (`held` says which entity tags it
+    /// holds) gets that one back, so that it can be answered 304.
     pub fn cached(
         &self,
         kind: ResourceKind,
         query: &ClientQuery,
-        make: impl FnOnce() -> Cached,
+        held: impl Fn(&str) -> bool,
+        make: impl FnOnce(u64) -> Cached,
     ) -> Arc<Cached> {
         let cache = match kind {
             ResourceKind::Gateway => &self.gateway_responses,
             ResourceKind::Bridge => &self.bridge_responses,
         };
-        if let Some(hit) = cache.read().unwrap_or_else(|e| e.into_inner()).get(query) {
-            return hit.clone();
+        let variant = if self.order_variants > 1 {
+            rand::random_range(0..self.order_variants)
+        } else {
+            0
+        };
+        let seed = {
+            let mut h = std::hash::DefaultHasher::new();
+            (self.seed, kind, query, variant).hash(&mut h);
+            h.finish()
+        };
+        let existing = cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(query)
+            .cloned();
+        let variants = match existing {
+            Some(v) => v,
+            None => {
+                let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= MAX_CACHED_RESPONSES && !cache.contains_key(query) {
+                    // Full: serve without keeping.
+                    return Arc::new(make(seed));
+                }
+                cache
+                    .entry(query.clone())
+                    .or_insert_with(|| {
+                        Arc::new(Variants(
+                            (0..self.order_variants).map(|_| OnceLock::new()).collect(),
+                        ))
+                    })
+                    .clone()
+            }
+        };
+        if let Some(known) = variants
+            .0
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|c| held(&c.etag))
+        {
+            return known.clone();
         }
-        let made = Arc::new(make());
-        let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() < MAX_CACHED_RESPONSES {
-            cache.insert(query.clone(), made.clone());
-        }
-        made
+        variants.0[variant]
+            .get_or_init(|| Arc::new(make(seed)))
+            .clone()
     }
 }
 
@@ -262,8 +362,7 @@ pub struct InventoryHandle {
     /// The last inventory read from the store, to rebuild from when only
     /// time has passed.
     source: Mutex<Arc<Inventory>>,
-    ttl_millis: i64,
-    ca_fingerprint: String,
+    options: SnapshotOptions,
     metrics: Arc<Metrics>,
 }
 
@@ -271,19 +370,16 @@ impl InventoryHandle {
     /// Loads the inventory from the store and builds the first snapshot.
     pub async fn load(
         store: &Store,
-        ttl: Duration,
+        options: SnapshotOptions,
         metrics: Arc<Metrics>,
-        ca_fingerprint: &str,
     ) -> anyhow::Result<Self> {
         let inventory = Arc::new(store.load_inventory().await?);
-        let ttl_millis = ttl.as_millis() as i64;
-        let snapshot = Snapshot::build(&inventory, now_millis(), ttl_millis, ca_fingerprint);
+        let snapshot = Snapshot::build(&inventory, now_millis(), &options);
         metrics.observe_snapshot(&snapshot);
         Ok(InventoryHandle {
             current: ArcSwap::from_pointee(snapshot),
             source: Mutex::new(inventory),
-            ttl_millis,
-            ca_fingerprint: ca_fingerprint.to_owned(),
+            options,
             metrics,
         })
     }
@@ -298,8 +394,7 @@ impl InventoryHandle {
         if let Some(inventory) = inventory {
             *source = Arc::new(inventory);
         }
-        let snapshot =
-            Snapshot::build(&source, now_millis(), self.ttl_millis, &self.ca_fingerprint);
+        let snapshot = Snapshot::build(&source, now_millis(), &self.options);
         self.metrics.observe_snapshot(&snapshot);
         self.current.store(Arc::new(snapshot));
     }

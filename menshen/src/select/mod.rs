@@ -1,15 +1,18 @@
 //! Which gateways and bridges a client gets, and in what order.
 //!
-//! For now the order is stable: by location label, then by host. Filters
-//! (`loc`, `port`, `tr`, `type`) narrow the list; `cc` is validated and
-//! kept in the query so that per-country ordering can use it.
-//! Experimental resources are listed only for `experimental=true`; resources
+//! Filters (`loc`, `port`, `tr`, `type`) narrow the list; [`order`] sorts
+//! it for the client's position: `cc` when given, else the GeoIP position of
+//! its address (see `geo::Locator`). Experimental resources are listed only for `experimental=true`; resources
 //! in a bucket (invite-only) are listed only to requests whose invite token
 //! grants that bucket (`ClientQuery::buckets`).
 
-use menshen_model::{Bridge, Gateway};
+pub mod order;
 
-use crate::geo;
+use menshen_model::{Bridge, Gateway};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+
+use crate::geo::{self, GridPoint};
 use crate::inventory::Snapshot;
 use crate::inventory::validate::{BRIDGE_TYPES, GATEWAY_TRANSPORTS};
 
@@ -39,6 +42,8 @@ pub struct ClientQuery {
     pub kind: Option<&'static str>,
     /// Whether experimental resources are wanted too.
     pub experimental: bool,
+    /// Where the client is: from `cc`, or filled in from its address.
+    pub near: Option<GridPoint>,
     /// Invite-only buckets this request may see, sorted, without duplicates
     /// (granted by the request's invite token; empty when anonymous).
     pub buckets: Vec<String>,
@@ -105,12 +110,14 @@ impl ClientQuery {
             seen.push(parameter);
             match parameter {
                 "cc" => {
-                    query.cc = Some(geo::country(value).map(|c| c.code).ok_or_else(|| BadParameter {
+                    let country = geo::country(value).ok_or_else(|| BadParameter {
                         parameter,
                         message: format!(
                             "cc must be an ISO 3166-1 alpha-2 country code, not {value:?}"
                         ),
-                    })?);
+                    })?;
+                    query.cc = Some(country.code);
+                    query.near = Some(GridPoint::of(country.position));
                 }
                 "loc" => {
                     let label = snapshot.location_label(value).ok_or_else(|| BadParameter {
@@ -200,22 +207,52 @@ impl<'a> From<&'a Bridge> for Candidate<'a> {
     }
 }
 
-/// The gateways for `query`, in the order the client should try them.
-pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Gateway> {
-    snapshot
+impl order::Ranked for Gateway {
+    fn location(&self) -> &str {
+        &self.location
+    }
+    fn load(&self) -> f64 {
+        self.load
+    }
+    fn overloaded(&self) -> bool {
+        self.overloaded
+    }
+}
+
+impl order::Ranked for Bridge {
+    fn location(&self) -> &str {
+        &self.location
+    }
+    fn load(&self) -> f64 {
+        self.load
+    }
+    fn overloaded(&self) -> bool {
+        self.overloaded
+    }
+}
+
+/// The gateways for `query`, in the order the client should try them;
+/// `seed` fixes the random part of the order.
+pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Gateway> {
+    let admitted = snapshot
         .gateways
         .iter()
         .filter(|g| query.admits((*g).into()))
-        .collect()
+        .collect();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
 }
 
-/// The bridges for `query`, in the order the client should try them.
-pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery) -> Vec<&'s Bridge> {
-    snapshot
+/// The bridges for `query`, in the order the client should try them;
+/// `seed` fixes the random part of the order.
+pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Bridge> {
+    let admitted = snapshot
         .bridges
         .iter()
         .filter(|b| query.admits((*b).into()))
-        .collect()
+        .collect();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
 }
 
 #[cfg(test)]
@@ -239,7 +276,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        Snapshot::build(&inventory, 0, i64::MAX, "")
+        Snapshot::build(&inventory, 0, &Default::default())
     }
 
     fn parse(raw: &str, kind: ResourceKind) -> Result<ClientQuery, BadParameter> {
@@ -260,6 +297,7 @@ mod tests {
     fn values_are_normalised() {
         let q = parse("cc=de&loc=PARIS&tr=TCP&port=443", ResourceKind::Gateway).unwrap();
         assert_eq!(q.cc, Some("DE"));
+        assert_eq!(q.near, Some(GridPoint { lat: 53, lon: 13 }));
         assert_eq!(q.loc.as_deref(), Some("Paris"));
         assert_eq!(q.tr, Some("tcp"));
         assert_eq!(q.port, Some(443));

@@ -1,0 +1,396 @@
+//! Each client gets the right list: nearest first (from `cc` or from its
+//! address through a GeoIP database), load spread within a location.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Backend, TestServer, get_json};
+use menshen::geo::client_ip::TrustedProxies;
+use menshen::geo::geoip::GeoIp;
+use serde_json::{Value, json};
+
+/// Six locations around the world, one gateway each, plus a location with
+/// three gateways of different load for the spreading tests.
+const WORLD: &str = r#"
+[provider]
+domain = "vpn.test"
+api_uri = "https://api.vpn.test"
+
+[locations.amsterdam]
+display_name = "Amsterdam"
+country_code = "NL"
+lat = 52.37
+lon = 4.89
+timezone = 1
+
+[locations.paris]
+display_name = "Paris"
+country_code = "FR"
+lat = 48.86
+lon = 2.35
+timezone = 1
+
+[locations.montreal]
+display_name = "Montreal"
+country_code = "CA"
+lat = 45.50
+lon = -73.57
+timezone = -5
+
+[locations.miami]
+display_name = "Miami"
+country_code = "US"
+lat = 25.76
+lon = -80.19
+timezone = -5
+
+[locations.seattle]
+display_name = "Seattle"
+country_code = "US"
+lat = 47.61
+lon = -122.33
+timezone = -8
+
+[locations.tokyo]
+display_name = "Tokyo"
+country_code = "JP"
+lat = 35.68
+lon = 139.69
+timezone = 9
+
+[[gateway]]
+host = "ams"
+ip_addr = "192.0.2.1"
+location = "amsterdam"
+port = 1194
+transport = "udp"
+
+[[gateway]]
+host = "par"
+ip_addr = "192.0.2.2"
+location = "paris"
+port = 1194
+transport = "udp"
+
+[[gateway]]
+host = "mtl"
+ip_addr = "192.0.2.3"
+location = "montreal"
+port = 1194
+transport = "udp"
+
+[[gateway]]
+host = "mia"
+ip_addr = "192.0.2.4"
+location = "miami"
+port = 1194
+transport = "udp"
+
+[[gateway]]
+host = "sea"
+ip_addr = "192.0.2.5"
+location = "seattle"
+port = 1194
+transport = "udp"
+
+[[gateway]]
+host = "tyo"
+ip_addr = "192.0.2.6"
+location = "tokyo"
+port = 1194
+transport = "udp"
+
+[[bridge]]
+host = "br-ams"
+ip_addr = "192.0.2.11"
+location = "amsterdam"
+port = 443
+options = { cert = "Y2VydA", iatMode = "0" }
+
+[[bridge]]
+host = "br-tyo"
+ip_addr = "192.0.2.16"
+location = "tokyo"
+port = 443
+options = { cert = "Y2VydA", iatMode = "0" }
+"#;
+
+/// Writes a GeoIP database with `records` in `layout` (see the script).
+fn write_geoip(dir: &Path, layout: &str, records: &Value) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/write-geoip.pl");
+    let out = dir.join(format!("{layout}.mmdb"));
+    let mut child = Command::new("perl")
+        .arg(&script)
+        .arg(&out)
+        .arg(layout)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("perl (Debian libmaxmind-db-writer-perl writes the test database)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(records.to_string().as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "writing the GeoIP database"
+    );
+    out
+}
+
+/// Addresses standing for clients in a few places. 127.0.0.0/8 (the test's
+/// own peer address) is placed in Japan, so that a header that is wrongly
+/// believed shows up as a different first location.
+fn records() -> Value {
+    json!([
+        {"network": "203.0.113.0/26", "country": "NL", "lat": 52.1, "lon": 5.1},
+        {"network": "203.0.113.64/26", "country": "BR", "lat": -23.5, "lon": -46.6},
+        {"network": "203.0.113.128/26", "country": "AU", "lat": -33.9, "lon": 151.2},
+        {"network": "2001:db8::/32", "country": "CA", "lat": 45.4, "lon": -75.7},
+        {"network": "127.0.0.0/8", "country": "JP", "lat": 35.7, "lon": 139.7},
+    ])
+}
+
+fn first_host(list: &Value) -> &str {
+    list[0]["host"].as_str().expect("a first host")
+}
+
+async fn world(
+    backend: &Backend,
+    tweak: impl FnOnce(&mut menshen::config::Settings),
+) -> TestServer {
+    let path = backend.data_dir().join("provider.toml");
+    std::fs::write(&path, WORLD).unwrap();
+    let mut settings = backend.settings();
+    settings.provider_file = Some(path);
+    tweak(&mut settings);
+    TestServer::start_with(settings).await
+}
+
+#[tokio::test]
+async fn cc_puts_the_nearest_location_first() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let server = world(&backend, |_| {}).await;
+    for (cc, first) in [
+        ("NL", "ams"),
+        ("fr", "par"),
+        ("CA", "mtl"),
+        ("BR", "mia"),
+        ("JP", "tyo"),
+        ("AU", "tyo"),
+        ("de", "ams"),
+        // Washington is nearer Montreal than Miami
+        ("US", "mtl"),
+    ] {
+        let list = get_json(&server.url(&format!("/api/5/gateways?cc={cc}")), 200).await;
+        assert_eq!(first_host(&list), first, "cc={cc}: {list}");
+        assert_eq!(list.as_array().unwrap().len(), 6);
+    }
+    // The whole order for a Dutch client: by distance from Amsterdam.
+    let list = get_json(&server.url("/api/5/gateways?cc=NL"), 200).await;
+    let order: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["ams", "par", "mtl", "mia", "sea", "tyo"]);
+    // Bridges follow the same rules.
+    let bridges = get_json(&server.url("/api/5/bridges?cc=JP"), 200).await;
+    assert_eq!(first_host(&bridges), "br-tyo");
+    let bridges = get_json(&server.url("/api/5/bridges?cc=NL"), 200).await;
+    assert_eq!(first_host(&bridges), "br-ams");
+}
+
+#[tokio::test]
+async fn both_geoip_layouts_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    for layout in ["city", "flat"] {
+        let db = GeoIp::open(&write_geoip(dir.path(), layout, &records())).unwrap();
+        let found = db
+            .lookup("203.0.113.70".parse::<IpAddr>().unwrap())
+            .unwrap();
+        assert_eq!(found.country, Some("BR"), "{layout}");
+        let p = found.position.unwrap();
+        assert_eq!((p.lat, p.lon), (-23.5, -46.6), "{layout}");
+        let found = db.lookup("2001:db8::1".parse::<IpAddr>().unwrap()).unwrap();
+        assert_eq!(found.country, Some("CA"), "{layout}");
+        assert!(
+            db.lookup("198.51.100.1".parse::<IpAddr>().unwrap())
+                .is_none()
+        );
+    }
+    let err = GeoIp::open(&dir.path().join("missing.mmdb")).unwrap_err();
+    assert!(err.to_string().contains("missing.mmdb"), "{err}");
+}
+
+#[tokio::test]
+async fn the_address_places_the_client_through_a_trusted_proxy_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for layout in ["city", "flat"] {
+        let geoip = write_geoip(dir.path(), layout, &records());
+
+        // Behind a trusted proxy (the tests' peer is 127.0.0.1).
+        let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+        let db = geoip.clone();
+        let server = world(&backend, |s| {
+            s.geoip_db = Some(db);
+            s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+        })
+        .await;
+        let client = reqwest::Client::new();
+        for (header, value, first) in [
+            ("x-forwarded-for", "203.0.113.9", "ams"),
+            ("x-forwarded-for", "198.51.100.7, 203.0.113.70", "mia"),
+            ("x-forwarded-for", "203.0.113.130", "tyo"),
+            ("x-real-ip", "2001:db8::5", "mtl"),
+        ] {
+            let list: Value = client
+                .get(server.url("/api/5/gateways"))
+                .header(header, value)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(first_host(&list), first, "{layout}: {header}: {value}");
+        }
+        // cc wins over the address.
+        let list: Value = client
+            .get(server.url("/api/5/gateways?cc=FR"))
+            .header("x-forwarded-for", "203.0.113.130")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(first_host(&list), "par", "{layout}");
+        server.stop().await.unwrap();
+
+        // The same headers from a peer that is not trusted are ignored: the
+        // peer's own address (placed in Japan) decides.
+        let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+        let db = geoip.clone();
+        let server = world(&backend, |s| {
+            s.geoip_db = Some(db);
+            s.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        })
+        .await;
+        for (header, value) in [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+        ] {
+            let list: Value = client
+                .get(server.url("/api/5/gateways"))
+                .header(header, value)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(first_host(&list), "tyo", "{layout}: untrusted {header}");
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_position_nothing_fails() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let server = world(&backend, |_| {}).await;
+    let list = get_json(&server.url("/api/5/gateways"), 200).await;
+    assert_eq!(list.as_array().unwrap().len(), 6);
+    let config = reqwest::get(server.url("/api/5/openvpn/config"))
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 200);
+}
+
+const CROWDED: &str = r#"
+[provider]
+domain = "vpn.test"
+api_uri = "https://api.vpn.test"
+
+[locations.paris]
+display_name = "Paris"
+country_code = "FR"
+lat = 48.86
+lon = 2.35
+
+[[gateway]]
+host = "light"
+ip_addr = "192.0.2.1"
+location = "paris"
+port = 1194
+transport = "udp"
+load = 0.1
+
+[[gateway]]
+host = "heavy"
+ip_addr = "192.0.2.2"
+location = "paris"
+port = 1194
+transport = "udp"
+load = 0.8
+
+[[gateway]]
+host = "full"
+ip_addr = "192.0.2.3"
+location = "paris"
+port = 1194
+transport = "udp"
+load = 0.99
+overloaded = true
+"#;
+
+#[tokio::test]
+async fn load_spreads_over_requests_and_overloaded_is_never_first() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let path = backend.data_dir().join("provider.toml");
+    std::fs::write(&path, CROWDED).unwrap();
+    let mut settings = backend.settings();
+    settings.provider_file = Some(path);
+    // A fixed seed and many orderings: the counts below are the same on
+    // every run up to which of the 64 orderings each request draws.
+    settings.order_seed = Some(20261126);
+    settings.order_variants = 64;
+    let server = TestServer::start_with(settings).await;
+
+    let mut first: HashMap<String, u32> = HashMap::new();
+    let mut distinct = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let response = reqwest::get(server.url("/api/5/gateways?cc=FR"))
+            .await
+            .unwrap();
+        distinct.insert(response.headers()["etag"].to_str().unwrap().to_owned());
+        let list: Value = response.json().await.unwrap();
+        let hosts: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(hosts.len(), 3);
+        assert_eq!(hosts[2], "full", "overloaded comes last: {hosts:?}");
+        *first.entry(hosts[0].to_owned()).or_default() += 1;
+    }
+    let light = first.get("light").copied().unwrap_or(0);
+    let heavy = first.get("heavy").copied().unwrap_or(0);
+    assert_eq!(light + heavy, 1000);
+    assert!(
+        light > 3 * heavy,
+        "light first {light} times, heavy {heavy}"
+    );
+    assert!(heavy > 0, "the heavier gateway still gets some clients");
+    // Two gateways with room: at most two distinct answers.
+    assert_eq!(distinct.len(), 2);
+}

@@ -1,5 +1,6 @@
 //! The LEAP v5 client endpoints. Anonymous, many, read-only: every answer
-//! comes from the in-memory snapshot, never from the database.
+//! comes from the in-memory snapshot, never from the database. The lists
+//! may carry an invite token (see [`super::invite`]).
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -9,6 +10,7 @@ use axum::routing::get;
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
 use super::error::ApiError;
+use super::invite::InviteToken;
 use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
@@ -37,13 +39,20 @@ async fn gateways(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
     if_none_match: IfNoneMatch,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
-    let cached = snapshot.cached(ResourceKind::Gateway, &query, || {
-        Cached::json(&select::gateways(&snapshot, &query))
-    });
-    Ok(respond(&cached, &if_none_match))
+    let invited = token.check(&state, &snapshot);
+    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)
+        .map_err(ApiError::from)
+        .map(|query| {
+            let query = invited.grant(query);
+            let cached = snapshot.cached(ResourceKind::Gateway, &query, || {
+                Cached::json(&select::gateways(&snapshot, &query))
+            });
+            respond(&cached, &if_none_match)
+        });
+    invited.finish(response)
 }
 
 /// `GET /api/5/bridges?cc=&loc=&port=&tr=&type=`: bridges for this client, in
@@ -52,11 +61,18 @@ async fn bridges(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
     if_none_match: IfNoneMatch,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)?;
-    let cached = snapshot.cached(ResourceKind::Bridge, &query, || {
-        Cached::json(&select::bridges(&snapshot, &query))
-    });
-    Ok(respond(&cached, &if_none_match))
+    let invited = token.check(&state, &snapshot);
+    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)
+        .map_err(ApiError::from)
+        .map(|query| {
+            let query = invited.grant(query);
+            let cached = snapshot.cached(ResourceKind::Bridge, &query, || {
+                Cached::json(&select::bridges(&snapshot, &query))
+            });
+            respond(&cached, &if_none_match)
+        });
+    invited.finish(response)
 }

@@ -5,6 +5,7 @@ pub mod cached;
 mod client;
 pub mod error;
 mod health;
+pub mod invite;
 mod openvpn;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use axum::middleware;
 
 use crate::auth::SigningKey;
 use crate::inventory::InventoryHandle;
+use crate::inventory::invites::InviteUses;
 use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
@@ -32,6 +34,8 @@ pub struct AppState {
     pub pki: Arc<Pki>,
     /// At most this many gateways in a served OpenVPN configuration.
     pub openvpn_max_remotes: usize,
+    /// When invite tokens were used, until it is written to the store.
+    pub invite_uses: Arc<InviteUses>,
 }
 
 pub type SharedState = Arc<AppState>;

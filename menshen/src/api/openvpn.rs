@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 
 use super::SharedState;
 use super::error::ApiError;
+use super::invite::{InviteToken, Invited};
+use crate::inventory::Snapshot;
 use crate::pki::ClientCredentials;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
@@ -39,16 +41,27 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
 
 /// `GET /api/5/openvpn/config?cc=&loc=&port=&tr=` (and `/api/autoconf`): a
 /// complete OpenVPN client configuration with fresh credentials inline,
-/// for the gateways `/api/5/gateways` would list first for this request.
-/// 503 when no gateway is available for it.
+/// for the gateways `/api/5/gateways` would list first for this request
+/// (invite token included). 503 when no gateway is available for it.
 async fn config(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
+    let invited = token.check(&state, &snapshot);
+    invited.finish(config_for(&state, &snapshot, raw.as_deref(), &invited).await)
+}
+
+async fn config_for(
+    state: &SharedState,
+    snapshot: &Snapshot,
+    raw: Option<&str>,
+    invited: &Invited,
+) -> Result<Response, ApiError> {
+    let query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
     let remotes = remotes(
-        &select::gateways(&snapshot, &query),
+        &select::gateways(snapshot, &query),
         state.openvpn_max_remotes,
     );
     if remotes.is_empty() {

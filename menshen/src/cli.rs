@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::auth::invite;
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
-use crate::store::{Engine, Store, now_millis};
+use crate::store::{Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -49,6 +50,56 @@ enum Command {
     /// Manage the agents that report gateways and bridges.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Manage invite tokens, which let clients see invite-only gateways and
+    /// bridges (those with a `bucket`).
+    ///
+    /// Replicas on Postgres see a change at once; a server on SQLite at its
+    /// next periodic reload (--reload-interval).
+    #[command(subcommand)]
+    Invite(InviteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InviteCommand {
+    /// Create invite tokens and print them, one a line (shown only now;
+    /// menshen keeps only a hash).
+    Create {
+        /// A bucket the tokens grant; repeat for several.
+        #[arg(long = "bucket", required = true, value_name = "BUCKET")]
+        buckets: Vec<String>,
+        /// How many tokens to create.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        count: u32,
+        /// How long the tokens are valid (e.g. 30d, 12h); without it, until
+        /// deleted.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List invites: ids, buckets and times, never the tokens.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete invites; their tokens stop working.
+    #[command(group(ArgGroup::new("which").required(true).args(["id", "bucket", "all"])))]
+    Delete {
+        /// The invite with this id (as `invite list` shows it).
+        #[arg(long)]
+        id: Option<String>,
+        /// Every invite that grants this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Every invite.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +312,7 @@ pub fn main() -> ExitCode {
         },
         Command::Serve(args) => run(serve(*args)),
         Command::Agent(command) => run(agent(command)),
+        Command::Invite(command) => run(invite(command)),
     }
 }
 
@@ -375,8 +427,219 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn invite(command: InviteCommand) -> anyhow::Result<()> {
+    match command {
+        InviteCommand::Create {
+            mut buckets,
+            count,
+            expires,
+            store,
+        } => {
+            for bucket in &buckets {
+                anyhow::ensure!(
+                    invite::valid_bucket(bucket),
+                    "bucket {bucket:?}: use 1-64 characters, without spaces or control characters"
+                );
+            }
+            buckets.sort();
+            buckets.dedup();
+            let now = now_millis();
+            let expires_millis = match expires {
+                Some(ttl) => Some(now.saturating_add(i64::try_from(ttl.as_millis())?)),
+                None => None,
+            };
+            let mut tokens = Vec::new();
+            let mut invites = Vec::new();
+            for _ in 0..count {
+                let new = invite::generate();
+                invites.push(NewInvite {
+                    id: new.id,
+                    secret_hash: new.secret_hash,
+                    buckets: buckets.clone(),
+                    expires_millis,
+                });
+                tokens.push(new.token);
+            }
+            let db = Store::connect(&store.engine()?).await?;
+            db.create_invites(&invites, now).await?;
+            db.close().await;
+            for token in tokens {
+                println!("{token}");
+            }
+            eprintln!(
+                "{count} invite(s) created for {}{}",
+                buckets.join(", "),
+                expires_millis
+                    .map(|at| format!(", valid until {}", format_millis(at)))
+                    .unwrap_or_default()
+            );
+        }
+        InviteCommand::List { json, store } => {
+            let db = Store::connect(&store.engine()?).await?;
+            let invites = db.list_invites().await?;
+            db.close().await;
+            print!("{}", render_invites(&invites, json, now_millis())?);
+        }
+        InviteCommand::Delete {
+            id,
+            bucket,
+            all,
+            store,
+        } => {
+            if let Some(bucket) = &bucket {
+                anyhow::ensure!(
+                    invite::valid_bucket(bucket),
+                    "bucket {bucket:?}: use 1-64 characters, without spaces or control characters"
+                );
+            }
+            let which = match (&id, &bucket, all) {
+                (Some(id), None, false) => InviteSelection::Id(id),
+                (None, Some(bucket), false) => InviteSelection::Bucket(bucket),
+                (None, None, true) => InviteSelection::All,
+                // clap lets exactly one through.
+                _ => anyhow::bail!("give exactly one of --id, --bucket, --all"),
+            };
+            let db = Store::connect(&store.engine()?).await?;
+            let deleted = db.delete_invites(which).await?;
+            db.close().await;
+            if let (Some(id), 0) = (&id, deleted) {
+                anyhow::bail!("no invite with id {id:?}");
+            }
+            eprintln!("{deleted} invite(s) deleted");
+        }
+    }
+    Ok(())
+}
+
+/// `invite list` output: a table, or JSON. Tokens are not stored, so they
+/// cannot appear here.
+fn render_invites(invites: &[InviteRow], json: bool, now: i64) -> anyhow::Result<String> {
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(invites)?));
+    }
+    let mut out = format!(
+        "{:<16} {:<8} {:<20} {:<20} {:<20} {}\n",
+        "ID", "STATUS", "CREATED", "EXPIRES", "LAST USED", "BUCKETS"
+    );
+    for i in invites {
+        let expired = i.expires_millis.is_some_and(|at| at <= now);
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<20} {:<20} {:<20} {}\n",
+            i.id,
+            if expired { "expired" } else { "active" },
+            format_millis(i.created_millis),
+            i.expires_millis
+                .map(format_millis)
+                .unwrap_or("never".into()),
+            i.last_used_millis
+                .map(format_millis)
+                .unwrap_or("never".into()),
+            i.buckets.join(",")
+        ));
+    }
+    Ok(out)
+}
+
 /// Unix milliseconds as an RFC 3339 UTC time, to the second.
 fn format_millis(millis: i64) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("menshen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn invite_delete_takes_exactly_one_selection() {
+        for ok in [
+            &["invite", "delete", "--id", "abc"][..],
+            &["invite", "delete", "--bucket", "friends"],
+            &["invite", "delete", "--all"],
+        ] {
+            assert!(parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["invite", "delete"][..],
+            &["invite", "delete", "--all", "--id", "abc"],
+            &["invite", "delete", "--id", "abc", "--bucket", "friends"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invite_create_needs_a_bucket_and_reads_durations() {
+        assert!(parse(&["invite", "create"]).is_err());
+        assert!(parse(&["invite", "create", "--bucket", "a", "--count", "0"]).is_err());
+        let cli = parse(&[
+            "invite",
+            "create",
+            "--bucket",
+            "a",
+            "--bucket",
+            "b",
+            "--count",
+            "3",
+            "--expires",
+            "30d",
+        ])
+        .unwrap();
+        let Command::Invite(InviteCommand::Create {
+            buckets,
+            count,
+            expires,
+            ..
+        }) = cli.command
+        else {
+            panic!("not invite create");
+        };
+        assert_eq!(buckets, ["a", "b"]);
+        assert_eq!(count, 3);
+        assert_eq!(expires, Some(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn invite_lists_show_ids_and_times_never_hashes() {
+        let new = invite::generate();
+        let rows = [
+            InviteRow {
+                id: new.id.clone(),
+                secret_hash: new.secret_hash.clone(),
+                buckets: vec!["family".into(), "friends".into()],
+                created_millis: 0,
+                expires_millis: Some(1_000),
+                last_used_millis: None,
+            },
+            InviteRow {
+                id: "0123456789abcdef".into(),
+                secret_hash: "00".repeat(32),
+                buckets: vec!["friends".into()],
+                created_millis: 0,
+                expires_millis: None,
+                last_used_millis: Some(500),
+            },
+        ];
+        let table = render_invites(&rows, false, 2_000).unwrap();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[1].starts_with(&new.id), "{table}");
+        assert!(lines[1].contains("expired") && lines[1].ends_with("family,friends"));
+        assert!(lines[2].contains("active") && lines[2].contains("never"));
+        assert!(lines[2].contains("1970-01-01T00:00:00Z"));
+
+        let json = render_invites(&rows, true, 2_000).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed[0]["id"], new.id.as_str());
+        assert_eq!(parsed[1]["last_used_millis"], 500);
+        for text in [&table, &json] {
+            assert!(!text.contains(&new.secret_hash), "{text}");
+            assert!(!text.contains("secret"), "{text}");
+            assert!(!text.contains(&new.token[new.id.len()..]), "{text}");
+        }
+    }
 }

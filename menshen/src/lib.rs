@@ -27,6 +27,7 @@ use crate::auth::SigningKey;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
 use crate::geo::Locator;
+use crate::inventory::invites::{INVITE_USE_FLUSH_INTERVAL, InviteUses};
 use crate::inventory::{InventoryHandle, SnapshotOptions};
 use crate::pki::Pki;
 use crate::store::Store;
@@ -76,6 +77,7 @@ pub async fn launch(
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
+    let invite_uses = Arc::new(InviteUses::default());
     let state = Arc::new(AppState {
         store: store.clone(),
         inventory: inventory.clone(),
@@ -85,6 +87,7 @@ pub async fn launch(
         pki,
         openvpn_max_remotes: settings.openvpn_max_remotes,
         locator,
+        invite_uses: invite_uses.clone(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -93,6 +96,9 @@ pub async fn launch(
         settings.reload_interval,
         stop_rx.clone(),
     ));
+    // Invite uses are noted in memory by requests and written from here.
+    let invite_use_writer =
+        tokio::spawn(invite_uses.run(store.clone(), INVITE_USE_FLUSH_INTERVAL, stop_rx.clone()));
     let listener_task = {
         let store = store.clone();
         let stop = stop_rx.clone();
@@ -128,6 +134,8 @@ pub async fn launch(
 
     let _ = stop_tx.send(true);
     let _ = refresher.await;
+    // After the last request: what it noted is written too.
+    let _ = invite_use_writer.await;
     let _ = listener_task.await;
     if let Some(task) = metrics_server {
         let _ = task.await;

@@ -208,3 +208,82 @@ fn engines_are_chosen_by_url() {
     assert!(!debug.contains("secret"), "{debug}");
     assert!(Engine::select(Some("mysql://h/db"), dir).is_err());
 }
+
+#[tokio::test]
+async fn invites_round_trip_and_their_uses_only_move_forward() {
+    use menshen::store::{InviteSelection, NewInvite};
+    for backend in backends().await {
+        let name = backend.name();
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        let invite = |id: &str, buckets: &[&str], expires: Option<i64>| NewInvite {
+            id: id.into(),
+            secret_hash: "ab".repeat(32),
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
+            expires_millis: expires,
+        };
+        let mut changes = store.subscribe();
+        changes.borrow_and_update();
+        store
+            .create_invites(
+                &[
+                    invite("aaaa", &["family", "friends"], Some(9_000)),
+                    invite("bbbb", &["friends"], None),
+                ],
+                1_000,
+            )
+            .await
+            .unwrap();
+        assert!(changes.has_changed().unwrap(), "{name}: creating announces");
+
+        let inventory = store.load_inventory().await.unwrap();
+        let ids: Vec<&str> = inventory.invites.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["aaaa", "bbbb"], "{name}");
+        assert_eq!(inventory.invites[0].buckets, ["family", "friends"]);
+        assert_eq!(inventory.invites[0].expires_millis, Some(9_000));
+        assert_eq!(inventory.invites[0].secret_hash, "ab".repeat(32));
+
+        changes.borrow_and_update();
+        let uses = [("aaaa".to_string(), 5_000), ("gone".to_string(), 5_000)];
+        store.record_invite_uses(&uses).await.unwrap();
+        store
+            .record_invite_uses(&[("aaaa".to_string(), 4_000)])
+            .await
+            .unwrap();
+        assert!(
+            !changes.has_changed().unwrap(),
+            "{name}: uses change no client's list"
+        );
+        let listed = store.list_invites().await.unwrap();
+        assert_eq!(listed[0].created_millis, 1_000);
+        assert_eq!(listed[0].last_used_millis, Some(5_000), "{name}");
+        assert_eq!(listed[1].last_used_millis, None);
+
+        // A duplicate id fails the whole batch.
+        let err = store
+            .create_invites(
+                &[invite("cccc", &["x"], None), invite("bbbb", &["x"], None)],
+                2_000,
+            )
+            .await;
+        assert!(err.is_err(), "{name}");
+        assert_eq!(store.list_invites().await.unwrap().len(), 2, "{name}");
+
+        assert_eq!(
+            store
+                .delete_invites(InviteSelection::Id("nope"))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .delete_invites(InviteSelection::Bucket("friends"))
+                .await
+                .unwrap(),
+            2,
+            "{name}"
+        );
+        assert!(store.list_invites().await.unwrap().is_empty());
+        store.close().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! The LEAP v5 client endpoints. Anonymous, many, read-only: every answer
-//! comes from the in-memory snapshot, never from the database.
+//! comes from the in-memory snapshot, never from the database. The lists
+//! may carry an invite token (see [`super::invite`]).
 
 use axum::Router;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +13,7 @@ use axum::routing::get;
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
 use super::error::ApiError;
+use super::invite::InviteToken;
 use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
@@ -69,15 +71,22 @@ async fn gateways(
     RawQuery(raw): RawQuery,
     addr: ClientAddr,
     if_none_match: IfNoneMatch,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
-    addr.locate(&state, &mut query);
-    let held = |etag: &str| if_none_match.matches(etag);
-    let cached = snapshot.cached(ResourceKind::Gateway, &query, held, |seed| {
-        Cached::json(&select::gateways(&snapshot, &query, seed))
-    });
-    Ok(respond(&cached, &if_none_match))
+    let invited = token.check(&state, &snapshot);
+    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)
+        .map_err(ApiError::from)
+        .map(|query| {
+            let mut query = invited.grant(query);
+            addr.locate(&state, &mut query);
+            let held = |etag: &str| if_none_match.matches(etag);
+            let cached = snapshot.cached(ResourceKind::Gateway, &query, held, |seed| {
+                Cached::json(&select::gateways(&snapshot, &query, seed))
+            });
+            respond(&cached, &if_none_match)
+        });
+    invited.finish(response)
 }
 
 /// `GET /api/5/bridges?cc=&loc=&port=&tr=&type=`: bridges for this client, in
@@ -87,13 +96,20 @@ async fn bridges(
     RawQuery(raw): RawQuery,
     addr: ClientAddr,
     if_none_match: IfNoneMatch,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)?;
-    addr.locate(&state, &mut query);
-    let held = |etag: &str| if_none_match.matches(etag);
-    let cached = snapshot.cached(ResourceKind::Bridge, &query, held, |seed| {
-        Cached::json(&select::bridges(&snapshot, &query, seed))
-    });
-    Ok(respond(&cached, &if_none_match))
+    let invited = token.check(&state, &snapshot);
+    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)
+        .map_err(ApiError::from)
+        .map(|query| {
+            let mut query = invited.grant(query);
+            addr.locate(&state, &mut query);
+            let held = |etag: &str| if_none_match.matches(etag);
+            let cached = snapshot.cached(ResourceKind::Bridge, &query, held, |seed| {
+                Cached::json(&select::bridges(&snapshot, &query, seed))
+            });
+            respond(&cached, &if_none_match)
+        });
+    invited.finish(response)
 }

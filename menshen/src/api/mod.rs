@@ -5,6 +5,7 @@ pub mod cached;
 mod client;
 pub mod error;
 mod health;
+pub mod invite;
 mod openvpn;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::middleware;
 use crate::auth::SigningKey;
 use crate::geo::Locator;
 use crate::inventory::InventoryHandle;
+use crate::inventory::invites::InviteUses;
 use crate::pki::Pki;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
@@ -35,6 +37,8 @@ pub struct AppState {
     pub openvpn_max_remotes: usize,
     /// Where clients are, when they do not say.
     pub locator: Arc<Locator>,
+    /// When invite tokens were used, until it is written to the store.
+    pub invite_uses: Arc<InviteUses>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 use super::SharedState;
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::invite::{InviteToken, Invited};
+use crate::inventory::Snapshot;
 use crate::pki::ClientCredentials;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
@@ -40,19 +42,31 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
 
 /// `GET /api/5/openvpn/config?cc=&loc=&port=&tr=` (and `/api/autoconf`): a
 /// complete OpenVPN client configuration with fresh credentials inline,
-/// for the gateways `/api/5/gateways` would list first for this request.
-/// 503 when no gateway is available for it.
+/// for the gateways `/api/5/gateways` would list first for this request
+/// (invite token included). 503 when no gateway is available for it.
 async fn config(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
     addr: ClientAddr,
-) -> Result<Response, ApiError> {
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let mut query = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)?;
-    addr.locate(&state, &mut query);
+    let invited = token.check(&state, &snapshot);
+    invited.finish(config_for(&state, &snapshot, raw.as_deref(), &addr, &invited).await)
+}
+
+async fn config_for(
+    state: &SharedState,
+    snapshot: &Snapshot,
+    raw: Option<&str>,
+    addr: &ClientAddr,
+    invited: &Invited,
+) -> Result<Response, ApiError> {
+    let mut query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
+    addr.locate(state, &mut query);
     let remotes = remotes(
         // A fresh order for every configuration: it is never cached.
-        &select::gateways(&snapshot, &query, rand::random()),
+        &select::gateways(snapshot, &query, rand::random()),
         state.openvpn_max_remotes,
     );
     if remotes.is_empty() {

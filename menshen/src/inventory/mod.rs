@@ -5,6 +5,7 @@
 //! resource expires, and periodically as a backstop. Client requests read
 //! the current snapshot and never touch the database.
 
+pub mod invites;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,6 +120,8 @@ pub struct Snapshot {
     pub location_count: usize,
     gateway_responses: ResponseCache,
     bridge_responses: ResponseCache,
+    /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
+    invites: HashMap<String, invites::Invite>,
 }
 
 type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Variants>>>;
@@ -277,6 +280,7 @@ impl Snapshot {
             location_count: inventory.locations.len(),
             gateway_responses: RwLock::default(),
             bridge_responses: RwLock::default(),
+            invites: invites::index(&inventory.invites),
         }
     }
 

@@ -13,7 +13,7 @@ pub const GATEWAY_TYPES: &[&str] = &["openvpn"];
 pub const BRIDGE_TYPES: &[&str] = &["obfs4", "obfs4-hop"];
 
 const MAX_HOST_LEN: usize = 253;
-const MAX_BUCKET_LEN: usize = 64;
+pub const MAX_BUCKET_LEN: usize = 64;
 
 /// One problem with one field of an input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

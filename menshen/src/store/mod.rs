@@ -18,7 +18,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
-pub use rows::{Inventory, LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings};
+pub use rows::{
+    Inventory, InviteEntry, LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings,
+};
 
 use crate::config::file::ProviderFile;
 
@@ -52,8 +54,10 @@ macro_rules! commit_and_announce {
 }
 
 mod agents;
+mod invites;
 
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
+pub use invites::{InviteRow, InviteSelection, NewInvite};
 
 #[derive(Clone)]
 enum Db {
@@ -269,8 +273,18 @@ impl Store {
             )
             .fetch_all(&mut *tx)
             .await?;
+            let invite_rows: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT id, secret_hash, buckets, expires_millis FROM invites ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Inventory::from_rows(settings, locations, resources)
+            Inventory::from_rows(
+                settings,
+                locations,
+                resources,
+                invites::entries(invite_rows),
+            )
         })
     }
 

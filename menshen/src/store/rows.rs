@@ -132,6 +132,20 @@ pub struct Inventory {
     pub service: ServiceSettings,
     pub locations: Vec<LocationRow>,
     pub resources: Vec<ResourceRow>,
+    /// Invite tokens, as far as checking one needs.
+    pub invites: Vec<InviteEntry>,
+}
+
+/// An invite as the client path checks it: no token, only the hash of its
+/// secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InviteEntry {
+    /// The public part of the token.
+    pub id: String,
+    /// Hex SHA-256 of the token's secret.
+    pub secret_hash: String,
+    pub buckets: Vec<String>,
+    pub expires_millis: Option<i64>,
 }
 
 impl Inventory {
@@ -139,10 +153,12 @@ impl Inventory {
         settings: Vec<(String, String)>,
         locations: Vec<LocationRow>,
         resources: Vec<ResourceRow>,
+        invites: Vec<InviteEntry>,
     ) -> anyhow::Result<Inventory> {
         let mut inventory = Inventory {
             locations,
             resources,
+            invites,
             ..Default::default()
         };
         for (name, value) in settings {

@@ -8,6 +8,8 @@
 //! Postgres half of a test is skipped with a note, unless
 //! `MENSHEN_TEST_REQUIRE_POSTGRES=1` (as in CI), which makes it a failure.
 
+pub mod peers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -271,9 +273,14 @@ impl Menshen {
             let dir = tempfile::tempdir().expect("tempdir");
             Some(dir)
         };
+        command.args(["--log-format", "json", "serve"]);
+        // Port 0 unless the caller needs a fixed address (e.g. to restart
+        // on the same one).
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(["--log-format", "json", "serve"])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("MENSHEN_DATA_DIR");
         if let Some(dir) = &data_dir {

@@ -1,0 +1,386 @@
+//! Real peers for end-to-end tests: OpenSSL-made certificates, OpenVPN
+//! servers and clients, obfs4proxy bridges.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Process;
+
+pub fn require_real_peers() {
+    for (tool, arg) in [("openvpn", "--version"), ("openssl", "version")] {
+        if let Err(err) = Command::new(tool).arg(arg).output() {
+            panic!(
+                "`{tool}` cannot run ({err}): these tests need a real OpenVPN 2.6 and OpenSSL \
+                 (Debian: apt-get install openvpn openssl)"
+            );
+        }
+    }
+    assert!(
+        Path::new("/dev/net/tun").exists(),
+        "these tests need a TUN device (/dev/net/tun) and CAP_NET_ADMIN for OpenVPN"
+    );
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Runs `openssl` in `dir` and fails the test with its output if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A CA the way an operator makes one with OpenSSL: RSA, its key in the
+/// traditional PKCS#1 form.
+pub fn openssl_ca(dir: &Path) -> (PathBuf, PathBuf) {
+    openssl(dir, &["genrsa", "-traditional", "-out", "ca.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=e2e provider CA",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    (dir.join("ca.crt"), dir.join("ca.key"))
+}
+
+/// A gateway's server certificate (ECDSA P-256), signed by the given CA.
+pub fn server_certificate(dir: &Path, ca_cert: &Path, ca_key: &Path) -> (PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "server.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "server.key",
+            "-subj",
+            "/CN=gateway",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let serial = format!(
+        "0x{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // -set_serial: -CAcreateserial would write a file beside the CA.
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            path_str(ca_cert),
+            "-CAkey",
+            path_str(ca_key),
+            "-set_serial",
+            &serial,
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    (dir.join("server.crt"), dir.join("server.key"))
+}
+
+/// SHA-256 of the certificate's DER as OpenSSL computes it, in bare
+/// lowercase hex.
+pub fn openssl_fingerprint(dir: &Path, cert: &Path) -> String {
+    let out = openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            path_str(cert),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+    );
+    out.trim()
+        .split('=')
+        .nth(1)
+        .expect("a fingerprint")
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// `openvpn` with its log (stdout) on the captured stderr.
+pub fn openvpn(args: &[&str]) -> Process {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "exec openvpn \"$@\" 1>&2", "openvpn"])
+        .args(args);
+    Process::spawn(command)
+}
+
+/// A real OpenVPN server: UDP on 127.0.0.1, management interface on TCP.
+pub struct Gateway {
+    pub process: Process,
+    pub port: u16,
+    pub management: u16,
+}
+
+impl Gateway {
+    /// Starts the server on UDP `port`, with certificate `cert` and key
+    /// `key`, trusting client certificates signed by `ca`.
+    pub fn start(port: u16, ca: &Path, cert: &Path, key: &Path, subnet: &str) -> Gateway {
+        let management = free_tcp_port();
+        let (port_arg, management_arg) = (port.to_string(), management.to_string());
+        let mut process = openvpn(&[
+            "--dev",
+            "tun",
+            "--topology",
+            "subnet",
+            "--server",
+            subnet,
+            "255.255.255.0",
+            "--proto",
+            "udp4",
+            "--local",
+            "127.0.0.1",
+            "--port",
+            &port_arg,
+            "--ca",
+            path_str(ca),
+            "--cert",
+            path_str(cert),
+            "--key",
+            path_str(key),
+            "--dh",
+            "none",
+            // Every client is CN=UNLIMITED, as at LEAP providers.
+            "--duplicate-cn",
+            "--keepalive",
+            "10",
+            "60",
+            "--management",
+            "127.0.0.1",
+            &management_arg,
+            // The tunnel is not what is tested; leave the host's interfaces alone.
+            "--ifconfig-noexec",
+            "--verb",
+            "3",
+        ]);
+        let started = process.wait_for_line(Duration::from_secs(30), |l| {
+            l.contains("Initialization Sequence Completed")
+        });
+        assert!(
+            started.is_some(),
+            "the OpenVPN server did not start:\n{}",
+            process.drain_log()
+        );
+        Gateway {
+            process,
+            port,
+            management,
+        }
+    }
+
+    /// Asks the management interface; returns the answer's lines.
+    pub fn manage(&self, command: &str) -> Vec<String> {
+        let stream = TcpStream::connect(("127.0.0.1", self.management)).expect("management");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap(); // >INFO: greeting
+        (&stream)
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        let mut lines = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let l = line.trim_end().to_owned();
+            let last = l == "END" || l.starts_with("SUCCESS:") || l.starts_with("ERROR:");
+            lines.push(l);
+            if last {
+                break;
+            }
+        }
+        let _ = (&stream).write_all(b"quit\n");
+        lines
+    }
+
+    /// The `CLIENT_LIST` rows of `status 3`.
+    pub fn clients(&self) -> Vec<String> {
+        self.manage("status 3")
+            .into_iter()
+            .filter(|l| l.starts_with("CLIENT_LIST\t"))
+            .collect()
+    }
+
+    /// Waits until `n` clients are connected; fails with every log if not.
+    pub fn wait_for_clients(&mut self, n: usize, clients: &mut [Process]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = self.clients();
+            if rows.len() >= n {
+                return rows;
+            }
+            if Instant::now() > deadline {
+                let mut logs = format!("server:\n{}\n", self.process.drain_log());
+                for (i, c) in clients.iter_mut().enumerate() {
+                    logs.push_str(&format!("client {i}:\n{}\n", c.drain_log()));
+                }
+                panic!("{} of {n} clients connected\n{logs}", rows.len());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A real OpenVPN client with the served configuration as its only
+/// configuration. The two extra flags keep the tunnel from changing the
+/// host's interfaces and routes; they say nothing about the server or the
+/// credentials.
+pub fn client(config: &Path) -> Process {
+    openvpn(&[
+        "--config",
+        path_str(config),
+        "--ifconfig-noexec",
+        "--route-nopull",
+    ])
+}
+
+/// obfs4proxy in server mode, killed when dropped.
+pub struct Obfs4Proxy {
+    child: Child,
+    /// The `cert` it announced.
+    pub cert: String,
+    /// The `iat-mode` it announced.
+    pub iat_mode: String,
+}
+
+impl Obfs4Proxy {
+    /// Runs obfs4proxy as Tor would (managed transport) on
+    /// 127.0.0.1:`port`, its state in `state`, forwarding to `or_port`.
+    pub fn start(state: &Path, port: u16, or_port: u16) -> Obfs4Proxy {
+        let mut child = Command::new("obfs4proxy")
+            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+            .env("TOR_PT_STATE_LOCATION", state)
+            .env("TOR_PT_SERVER_TRANSPORTS", "obfs4")
+            .env("TOR_PT_SERVER_BINDADDR", format!("obfs4-127.0.0.1:{port}"))
+            .env("TOR_PT_ORPORT", format!("127.0.0.1:{or_port}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("obfs4proxy runs (Debian: apt-get install obfs4proxy)");
+        // Keep reading stdout: obfs4proxy must never meet a closed pipe.
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut announced = None;
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            // SMETHOD obfs4 127.0.0.1:PORT ARGS:cert=...,iat-mode=N
+            if let Some((_, args)) = line
+                .strip_prefix("SMETHOD obfs4 ")
+                .and_then(|l| l.split_once("ARGS:"))
+            {
+                let field = |key: &str| {
+                    args.split(',')
+                        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                announced = Some((field("cert"), field("iat-mode")));
+            }
+            if line == "SMETHODS DONE" || line.contains("ERROR") {
+                break;
+            }
+        }
+        let Some((cert, iat_mode)) = announced else {
+            let _ = child.kill();
+            panic!("obfs4proxy announced no obfs4 method");
+        };
+        Obfs4Proxy {
+            child,
+            cert,
+            iat_mode,
+        }
+    }
+}
+
+impl Drop for Obfs4Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

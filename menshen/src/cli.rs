@@ -238,6 +238,11 @@ struct GeoArgs {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     order_variants: u16,
 
+    /// Most bytes of ready list responses kept in memory per snapshot (e.g.
+    /// 64MiB); beyond it answers are computed for each request.
+    #[arg(long, env = "MENSHEN_RESPONSE_CACHE", value_parser = parse_bytes, default_value = "64MiB")]
+    response_cache: usize,
+
     /// Fixed seed for the random orderings (for tests and benchmarks).
     #[arg(long, env = "MENSHEN_ORDER_SEED", hide = true)]
     order_seed: Option<u64>,
@@ -348,6 +353,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: args.geo.trusted_proxies,
         order_seed: args.geo.order_seed,
         order_variants: usize::from(args.geo.order_variants),
+        response_cache_bytes: args.geo.response_cache,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -546,6 +552,28 @@ fn format_millis(millis: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// A size like `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 64MiB"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,5 +669,14 @@ mod tests {
             assert!(!text.contains("secret"), "{text}");
             assert!(!text.contains(&new.token[new.id.len()..]), "{text}");
         }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(super::parse_bytes("64MiB"), Ok(64 * 1024 * 1024));
+        assert_eq!(super::parse_bytes("512 KiB"), Ok(512 * 1024));
+        assert_eq!(super::parse_bytes("1000"), Ok(1000));
+        assert!(super::parse_bytes("lots").is_err());
+        assert!(super::parse_bytes("1TiB").is_err());
     }
 }

@@ -74,6 +74,7 @@ pub async fn launch(
         ca_fingerprint: pki.ca_fingerprint().to_owned(),
         order_seed: settings.order_seed,
         order_variants: settings.order_variants,
+        response_cache_bytes: settings.response_cache_bytes,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);

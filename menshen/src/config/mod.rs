@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
-use crate::inventory::DEFAULT_ORDER_VARIANTS;
+use crate::inventory::{DEFAULT_ORDER_VARIANTS, DEFAULT_RESPONSE_CACHE_BYTES};
 use crate::pki::PkiSettings;
 use crate::store::Engine;
 
@@ -49,6 +49,8 @@ pub struct Settings {
     pub order_seed: Option<u64>,
     /// Distinct random orderings kept per distinct request.
     pub order_variants: usize,
+    /// Bytes of ready list responses kept per snapshot.
+    pub response_cache_bytes: usize,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             trusted_proxies: TrustedProxies::default(),
             order_seed: None,
             order_variants: DEFAULT_ORDER_VARIANTS,
+            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
         }
     }
 }

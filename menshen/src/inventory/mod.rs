@@ -10,6 +10,7 @@ pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub struct SnapshotOptions {
     pub order_seed: Option<u64>,
     /// Distinct random orderings kept per request (see `select`).
     pub order_variants: usize,
+    /// Bytes of cached list responses kept per snapshot.
+    pub response_cache_bytes: usize,
 }
 
 impl Default for SnapshotOptions {
@@ -75,6 +78,7 @@ impl Default for SnapshotOptions {
             ca_fingerprint: String::new(),
             order_seed: None,
             order_variants: DEFAULT_ORDER_VARIANTS,
+            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
         }
     }
 }
@@ -93,9 +97,13 @@ pub struct Place {
 /// Shortest time between two reloads caused by change notifications.
 pub const MIN_RELOAD_GAP: Duration = Duration::from_millis(100);
 
-/// Upper bound on distinct cached list responses per snapshot; beyond it
-/// responses are still served, just computed each time.
+/// Upper bound on distinct requests with cached responses per snapshot;
+/// beyond it responses are still served, just computed each time.
 const MAX_CACHED_RESPONSES: usize = 4096;
+
+/// Upper bound on the bytes of cached list responses per snapshot (every
+/// variant of every request); beyond it responses are computed each time.
+pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// An immutable view of the inventory at one moment.
 pub struct Snapshot {
@@ -113,6 +121,9 @@ pub struct Snapshot {
     /// Seed of this snapshot's random orderings.
     seed: u64,
     order_variants: usize,
+    /// Bytes held by the response caches, and the most they may hold.
+    cached_bytes: AtomicUsize,
+    cache_budget: usize,
     /// The service's OpenVPN options, for served client configurations.
     pub openvpn_configuration: serde_json::Map<String, serde_json::Value>,
     /// When the next listed resource expires, if any does.
@@ -275,6 +286,8 @@ impl Snapshot {
             places,
             seed: options.order_seed.unwrap_or_else(rand::random),
             order_variants: options.order_variants.max(1),
+            cached_bytes: AtomicUsize::new(0),
+            cache_budget: options.response_cache_bytes,
             openvpn_configuration: inventory.service.openvpn_configuration.clone(),
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
@@ -354,9 +367,29 @@ impl Snapshot {
         {
             return known.clone();
         }
-        variants.0[variant]
-            .get_or_init(|| Arc::new(make(seed)))
-            .clone()
+        let slot = &variants.0[variant];
+        if let Some(made) = slot.get() {
+            return made.clone();
+        }
+        let made = Arc::new(make(seed));
+        let size = made.body.len();
+        let within_budget = self
+            .cached_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + size <= self.cache_budget).then_some(used + size)
+            })
+            .is_ok();
+        if !within_budget {
+            return made;
+        }
+        match slot.set(made.clone()) {
+            Ok(()) => made,
+            // Another request made the same variant meanwhile: keep one.
+            Err(_) => {
+                self.cached_bytes.fetch_sub(size, Ordering::Relaxed);
+                slot.get().cloned().unwrap_or(made)
+            }
+        }
     }
 }
 
@@ -461,5 +494,73 @@ async fn sleep_opt(duration: Option<Duration>) {
     match duration {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn snapshot(variants: usize, budget: usize) -> Snapshot {
+        let options = SnapshotOptions {
+            order_seed: Some(1),
+            order_variants: variants,
+            response_cache_bytes: budget,
+            ..Default::default()
+        };
+        Snapshot::build(&Inventory::default(), 0, &options)
+    }
+
+    #[test]
+    fn each_variant_is_made_once_and_a_held_one_is_given_back() {
+        let s = snapshot(4, 1 << 20);
+        let made = AtomicU32::new(0);
+        let query = ClientQuery::default();
+        let mut tags = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let c = s.cached(
+                ResourceKind::Gateway,
+                &query,
+                |_| false,
+                |seed| {
+                    made.fetch_add(1, Ordering::Relaxed);
+                    Cached::new(seed.to_string().into_bytes(), "application/json")
+                },
+            );
+            tags.insert(c.etag.clone());
+        }
+        assert_eq!(made.load(Ordering::Relaxed), 4);
+        assert_eq!(tags.len(), 4);
+        let held = tags.iter().next().unwrap().clone();
+        for _ in 0..20 {
+            let c = s.cached(
+                ResourceKind::Gateway,
+                &query,
+                |t| t == held,
+                |_| unreachable!(),
+            );
+            assert_eq!(c.etag, held);
+        }
+    }
+
+    #[test]
+    fn past_the_byte_budget_answers_are_made_but_not_kept() {
+        let s = snapshot(1, 10);
+        let made = AtomicU32::new(0);
+        let make = |_| {
+            made.fetch_add(1, Ordering::Relaxed);
+            Cached::new(vec![b'x'; 8], "application/json")
+        };
+        let q = |loc: &str| ClientQuery {
+            loc: Some(loc.into()),
+            ..Default::default()
+        };
+        s.cached(ResourceKind::Gateway, &q("a"), |_| false, make);
+        s.cached(ResourceKind::Gateway, &q("a"), |_| false, make);
+        assert_eq!(made.load(Ordering::Relaxed), 1, "8 bytes fit");
+        s.cached(ResourceKind::Gateway, &q("b"), |_| false, make);
+        s.cached(ResourceKind::Gateway, &q("b"), |_| false, make);
+        assert_eq!(made.load(Ordering::Relaxed), 3, "16 would not");
     }
 }

@@ -4,6 +4,9 @@
 //! the Android and desktop clients): field names, JSON types and omission
 //! rules must not change. A field is left out of the JSON when it is empty,
 //! zero or false, except where a comment says "always".
+//!
+//! With the `openapi` feature the types also describe themselves for
+//! menshen's OpenAPI document (`utoipa::ToSchema`); nothing else needs it.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +25,10 @@ fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
 }
 
-/// An OpenVPN gateway as listed by `GET /api/5/gateways`.
+/// An OpenVPN gateway as listed by `GET /api/5/gateways`. Fields that are
+/// empty, zero or false are left out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Gateway {
     /// Unique identifier of the gateway; need not resolve.
@@ -63,16 +68,22 @@ pub struct Gateway {
     pub last_seen_millis: i64,
 }
 
-/// A bridge (obfs4 and friends) as listed by `GET /api/5/bridges`.
+/// A bridge (obfs4 and friends) as listed by `GET /api/5/bridges`. Fields
+/// that are empty, zero or false are left out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Bridge {
+    /// Unique identifier of the bridge; need not resolve.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// IPv4 address.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ip_addr: String,
+    /// IPv6 address.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ip6_addr: String,
+    /// A key of the service's `locations`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub location: String,
     /// Absent for port-hopping bridges.
@@ -84,6 +95,7 @@ pub struct Bridge {
     /// `obfs4`, `obfs4-hop`, ...
     #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// Fraction of capacity in use, 0.0 to 1.0.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub load: f64,
     #[serde(skip_serializing_if = "is_false")]
@@ -92,28 +104,36 @@ pub struct Bridge {
     pub healthy: bool,
     #[serde(skip_serializing_if = "is_false")]
     pub experimental: bool,
+    /// Empty for public resources; otherwise only invitees of this bucket see it.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub bucket: String,
+    /// Unix milliseconds of the last heartbeat, set by the server.
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub last_seen_millis: i64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub auth: String,
     /// Transport options; for obfs4 `cert` and `iatMode`.
     #[serde(skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub options: Map<String, Value>,
 }
 
 /// A location as found in the service's `locations`.
 ///
 /// `lat`, `lon` and `timezone` are strings on the wire; `timezone` is a
-/// signed integer in a string (`"-5"`, `"0"`, `"+1"`).
+/// signed integer in a string (`"-5"`, `"0"`, `"+1"`). Fields that are
+/// empty or false are left out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Location {
+    /// Uppercase ISO 3166-1 alpha-2.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub country_code: String,
+    /// The name clients show.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub display_name: String,
+    /// The location's key in the service's `locations`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub label: String,
     #[serde(skip_serializing_if = "is_false")]
@@ -124,16 +144,23 @@ pub struct Location {
     pub hemisphere: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub region: String,
+    /// Latitude in degrees, as a string.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(example = "52.37"))]
     pub lat: String,
+    /// Longitude in degrees, as a string.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(example = "4.89"))]
     pub lon: String,
+    /// Whole hours from UTC, a signed integer in a string.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(example = "+1"))]
     pub timezone: String,
 }
 
-/// `GET /api/5/service`.
+/// `GET /api/5/service`. Fields that are empty or zero are left out.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct EipService {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -142,6 +169,7 @@ pub struct EipService {
     pub locations: BTreeMap<String, Location>,
     /// Option name to a string (`--key value`) or `true` (bare `--key`).
     #[serde(skip_serializing_if = "Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = openvpn_options_schema))]
     pub openvpn_configuration: Map<String, Value>,
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub serial: i64,
@@ -151,6 +179,7 @@ pub struct EipService {
 
 /// The `service` object of the provider description.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct ProviderService {
     #[serde(skip_serializing_if = "is_false")]
@@ -165,8 +194,10 @@ impl ProviderService {
     }
 }
 
-/// `GET /provider.json`.
+/// `GET /provider.json`. Fields that are empty, zero or false are left
+/// out, except the four lists, which are always there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Provider {
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -174,12 +205,16 @@ pub struct Provider {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub api_version: String,
     /// Always present; must contain "5".
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub api_versions: Vec<String>,
     /// Always present.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub languages: Vec<String>,
     /// Always present.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub services: Vec<String>,
     /// Always present, possibly empty.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub stun_servers: Vec<String>,
     #[serde(skip_serializing_if = "is_false")]
     pub ask_for_donations: bool,
@@ -209,6 +244,27 @@ pub struct Provider {
     pub service: ProviderService,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tos_url: String,
+}
+
+/// The schema of `openvpn_configuration`: an object whose values are
+/// strings or `true`.
+#[cfg(feature = "openapi")]
+fn openvpn_options_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+    let value = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .enum_values(Some([true])),
+        );
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "Option name to a string (`--key value`) or `true` (bare `--key`).",
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(value.into())))
+        .build()
 }
 
 /// Formats a timezone offset in hours the way clients parse it

@@ -2,19 +2,19 @@
 //! the whole current set of what runs on their host.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::routing::put;
 use menshen_model::{Bridge, Gateway};
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::SharedState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
 use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
@@ -23,10 +23,13 @@ use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/api/5/agent/gateways", put(put_gateways))
-        .route("/api/5/agent/bridges", put(put_bridges))
+/// The security scheme of the agent routes in the OpenAPI document.
+pub const SECURITY_SCHEME: &str = "agent_token";
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(put_gateways))
+        .routes(routes!(put_bridges))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -150,7 +153,30 @@ async fn push(
     Ok((status, pushed.stored))
 }
 
-/// `PUT /api/5/agent/gateways`: the agent's whole set of gateways.
+/// The agent's whole current set of gateways.
+///
+/// New hosts are created, known ones updated, the agent's hosts left out
+/// retired, all in one transaction; a refused push changes nothing.
+/// `last_seen_millis` is the time of receipt.
+#[utoipa::path(
+    put,
+    path = "/api/5/agent/gateways",
+    tag = "agent",
+    security(("agent_token" = [])),
+    request_body(content = Vec<Gateway>, content_type = "application/json",
+        description = "Every gateway of this agent's host (at most 256 KiB)."),
+    responses(
+        (status = 200, description = "Stored; nothing was created. The stored gateways.", body = Vec<Gateway>),
+        (status = 201, description = "Stored; some gateway was created. The stored gateways.", body = Vec<Gateway>),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
+        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
+        (status = 500, description = "The push could not be stored.", body = ErrorBody),
+    ),
+)]
 async fn put_gateways(
     State(state): State<SharedState>,
     agent: Agent,
@@ -183,7 +209,30 @@ async fn put_gateways(
     ))
 }
 
-/// `PUT /api/5/agent/bridges`: the agent's whole set of bridges.
+/// The agent's whole current set of bridges.
+///
+/// New hosts are created, known ones updated, the agent's hosts left out
+/// retired, all in one transaction; a refused push changes nothing.
+/// `last_seen_millis` is the time of receipt.
+#[utoipa::path(
+    put,
+    path = "/api/5/agent/bridges",
+    tag = "agent",
+    security(("agent_token" = [])),
+    request_body(content = Vec<Bridge>, content_type = "application/json",
+        description = "Every bridge of this agent's host (at most 256 KiB)."),
+    responses(
+        (status = 200, description = "Stored; nothing was created. The stored bridges.", body = Vec<Bridge>),
+        (status = 201, description = "Stored; some bridge was created. The stored bridges.", body = Vec<Bridge>),
+        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
+        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
+        (status = 500, description = "The push could not be stored.", body = ErrorBody),
+    ),
+)]
 async fn put_bridges(
     State(state): State<SharedState>,
     agent: Agent,

@@ -2,17 +2,19 @@
 //! comes from the in-memory snapshot, never from the database. The lists
 //! may carry an invite token (see [`super::invite`]).
 
-use axum::Router;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
+use menshen_model::{Bridge, EipService, Gateway, Provider};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
 use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
@@ -46,26 +48,124 @@ impl ClientAddr {
     }
 }
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/provider.json", get(provider))
-        .route("/api/5/service", get(service))
-        .route("/api/5/gateways", get(gateways))
-        .route("/api/5/bridges", get(bridges))
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(provider))
+        .routes(routes!(service))
+        .routes(routes!(gateways))
+        .routes(routes!(bridges))
 }
 
-/// `GET /provider.json`: the provider description.
+/// The query of `/api/5/gateways` and of the OpenVPN configuration, for
+/// the OpenAPI document only: the handlers parse the raw query
+/// ([`ClientQuery::parse`]) to treat an empty value as an absent one and
+/// name a bad parameter. Values are case-insensitive; unknown parameters
+/// are ignored.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct GatewayQuery {
+    /// The client's country (ISO 3166-1 alpha-2): the list is ordered for
+    /// it, nearest first. Without it, from the client's address.
+    #[param(example = "NL")]
+    cc: Option<String>,
+    /// Only this location (a key of the service's `locations`).
+    loc: Option<String>,
+    /// Only this port.
+    #[param(minimum = 1, maximum = 65535)]
+    port: Option<u16>,
+    /// Only this transport: `tcp` or `udp`.
+    tr: Option<String>,
+    /// Also experimental gateways (`true`, `1`, `yes`; `false`, `0`, `no`).
+    experimental: Option<bool>,
+}
+
+/// The query of `/api/5/bridges`, for the OpenAPI document only (see
+/// [`GatewayQuery`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct BridgeQuery {
+    /// The client's country (ISO 3166-1 alpha-2): the list is ordered for
+    /// it, nearest first. Without it, from the client's address.
+    #[param(example = "NL")]
+    cc: Option<String>,
+    /// Only this location (a key of the service's `locations`).
+    loc: Option<String>,
+    /// Only this port.
+    #[param(minimum = 1, maximum = 65535)]
+    port: Option<u16>,
+    /// Only this transport: `tcp`, `kcp` or `quic`.
+    tr: Option<String>,
+    /// Only this bridge type: `obfs4` or `obfs4-hop`.
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// Also experimental bridges (`true`, `1`, `yes`; `false`, `0`, `no`).
+    experimental: Option<bool>,
+}
+
+/// The provider description.
+#[utoipa::path(
+    get,
+    path = "/provider.json",
+    tag = "client",
+    params(IfNoneMatch),
+    responses(
+        (status = 200, description = "The provider description.", body = Provider,
+            headers(
+                ("ETag" = String, description = "Entity tag of this answer"),
+                ("Cache-Control" = String, description = "`no-cache`"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
+            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+    ),
+)]
 async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
     respond(&state.inventory.snapshot().provider, &if_none_match)
 }
 
-/// `GET /api/5/service`: service settings and locations.
+/// Service settings and locations.
+#[utoipa::path(
+    get,
+    path = "/api/5/service",
+    tag = "client",
+    params(IfNoneMatch),
+    responses(
+        (status = 200, description = "Service settings and locations.", body = EipService,
+            headers(
+                ("ETag" = String, description = "Entity tag of this answer"),
+                ("Cache-Control" = String, description = "`no-cache`"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
+            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+    ),
+)]
 async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
     respond(&state.inventory.snapshot().service, &if_none_match)
 }
 
-/// `GET /api/5/gateways?cc=&loc=&port=&tr=`: gateways for this client, in
-/// the order to try them.
+/// Gateways for this client, in the order to try them.
+///
+/// Unhealthy gateways, gateways whose agent stopped reporting, experimental
+/// ones (unless `experimental`) and invite-only ones (unless the invite
+/// token grants their bucket) are left out.
+#[utoipa::path(
+    get,
+    path = "/api/5/gateways",
+    tag = "client",
+    params(GatewayQuery, InviteToken, IfNoneMatch),
+    responses(
+        (status = 200, description = "The gateways, in the order to try them.", body = Vec<Gateway>,
+            headers(
+                ("ETag" = String, description = "Entity tag of this answer"),
+                ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
+                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
+            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+    ),
+)]
 async fn gateways(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
@@ -89,8 +189,28 @@ async fn gateways(
     invited.finish(response)
 }
 
-/// `GET /api/5/bridges?cc=&loc=&port=&tr=&type=`: bridges for this client, in
-/// the order to try them.
+/// Bridges for this client, in the order to try them.
+///
+/// Unhealthy bridges, bridges whose agent stopped reporting, experimental
+/// ones (unless `experimental`) and invite-only ones (unless the invite
+/// token grants their bucket) are left out.
+#[utoipa::path(
+    get,
+    path = "/api/5/bridges",
+    tag = "client",
+    params(BridgeQuery, InviteToken, IfNoneMatch),
+    responses(
+        (status = 200, description = "The bridges, in the order to try them.", body = Vec<Bridge>,
+            headers(
+                ("ETag" = String, description = "Entity tag of this answer"),
+                ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
+                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
+            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+    ),
+)]
 async fn bridges(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,

@@ -15,13 +15,20 @@ pub struct ApiError {
     body: ErrorBody,
 }
 
-#[derive(Debug, Serialize)]
-struct ErrorBody {
-    /// A stable, machine-readable code.
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub(crate) struct ErrorBody {
+    /// A stable, machine-readable code, e.g. `invalid_parameter`.
+    #[schema(value_type = String, example = "invalid_parameter")]
     error: &'static str,
+    /// What went wrong, for people.
     message: String,
+    /// The query parameter at fault (400 `invalid_parameter`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, example = "port")]
     parameter: Option<&'static str>,
+    /// The fields at fault (422 `invalid_fields`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     fields: Vec<FieldError>,
 }

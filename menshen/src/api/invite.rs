@@ -14,6 +14,9 @@ use axum::http::header::{CACHE_CONTROL, VARY};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use super::AppState;
 use crate::inventory::Snapshot;
@@ -47,6 +50,24 @@ impl<S: Send + Sync> FromRequestParts<S> for InviteToken {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(InviteToken(parts.headers.get(TOKEN_HEADER).cloned()))
+    }
+}
+
+impl utoipa::IntoParams for InviteToken {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name(TOKEN_HEADER.as_str())
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Invite token: lists the invite-only resources of the buckets it grants. \
+                     One that is not accepted is no error: the answer is the anonymous one, \
+                     and `x-menshen-auth-token-status: rejected` says so.",
+                ))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        ]
     }
 }
 

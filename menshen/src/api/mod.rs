@@ -3,6 +3,7 @@
 mod agent;
 pub mod cached;
 mod client;
+mod docs;
 pub mod error;
 mod health;
 pub mod invite;
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::middleware;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::SigningKey;
 use crate::geo::Locator;
@@ -43,13 +46,37 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
-/// The public router: client API and health checks.
-pub fn router(state: SharedState) -> Router {
-    Router::new()
+/// Every route of the public listener but Swagger UI, with the OpenAPI
+/// document built from their annotations. Each module adds its routes with
+/// `OpenApiRouter::routes(routes!(handler))`, which serves a handler at the
+/// path and method its `#[utoipa::path]` describes; a test checks that no
+/// route is served without a description.
+fn documented() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(client::router())
         .merge(agent::router())
         .merge(openvpn::router())
         .merge(health::router())
+        .merge(docs::router())
+}
+
+/// The OpenAPI document of the public API, as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().into_openapi()
+}
+
+/// Every route of the public listener, without the fallbacks, layers and
+/// state [`router`] adds. Routes are added here, never in [`router`], so
+/// that a test can list them all.
+pub fn routes() -> Router<SharedState> {
+    let (routes, _) = documented().split_for_parts();
+    routes.merge(docs::swagger_ui())
+}
+
+/// The public router: client API, agent API, health checks and the
+/// OpenAPI document.
+pub fn router(state: SharedState) -> Router {
+    routes()
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(

@@ -3,34 +3,54 @@
 
 use std::fmt::Write as _;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::Response;
-use axum::routing::get;
 use menshen_model::Gateway;
 use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::SharedState;
-use super::client::ClientAddr;
-use super::error::ApiError;
+use super::client::{ClientAddr, GatewayQuery};
+use super::error::{ApiError, ErrorBody};
 use super::invite::{InviteToken, Invited};
 use crate::inventory::Snapshot;
 use crate::pki::ClientCredentials;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
-pub fn router() -> Router<SharedState> {
-    Router::new()
-        .route("/api/5/openvpn/cert", get(cert))
-        .route("/api/5/openvpn/config", get(config))
-        .route("/api/autoconf", get(config))
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(cert))
+        .routes(routes!(config))
+        .routes(routes!(autoconf))
 }
 
-/// `GET /api/5/openvpn/cert`: a fresh key and client certificate, and the
-/// CA certificate, as `<key>`, `<cert>` and `<ca>` sections.
+/// What `/api/5/openvpn/cert` answers, shortened.
+const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n</key>\n\
+<cert>\n-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n</cert>\n\
+<ca>\n-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n</ca>\n";
+
+/// A fresh key and client certificate, and the CA certificate.
+///
+/// Sections `<key>`, `<cert>` and `<ca>`, each delimiter on a line of its
+/// own. A new key pair and certificate for every request; never cached.
+#[utoipa::path(
+    get,
+    path = "/api/5/openvpn/cert",
+    operation_id = "openvpn_cert",
+    tag = "client",
+    responses(
+        (status = 200, description = "PEM key, client certificate and CA certificate in `<key>`, `<cert>` and `<ca>` sections.",
+            body = String, content_type = "text/plain",
+            headers(("Cache-Control" = String, description = "`no-store`")),
+            example = json!(CERT_EXAMPLE)),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+    ),
+)]
 async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let credentials = state
         .pki
@@ -40,10 +60,28 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
     Ok(plain_text(credentials.leap_text()))
 }
 
-/// `GET /api/5/openvpn/config?cc=&loc=&port=&tr=` (and `/api/autoconf`): a
-/// complete OpenVPN client configuration with fresh credentials inline,
-/// for the gateways `/api/5/gateways` would list first for this request
-/// (invite token included). 503 when no gateway is available for it.
+/// A complete OpenVPN client configuration, fresh credentials inline.
+///
+/// Its `remote` lines are the gateways `/api/5/gateways` would list first
+/// for the same request (invite token included). Never cached.
+#[utoipa::path(
+    get,
+    path = "/api/5/openvpn/config",
+    operation_id = "openvpn_config",
+    tag = "client",
+    params(GatewayQuery, InviteToken),
+    responses(
+        (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
+            body = String, content_type = "text/plain",
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+            )),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+    ),
+)]
 async fn config(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
@@ -53,6 +91,33 @@ async fn config(
     let snapshot = state.inventory.snapshot();
     let invited = token.check(&state, &snapshot);
     invited.finish(config_for(&state, &snapshot, raw.as_deref(), &addr, &invited).await)
+}
+
+/// The same configuration as `/api/5/openvpn/config`, at a shorter path.
+#[utoipa::path(
+    get,
+    path = "/api/autoconf",
+    tag = "client",
+    params(GatewayQuery, InviteToken),
+    responses(
+        (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
+            body = String, content_type = "text/plain",
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+            )),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+    ),
+)]
+async fn autoconf(
+    state: State<SharedState>,
+    raw: RawQuery,
+    addr: ClientAddr,
+    token: InviteToken,
+) -> Response {
+    config(state, raw, addr, token).await
 }
 
 async fn config_for(

@@ -16,7 +16,7 @@ const MAX_HOST_LEN: usize = 253;
 pub const MAX_BUCKET_LEN: usize = 64;
 
 /// One problem with one field of an input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path of the field, e.g. `gateways[2].ip_addr`.
     pub field: String,

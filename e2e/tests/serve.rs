@@ -157,3 +157,55 @@ fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("gateway[2].ip_addr"));
 }
+
+#[tokio::test]
+async fn a_v3_provider_is_imported_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../menshen/tests/fixtures");
+    let output = dir.path().join("imported.toml");
+    let status = Command::new(binary("menshen"))
+        .arg("import")
+        .arg(fixtures.join("eip-service-v3.json"))
+        .arg("--provider")
+        .arg(fixtures.join("provider-v3.json"))
+        .arg("--output")
+        .arg(&output)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new(binary("menshen"))
+        .arg("check-config")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let menshen = Menshen::start(&["--config", output.to_str().unwrap()]);
+    let gateways = get_json(&format!("{}/api/5/gateways", menshen.url)).await;
+    assert_eq!(gateways.as_array().unwrap().len(), 7);
+    let bridges = get_json(&format!("{}/api/5/bridges", menshen.url)).await;
+    assert_eq!(bridges[0]["options"]["cert"], "b2JmczQtY2VydA");
+    let service = get_json(&format!("{}/api/5/service", menshen.url)).await;
+    assert_eq!(service["locations"]["new-york"]["timezone"], "-5");
+    assert_eq!(service["openvpn_configuration"]["cipher"], "AES-256-GCM");
+    let provider = get_json(&format!("{}/provider.json", menshen.url)).await;
+    assert_eq!(provider["domain"], "vpn.example.org");
+    assert_eq!(provider["api_versions"], serde_json::json!(["5"]));
+
+    // A broken file: a clear error, nothing written.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"gateways\": 5}").unwrap();
+    let out = Command::new(binary("menshen"))
+        .arg("import")
+        .arg(&broken)
+        .args(["--domain", "d.example", "--api-uri", "https://d.example"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.json"));
+    assert!(out.stdout.is_empty());
+}

@@ -1,7 +1,9 @@
 //! The `menshen` command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::auth::invite;
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
+use crate::config::import_v3::{self, ImportOptions};
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::DEFAULT_ORDER_VARIANTS;
@@ -46,6 +49,25 @@ enum Command {
     CheckConfig {
         /// The provider file (TOML).
         file: PathBuf,
+    },
+    /// Turn a LEAP API v3 eip-service.json (and provider.json) into a
+    /// provider file: locations, hand-defined gateways and bridges, OpenVPN
+    /// options. Check the result, then serve it with --config.
+    Import {
+        /// The v3 eip-service.json.
+        eip_service: PathBuf,
+        /// The v3 provider.json (domain, API address, names).
+        #[arg(long)]
+        provider: Option<PathBuf>,
+        /// The provider's domain, if not from --provider.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Where clients reach the v5 API, if not from --provider.
+        #[arg(long)]
+        api_uri: Option<String>,
+        /// Write the provider file here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Manage the agents that report gateways and bridges.
     #[command(subcommand)]
@@ -317,6 +339,25 @@ pub fn main() -> ExitCode {
         },
         Command::Serve(args) => run(serve(*args)),
         Command::Agent(command) => run(agent(command)),
+        Command::Import {
+            eip_service,
+            provider,
+            domain,
+            api_uri,
+            output,
+        } => match import(
+            &eip_service,
+            provider.as_deref(),
+            domain,
+            api_uri,
+            output.as_deref(),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Invite(command) => run(invite(command)),
     }
 }
@@ -550,6 +591,32 @@ fn render_invites(invites: &[InviteRow], json: bool, now: i64) -> anyhow::Result
 fn format_millis(millis: i64) -> String {
     let time = std::time::UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+fn import(
+    eip_service: &Path,
+    provider: Option<&Path>,
+    domain: Option<String>,
+    api_uri: Option<String>,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let eip = read(eip_service)?;
+    let provider = provider.map(read).transpose()?;
+    let options = ImportOptions { domain, api_uri };
+    let text = import_v3::import(&eip, provider.as_deref(), &options)
+        .with_context(|| format!("importing {}", eip_service.display()))?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 /// A size like `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.

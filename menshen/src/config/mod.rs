@@ -2,6 +2,7 @@
 //! gathered into [`Settings`]; and the provider file (see [`file`]).
 
 pub mod file;
+pub mod import_v3;
 
 use std::path::PathBuf;
 use std::time::Duration;

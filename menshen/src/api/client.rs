@@ -173,20 +173,14 @@ async fn gateways(
     if_none_match: IfNoneMatch,
     token: InviteToken,
 ) -> Response {
-    let snapshot = state.inventory.snapshot();
-    let invited = token.check(&state, &snapshot);
-    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Gateway, &snapshot)
-        .map_err(ApiError::from)
-        .map(|query| {
-            let mut query = invited.grant(query);
-            addr.locate(&state, &mut query);
-            let held = |etag: &str| if_none_match.matches(etag);
-            let cached = snapshot.cached(ResourceKind::Gateway, &query, held, |seed| {
-                Cached::json(&select::gateways(&snapshot, &query, seed))
-            });
-            respond(&cached, &if_none_match)
-        });
-    invited.finish(response)
+    list(
+        &state,
+        ResourceKind::Gateway,
+        raw.as_deref(),
+        &addr,
+        &if_none_match,
+        token,
+    )
 }
 
 /// Bridges for this client, in the order to try them.
@@ -218,18 +212,39 @@ async fn bridges(
     if_none_match: IfNoneMatch,
     token: InviteToken,
 ) -> Response {
+    list(
+        &state,
+        ResourceKind::Bridge,
+        raw.as_deref(),
+        &addr,
+        &if_none_match,
+        token,
+    )
+}
+
+/// The list of `kind` for this request: parsed, placed, granted its invite
+/// buckets, and answered from the snapshot's ready responses.
+fn list(
+    state: &SharedState,
+    kind: ResourceKind,
+    raw: Option<&str>,
+    addr: &ClientAddr,
+    if_none_match: &IfNoneMatch,
+    token: InviteToken,
+) -> Response {
     let snapshot = state.inventory.snapshot();
-    let invited = token.check(&state, &snapshot);
-    let response = ClientQuery::parse(raw.as_deref(), ResourceKind::Bridge, &snapshot)
+    let invited = token.check(state, &snapshot);
+    let response = ClientQuery::parse(raw, kind, &snapshot)
         .map_err(ApiError::from)
         .map(|query| {
             let mut query = invited.grant(query);
-            addr.locate(&state, &mut query);
+            addr.locate(state, &mut query);
             let held = |etag: &str| if_none_match.matches(etag);
-            let cached = snapshot.cached(ResourceKind::Bridge, &query, held, |seed| {
-                Cached::json(&select::bridges(&snapshot, &query, seed))
+            let cached = snapshot.cached(kind, &query, held, |seed| match kind {
+                ResourceKind::Gateway => Cached::json(&select::gateways(&snapshot, &query, seed)),
+                ResourceKind::Bridge => Cached::json(&select::bridges(&snapshot, &query, seed)),
             });
-            respond(&cached, &if_none_match)
+            respond(&cached, if_none_match)
         });
     invited.finish(response)
 }

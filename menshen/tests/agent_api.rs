@@ -257,8 +257,32 @@ async fn bad_tokens_get_401() {
                 now + 3600
             ))
         );
+        // Signed with the right key, but for another audience.
+        let wrong_audience = {
+            use base64::Engine;
+            let claims = json!({"iss": "menshen", "aud": "menshen-admin", "sub": "gw-ams",
+                                "jti": "x", "iat": now, "exp": now + 3600});
+            let signing_input = format!(
+                "{}.{}",
+                b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+                b64(&claims.to_string())
+            );
+            let secret = base64::engine::general_purpose::STANDARD
+                .decode(
+                    std::fs::read_to_string(h.backend.data_dir().join("signing.key"))
+                        .unwrap()
+                        .trim(),
+                )
+                .unwrap();
+            let mac = hmac_sha256(&secret, signing_input.as_bytes());
+            format!(
+                "{signing_input}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac)
+            )
+        };
         let body = json!([gateway("a.ams", 1194)]);
         for (label, t) in [
+            ("wrong audience", Some(wrong_audience.as_str())),
             ("forged", Some(forged.as_str())),
             ("expired", Some(expired.as_str())),
             ("unknown agent", Some(unknown.as_str())),
@@ -495,4 +519,26 @@ async fn silent_resources_expire_and_return_with_the_next_heartbeat() {
             "{name}: back with the heartbeat"
         );
     }
+}
+
+/// HMAC-SHA256 (RFC 2104), to sign a token the way menshen would.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner_hash = Sha256::new()
+        .chain_update(&inner)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(&outer)
+        .chain_update(inner_hash)
+        .finalize()
+        .to_vec()
 }

@@ -3,6 +3,7 @@
 //! Clients may carry an invite token (see [`invite`]).
 
 pub mod invite;
+pub mod oidc;
 
 use std::path::{Path, PathBuf};
 

@@ -384,3 +384,51 @@ impl Drop for Obfs4Proxy {
         let _ = self.child.wait();
     }
 }
+
+/// Headless Chromium (Debian `chromium`), with the flags that keep it from
+/// reaching out to the network, in a profile of its own.
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().expect("tempdir");
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            &profile_arg,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium runs (Debian: apt-get install chromium)")
+}
+
+/// The DOM of `url` after its scripts ran for `budget_ms` of virtual time.
+pub fn chromium_dom(url: &str, budget_ms: u32) -> String {
+    let budget = format!("--virtual-time-budget={budget_ms}");
+    let out = chromium(&[&budget, "--dump-dom", url]);
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A PNG screenshot of `url` (1280x900) after `budget_ms` of virtual time.
+pub fn chromium_screenshot(url: &str, budget_ms: u32, path: &Path) {
+    let budget = format!("--virtual-time-budget={budget_ms}");
+    let shot = format!("--screenshot={}", path.display());
+    let out = chromium(&[&budget, "--window-size=1280,900", &shot, url]);
+    assert!(
+        out.status.success() && path.exists(),
+        "chromium screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

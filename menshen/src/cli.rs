@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::auth::admin::Role;
 use crate::auth::invite;
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
@@ -57,6 +58,30 @@ enum Command {
     /// next periodic reload (--reload-interval).
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// Operators' access to the admin API (/admin/v1).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Mint an admin API token and print it (one line). It is not stored:
+    /// it is valid until it expires, or until the signing key changes.
+    Token {
+        /// Who the token is for; recorded in the audit log.
+        #[arg(long)]
+        subject: String,
+        /// `admin` may change things, `viewer` may only read.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// How long the token is valid (e.g. 12h, 30d).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
+        ttl: Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +343,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run(serve(*args)),
         Command::Agent(command) => run(agent(command)),
         Command::Invite(command) => run(invite(command)),
+        Command::Admin(command) => run(admin(command)),
     }
 }
 
@@ -428,6 +454,33 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Token {
+            subject,
+            role,
+            ttl,
+            store,
+            key,
+        } => {
+            anyhow::ensure!(
+                !subject.trim().is_empty() && subject.len() <= 256,
+                "--subject must be 1-256 characters"
+            );
+            anyhow::ensure!(ttl.as_secs() >= 1, "--ttl must be at least a second");
+            let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
+            let token = signing_key.mint_admin_token(
+                subject.trim(),
+                role,
+                now_millis() / 1000,
+                i64::try_from(ttl.as_secs())?,
+            );
+            println!("{token}");
         }
     }
     Ok(())
@@ -669,6 +722,33 @@ mod tests {
             assert!(!text.contains("secret"), "{text}");
             assert!(!text.contains(&new.token[new.id.len()..]), "{text}");
         }
+    }
+
+    #[test]
+    fn admin_token_takes_a_subject_and_a_role() {
+        assert!(parse(&["admin", "token", "--role", "admin"]).is_err());
+        assert!(parse(&["admin", "token", "--subject", "a", "--role", "root"]).is_err());
+        let cli = parse(&[
+            "admin",
+            "token",
+            "--subject",
+            "alice",
+            "--role",
+            "viewer",
+            "--ttl",
+            "1h",
+        ])
+        .unwrap();
+        let Command::Admin(AdminCommand::Token {
+            subject, role, ttl, ..
+        }) = cli.command
+        else {
+            panic!("not admin token");
+        };
+        assert_eq!(
+            (subject.as_str(), role, ttl),
+            ("alice", Role::Viewer, Duration::from_secs(3600))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::geo::Position;
 use crate::select::ClientQuery;
-use crate::store::{Inventory, ResourceKind, ResourceRow, Store, now_millis};
+use crate::store::{Inventory, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
 
 /// Ready response bytes with their entity tag.
@@ -144,6 +144,67 @@ fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
 }
 
+/// The inventory's resources with operators' overrides applied; those in
+/// maintenance are left out.
+fn with_overrides(inventory: &Inventory) -> Vec<std::borrow::Cow<'_, ResourceRow>> {
+    use std::borrow::Cow;
+    if inventory.overrides.is_empty() {
+        return inventory.resources.iter().map(Cow::Borrowed).collect();
+    }
+    let overrides: HashMap<(ResourceKind, &str), &OverrideRow> = inventory
+        .overrides
+        .iter()
+        .map(|o| ((o.kind, o.host.as_str()), o))
+        .collect();
+    inventory
+        .resources
+        .iter()
+        .filter_map(|r| match overrides.get(&(r.kind, r.host.as_str())) {
+            Some(o) => o.apply(r).map(Cow::Owned),
+            None => Some(Cow::Borrowed(r)),
+        })
+        .collect()
+}
+
+/// How a gateway or bridge stands, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Taken out of client lists by an operator.
+    Maintenance,
+    /// Reports itself unhealthy (or is defined so): not listed.
+    Unhealthy,
+    /// Defined by hand (provider file or admin API): listed, never expires.
+    HandDefined,
+    /// Pushed by an agent within the TTL: listed.
+    Live,
+    /// Pushed by an agent that has not reported within the TTL: not listed.
+    Stale,
+}
+
+impl Status {
+    /// The status of `r` at `now`, with the same rules (and TTL) as the
+    /// client lists.
+    pub fn of(r: &ResourceRow, over: Option<&OverrideRow>, now: i64, ttl_millis: i64) -> Status {
+        if over.is_some_and(|o| o.maintenance) {
+            Status::Maintenance
+        } else if !r.healthy {
+            Status::Unhealthy
+        } else if !r.expires() {
+            Status::HandDefined
+        } else if is_live(r, now, ttl_millis) {
+            Status::Live
+        } else {
+            Status::Stale
+        }
+    }
+
+    /// Whether clients may be given it (subject to their filters and buckets).
+    pub fn listed(self) -> bool {
+        matches!(self, Status::HandDefined | Status::Live)
+    }
+}
+
 /// A stored row as a client sees it.
 pub fn to_gateway(r: &ResourceRow) -> Gateway {
     Gateway {
@@ -196,11 +257,14 @@ impl Snapshot {
         let mut gateways = Vec::new();
         let mut bridges = Vec::new();
         let mut next_expiry: Option<i64> = None;
+        // What operators set (maintenance, experimental, bucket) wins over
+        // the stored rows.
+        let effective = with_overrides(inventory);
         // resources come sorted by (kind, host) from the store; order them by
         // location, then host
-        let mut live: Vec<&ResourceRow> = inventory
-            .resources
+        let mut live: Vec<&ResourceRow> = effective
             .iter()
+            .map(|r| r.as_ref())
             .filter(|r| is_live(r, now, ttl_millis))
             .collect();
         live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));

@@ -608,6 +608,97 @@ mod tests {
         }
     }
 
+    fn row(host: &str, origin: &str, last_seen_millis: i64) -> ResourceRow {
+        ResourceRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            ip_addr: "192.0.2.1".into(),
+            ip6_addr: String::new(),
+            location: "paris".into(),
+            port: 1194,
+            transport: "udp".into(),
+            kind_type: "openvpn".into(),
+            load: 0.0,
+            overloaded: false,
+            healthy: true,
+            experimental: false,
+            bucket: String::new(),
+            auth: String::new(),
+            options: "{}".into(),
+            last_seen_millis,
+            origin: origin.into(),
+            agent: (origin == "agent").then(|| "gw".into()),
+        }
+    }
+
+    #[test]
+    fn overrides_hide_or_change_what_clients_get() {
+        let over = |host: &str, experimental, bucket: Option<&str>, maintenance| OverrideRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            experimental,
+            bucket: bucket.map(str::to_owned),
+            maintenance,
+        };
+        let inventory = Inventory {
+            resources: vec![
+                row("a", "config", 0),
+                row("b", "agent", 1_000),
+                row("c", "admin", 0),
+                row("d", "config", 0),
+            ],
+            overrides: vec![
+                over("a", None, None, true),
+                over("b", Some(true), None, false),
+                over("c", None, Some("friends"), false),
+                // for a bridge of the same host: no effect on the gateway
+                OverrideRow {
+                    kind: ResourceKind::Bridge,
+                    ..over("d", None, None, true)
+                },
+            ],
+            ..Default::default()
+        };
+        let s = Snapshot::build(&inventory, 1_500, &SnapshotOptions::default());
+        let got: Vec<(&str, bool, &str)> = s
+            .gateways
+            .iter()
+            .map(|g| (g.host.as_str(), g.experimental, g.bucket.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("b", true, ""), ("c", false, "friends"), ("d", false, "")]
+        );
+    }
+
+    #[test]
+    fn operators_see_the_same_liveness_as_clients() {
+        let ttl = 60_000;
+        let maintenance = OverrideRow {
+            maintenance: true,
+            ..Default::default()
+        };
+        let mut sick = row("x", "agent", 1_000);
+        sick.healthy = false;
+        for (r, over, now, status) in [
+            (row("x", "config", 0), None, 10_000_000, Status::HandDefined),
+            (row("x", "admin", 0), None, 10_000_000, Status::HandDefined),
+            (row("x", "agent", 1_000), None, 60_999, Status::Live),
+            (row("x", "agent", 1_000), None, 61_000, Status::Stale),
+            (sick, None, 2_000, Status::Unhealthy),
+            (
+                row("x", "agent", 1_000),
+                Some(&maintenance),
+                2_000,
+                Status::Maintenance,
+            ),
+        ] {
+            let got = Status::of(&r, over, now, ttl);
+            assert_eq!(got, status, "{r:?} at {now}");
+            assert_eq!(got.listed(), is_live(&r, now, ttl) && over.is_none());
+        }
+    }
+
     #[test]
     fn past_the_byte_budget_answers_are_made_but_not_kept() {
         let s = snapshot(1, 10);

@@ -150,36 +150,32 @@ impl Store {
         Ok(())
     }
 
-    async fn location(&self, label: &str) -> Result<LocationRow, AdminError> {
-        let found: Option<LocationRow> = with_pool!(&self.db, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {LOCATION_COLUMNS} FROM locations WHERE label = $1"
-            )))
-            .bind(label)
-            .fetch_optional(pool)
-            .await?
-        });
-        found.ok_or_else(|| AdminError::NotFound(format!("no location {label:?}")))
-    }
-
-    /// Replaces location `loc.label`, unless the provider file defines it.
+    /// Replaces location `loc.label`, unless the provider file defines it;
+    /// returns it as it was.
     pub async fn update_location(
         &self,
         loc: &LocationRow,
         audit: AuditEntry,
     ) -> Result<LocationRow, AdminError> {
-        let before = self.location(&loc.label).await?;
-        if before.origin == Origin::Config.as_str() {
-            return Err(AdminError::Conflict(format!(
-                "location {:?} is defined in the provider file; change it there",
-                loc.label
-            )));
-        }
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
-            let done = sqlx::query(
+            let before: Option<LocationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {LOCATION_COLUMNS} FROM locations WHERE label = $1"
+            )))
+            .bind(&loc.label)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let before = before
+                .ok_or_else(|| AdminError::NotFound(format!("no location {:?}", loc.label)))?;
+            if before.origin == Origin::Config.as_str() {
+                return Err(AdminError::Conflict(format!(
+                    "location {:?} is defined in the provider file; change it there",
+                    loc.label
+                )));
+            }
+            sqlx::query(
                 "UPDATE locations SET display_name = $1, country_code = $2, lat = $3, lon = $4, timezone = $5, \
-                 hemisphere = $6, region = $7 WHERE label = $8 AND origin = $9",
+                 hemisphere = $6, region = $7 WHERE label = $8",
             )
             .bind(&loc.display_name)
             .bind(&loc.country_code)
@@ -189,32 +185,32 @@ impl Store {
             .bind(&loc.hemisphere)
             .bind(&loc.region)
             .bind(&loc.label)
-            .bind(Origin::Admin.as_str())
             .execute(&mut *tx)
             .await?;
-            if done.rows_affected() == 0 {
-                return Err(AdminError::Conflict(format!(
-                    "location {:?} changed meanwhile; try again",
-                    loc.label
-                )));
-            }
             audit!(tx, &audit.before(&before).after(loc));
             commit_and_announce!(self, tx);
-        });
-        Ok(before)
+            Ok(before)
+        })
     }
 
     /// Deletes a location, unless the provider file defines it or a gateway
     /// or bridge uses it.
     pub async fn delete_location(&self, label: &str, audit: AuditEntry) -> Result<(), AdminError> {
-        let before = self.location(label).await?;
-        if before.origin == Origin::Config.as_str() {
-            return Err(AdminError::Conflict(format!(
-                "location {label:?} is defined in the provider file; remove it there"
-            )));
-        }
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
+            let before: Option<LocationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {LOCATION_COLUMNS} FROM locations WHERE label = $1"
+            )))
+            .bind(label)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let before =
+                before.ok_or_else(|| AdminError::NotFound(format!("no location {label:?}")))?;
+            if before.origin == Origin::Config.as_str() {
+                return Err(AdminError::Conflict(format!(
+                    "location {label:?} is defined in the provider file; remove it there"
+                )));
+            }
             let used: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resources WHERE location = $1")
                 .bind(label)
                 .fetch_one(&mut *tx)
@@ -225,9 +221,8 @@ impl Store {
                     used.0
                 )));
             }
-            sqlx::query("DELETE FROM locations WHERE label = $1 AND origin = $2")
+            sqlx::query("DELETE FROM locations WHERE label = $1")
                 .bind(label)
-                .bind(Origin::Admin.as_str())
                 .execute(&mut *tx)
                 .await?;
             audit!(tx, &audit.before(&before));
@@ -344,25 +339,25 @@ impl Store {
         host: &str,
         audit: AuditEntry,
     ) -> Result<(), AdminError> {
-        let (before, _) = self.resource(kind, host).await?;
-        if let Some(why) = owned_elsewhere(&before) {
-            return Err(AdminError::Conflict(why));
-        }
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
-            let done =
-                sqlx::query("DELETE FROM resources WHERE kind = $1 AND host = $2 AND origin = $3")
-                    .bind(kind.as_str())
-                    .bind(host)
-                    .bind(Origin::Admin.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            if done.rows_affected() == 0 {
-                return Err(AdminError::Conflict(format!(
-                    "{} {host:?} changed meanwhile; try again",
-                    kind.as_str()
-                )));
+            let before: Option<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND host = $2"
+            )))
+            .bind(kind.as_str())
+            .bind(host)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let before = before
+                .ok_or_else(|| AdminError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
+            if let Some(why) = owned_elsewhere(&before) {
+                return Err(AdminError::Conflict(why));
             }
+            sqlx::query("DELETE FROM resources WHERE kind = $1 AND host = $2")
+                .bind(kind.as_str())
+                .bind(host)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM resource_overrides WHERE kind = $1 AND host = $2")
                 .bind(kind.as_str())
                 .bind(host)
@@ -374,18 +369,41 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces what operators set on a resource; returns what was set before.
+    /// Replaces what operators set on a resource; returns what was set
+    /// before.
     pub async fn set_override(
         &self,
         over: &OverrideRow,
         audit: AuditEntry,
     ) -> Result<OverrideRow, AdminError> {
-        let (_, before) = self.resource(over.kind, &over.host).await?;
+        let kind = over.kind.as_str();
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT host FROM resources WHERE kind = $1 AND host = $2")
+                    .bind(kind)
+                    .bind(&over.host)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(AdminError::NotFound(format!("no {kind} {:?}", over.host)));
+            }
+            let before: Option<OverrideRow> = sqlx::query_as(
+                "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides \
+                 WHERE kind = $1 AND host = $2",
+            )
+            .bind(kind)
+            .bind(&over.host)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let before = before.unwrap_or_else(|| OverrideRow {
+                kind: over.kind,
+                host: over.host.clone(),
+                ..Default::default()
+            });
             if over.is_empty() {
                 sqlx::query("DELETE FROM resource_overrides WHERE kind = $1 AND host = $2")
-                    .bind(over.kind.as_str())
+                    .bind(kind)
                     .bind(&over.host)
                     .execute(&mut *tx)
                     .await?;
@@ -395,7 +413,7 @@ impl Store {
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, host) DO UPDATE SET \
                      experimental = excluded.experimental, bucket = excluded.bucket, maintenance = excluded.maintenance",
                 )
-                .bind(over.kind.as_str())
+                .bind(kind)
                 .bind(&over.host)
                 .bind(over.experimental)
                 .bind(&over.bucket)
@@ -405,8 +423,8 @@ impl Store {
             }
             audit!(tx, &audit.before(&before).after(over));
             commit_and_announce!(self, tx);
-        });
-        Ok(before)
+            Ok(before)
+        })
     }
 
     /// The provider (`provider`) or service (`service`) settings as stored.
@@ -428,9 +446,14 @@ impl Store {
         audit: AuditEntry,
         now: i64,
     ) -> Result<(), AdminError> {
-        let before = self.setting(name).await?;
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
+            let before: Option<(String,)> =
+                sqlx::query_as("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let before = before.and_then(|(v,)| serde_json::from_str(&v).ok());
             sqlx::query(
                 "INSERT INTO settings (name, value, updated_millis) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_millis = excluded.updated_millis",
@@ -444,16 +467,6 @@ impl Store {
             audit.before = before;
             audit!(tx, &audit);
             commit_and_announce!(self, tx);
-        });
-        Ok(())
-    }
-
-    /// Writes an audit row on its own (for changes made elsewhere).
-    pub async fn write_audit(&self, audit: &AuditEntry) -> Result<(), AdminError> {
-        with_pool!(&self.db, |pool| {
-            let mut tx = self.begin_write(pool).await?;
-            audit!(tx, audit);
-            tx.commit().await?;
         });
         Ok(())
     }

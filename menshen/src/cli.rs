@@ -15,7 +15,7 @@ use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
-use crate::store::{Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
+use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -417,7 +417,10 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let db = Store::connect(&store.engine()?).await?;
             let token_id = random_id(16);
             let now = now_millis();
-            db.create_agent(&name, &token_id, now).await?;
+            let audit = AuditEntry::new(&cli_actor(), "agent.create", format!("agent/{name}"), now)
+                .after(serde_json::json!({"name": name, "expires_millis": now + ttl.as_millis() as i64}));
+            db.create_agent_audited(&name, &token_id, now, Some(audit))
+                .await?;
             db.close().await;
             let token =
                 signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
@@ -425,7 +428,10 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::Revoke { name, store } => {
             let db = Store::connect(&store.engine()?).await?;
-            db.revoke_agent(&name, now_millis()).await?;
+            let now = now_millis();
+            let audit = AuditEntry::new(&cli_actor(), "agent.revoke", format!("agent/{name}"), now)
+                .before(serde_json::json!({"name": name}));
+            db.revoke_agent_audited(&name, now, Some(audit)).await?;
             db.close().await;
             eprintln!("agent {name} revoked");
         }
@@ -520,7 +526,12 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
                 tokens.push(new.token);
             }
             let db = Store::connect(&store.engine()?).await?;
-            db.create_invites(&invites, now).await?;
+            let ids: Vec<&str> = invites.iter().map(|i| i.id.as_str()).collect();
+            let audit = AuditEntry::new(&cli_actor(), "invite.create", "invites", now).after(
+                serde_json::json!({"ids": ids, "buckets": buckets, "expires_millis": expires_millis}),
+            );
+            db.create_invites_audited(&invites, now, Some(audit))
+                .await?;
             db.close().await;
             for token in tokens {
                 println!("{token}");
@@ -559,7 +570,13 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give exactly one of --id, --bucket, --all"),
             };
             let db = Store::connect(&store.engine()?).await?;
-            let deleted = db.delete_invites(which).await?;
+            let target = match which {
+                InviteSelection::Id(id) => format!("invite/{id}"),
+                InviteSelection::Bucket(bucket) => format!("invites?bucket={bucket}"),
+                InviteSelection::All => "invites".to_owned(),
+            };
+            let audit = AuditEntry::new(&cli_actor(), "invite.delete", target, now_millis());
+            let deleted = db.delete_invites_audited(which, Some(audit)).await?;
             db.close().await;
             if let (Some(id), 0) = (&id, deleted) {
                 anyhow::bail!("no invite with id {id:?}");
@@ -568,6 +585,14 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who made a change from the command line, for the audit log.
+fn cli_actor() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_owned(),
+    }
 }
 
 /// `invite list` output: a table, or JSON. Tokens are not stored, so they

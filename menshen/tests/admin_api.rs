@@ -1007,4 +1007,23 @@ async fn the_cli_mints_admin_tokens_the_server_accepts() {
         .await;
     assert_eq!(status, 201);
     assert_eq!(h.audit().await[0]["actor"], "ops");
+
+    // changes made with the CLI are in the audit log too
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_menshen"))
+        .args(["agent", "revoke", "gw", "--data-dir"])
+        .arg(&data_dir)
+        .env_remove("MENSHEN_DATABASE_URL")
+        .env("USER", "root")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let audit = h.audit().await;
+    assert_eq!(
+        (&audit[0]["action"], &audit[0]["actor"]),
+        (&json!("agent.revoke"), &json!("cli:root"))
+    );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::auth::admin::Role;
 use crate::auth::invite;
 use crate::auth::{KeySource, SigningKey, random_id, valid_agent_name};
 use crate::config::file::ProviderFile;
@@ -17,7 +18,7 @@ use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
-use crate::store::{Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
+use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -79,6 +80,30 @@ enum Command {
     /// next periodic reload (--reload-interval).
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// Operators' access to the admin API (/admin/v1).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Mint an admin API token and print it (one line). It is not stored:
+    /// it is valid until it expires, or until the signing key changes.
+    Token {
+        /// Who the token is for; recorded in the audit log.
+        #[arg(long)]
+        subject: String,
+        /// `admin` may change things, `viewer` may only read.
+        #[arg(long, value_enum)]
+        role: Role,
+        /// How long the token is valid (e.g. 12h, 30d).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "12h")]
+        ttl: Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +384,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Invite(command) => run(invite(command)),
+        Command::Admin(command) => run(admin(command)),
     }
 }
 
@@ -432,7 +458,10 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let db = Store::connect(&store.engine()?).await?;
             let token_id = random_id(16);
             let now = now_millis();
-            db.create_agent(&name, &token_id, now).await?;
+            let audit = AuditEntry::new(&cli_actor(), "agent.create", format!("agent/{name}"), now)
+                .after(serde_json::json!({"name": name, "expires_millis": now + ttl.as_millis() as i64}));
+            db.create_agent_audited(&name, &token_id, now, Some(audit))
+                .await?;
             db.close().await;
             let token =
                 signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
@@ -440,7 +469,10 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
         }
         AgentCommand::Revoke { name, store } => {
             let db = Store::connect(&store.engine()?).await?;
-            db.revoke_agent(&name, now_millis()).await?;
+            let now = now_millis();
+            let audit = AuditEntry::new(&cli_actor(), "agent.revoke", format!("agent/{name}"), now)
+                .before(serde_json::json!({"name": name}));
+            db.revoke_agent_audited(&name, now, Some(audit)).await?;
             db.close().await;
             eprintln!("agent {name} revoked");
         }
@@ -469,6 +501,33 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Token {
+            subject,
+            role,
+            ttl,
+            store,
+            key,
+        } => {
+            anyhow::ensure!(
+                !subject.trim().is_empty() && subject.len() <= 256,
+                "--subject must be 1-256 characters"
+            );
+            anyhow::ensure!(ttl.as_secs() >= 1, "--ttl must be at least a second");
+            let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
+            let token = signing_key.mint_admin_token(
+                subject.trim(),
+                role,
+                now_millis() / 1000,
+                i64::try_from(ttl.as_secs())?,
+            );
+            println!("{token}");
         }
     }
     Ok(())
@@ -508,7 +567,12 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
                 tokens.push(new.token);
             }
             let db = Store::connect(&store.engine()?).await?;
-            db.create_invites(&invites, now).await?;
+            let ids: Vec<&str> = invites.iter().map(|i| i.id.as_str()).collect();
+            let audit = AuditEntry::new(&cli_actor(), "invite.create", "invites", now).after(
+                serde_json::json!({"ids": ids, "buckets": buckets, "expires_millis": expires_millis}),
+            );
+            db.create_invites_audited(&invites, now, Some(audit))
+                .await?;
             db.close().await;
             for token in tokens {
                 println!("{token}");
@@ -547,7 +611,13 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give exactly one of --id, --bucket, --all"),
             };
             let db = Store::connect(&store.engine()?).await?;
-            let deleted = db.delete_invites(which).await?;
+            let target = match which {
+                InviteSelection::Id(id) => format!("invite/{id}"),
+                InviteSelection::Bucket(bucket) => format!("invites?bucket={bucket}"),
+                InviteSelection::All => "invites".to_owned(),
+            };
+            let audit = AuditEntry::new(&cli_actor(), "invite.delete", target, now_millis());
+            let deleted = db.delete_invites_audited(which, Some(audit)).await?;
             db.close().await;
             if let (Some(id), 0) = (&id, deleted) {
                 anyhow::bail!("no invite with id {id:?}");
@@ -556,6 +626,14 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who made a change from the command line, for the audit log.
+fn cli_actor() -> String {
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => format!("cli:{user}"),
+        _ => "cli".to_owned(),
+    }
 }
 
 /// `invite list` output: a table, or JSON. Tokens are not stored, so they
@@ -736,6 +814,33 @@ mod tests {
             assert!(!text.contains("secret"), "{text}");
             assert!(!text.contains(&new.token[new.id.len()..]), "{text}");
         }
+    }
+
+    #[test]
+    fn admin_token_takes_a_subject_and_a_role() {
+        assert!(parse(&["admin", "token", "--role", "admin"]).is_err());
+        assert!(parse(&["admin", "token", "--subject", "a", "--role", "root"]).is_err());
+        let cli = parse(&[
+            "admin",
+            "token",
+            "--subject",
+            "alice",
+            "--role",
+            "viewer",
+            "--ttl",
+            "1h",
+        ])
+        .unwrap();
+        let Command::Admin(AdminCommand::Token {
+            subject, role, ttl, ..
+        }) = cli.command
+        else {
+            panic!("not admin token");
+        };
+        assert_eq!(
+            (subject.as_str(), role, ttl),
+            ("alice", Role::Viewer, Duration::from_secs(3600))
+        );
     }
 
     #[test]

@@ -68,12 +68,13 @@ impl FromRequestParts<SharedState> for Agent {
     }
 }
 
-/// Parses a JSON array body: 413 when too large, 400 when not JSON, 422
-/// naming the field when JSON of the wrong shape.
-fn parse_body<T: DeserializeOwned>(
+/// Parses a JSON body: 413 when too large, 400 when not JSON, 422 naming
+/// the field (under `list`, the name of the whole body) when JSON of the
+/// wrong shape.
+pub(super) fn parse_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     list: &str,
-) -> Result<Vec<T>, ApiError> {
+) -> Result<T, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(MAX_BODY_BYTES)
@@ -88,10 +89,13 @@ fn parse_body<T: DeserializeOwned>(
             ApiError::bad_request("invalid_json", format!("the body is not JSON: {inner}"))
         } else {
             let path = err.path().to_string();
+            let path = path.trim_start_matches('?');
             let field = if path == "." {
                 list.to_owned()
+            } else if path.starts_with('[') || list.is_empty() {
+                format!("{list}{path}")
             } else {
-                format!("{list}{}", path.trim_start_matches('?'))
+                format!("{list}.{path}")
             };
             ApiError::invalid_fields(vec![FieldError::new(field, inner.to_string())])
         }

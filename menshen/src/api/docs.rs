@@ -32,10 +32,12 @@ pub const UI_PATH: &str = "/docs";
         (name = "client", description = "The LEAP VPN API v5 the clients ship with: anonymous \
             and read-only. Every list is served from memory."),
         (name = "agent", description = "What menshen-agent pushes from each gateway host."),
+        (name = "admin", description = "What operators read and change. Role `viewer` may \
+            read, `admin` may change; every change is in the audit log."),
         (name = "health", description = "Liveness and readiness, for orchestrators."),
         (name = "docs", description = "This document."),
     ),
-    modifiers(&AgentToken),
+    modifiers(&AgentToken, &AdminToken),
 )]
 pub struct ApiDoc;
 
@@ -54,6 +56,29 @@ impl Modify for AgentToken {
                     .description(Some(
                         "An agent token from `menshen agent create NAME`: \
                          `Authorization: Bearer <token>`.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Operators' bearer token.
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            super::admin::SECURITY_SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An admin token from `menshen admin token --subject NAME --role \
+                         admin|viewer`: `Authorization: Bearer <token>`. Agent and invite \
+                         tokens are not accepted.",
                     ))
                     .build(),
             ),

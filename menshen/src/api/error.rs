@@ -66,6 +66,11 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// Refused because of the state of things, e.g. a location still in use.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -123,6 +128,20 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+impl From<crate::store::AdminError> for ApiError {
+    fn from(err: crate::store::AdminError) -> Self {
+        use crate::store::AdminError;
+        match err {
+            AdminError::NotFound(what) => ApiError::not_found(what),
+            AdminError::Conflict(why) => ApiError::conflict(why),
+            AdminError::Invalid { field, message } => {
+                ApiError::invalid_fields(vec![FieldError::new(field, message)])
+            }
+            AdminError::Database(err) => ApiError::internal(err),
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The HTTP API: one module per resource, merged here.
+//! The HTTP API: one module per resource, merged here. The admin API lives
+//! in [`admin`].
 
+pub mod admin;
 mod agent;
 pub mod cached;
 mod client;
@@ -55,6 +57,7 @@ fn documented() -> OpenApiRouter<SharedState> {
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(client::router())
         .merge(agent::router())
+        .merge(admin::router())
         .merge(openvpn::router())
         .merge(health::router())
         .merge(docs::router())

@@ -1,7 +1,9 @@
 //! Who may write: agents prove themselves with a JWT signed by menshen's
 //! signing key (HS256). Every replica and the CLI must use the same key.
-//! Clients may carry an invite token (see [`invite`]).
+//! Clients may carry an invite token (see [`invite`]); operators an admin
+//! token (see [`admin`]).
 
+pub mod admin;
 pub mod invite;
 pub mod oidc;
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::geo::Position;
 use crate::select::ClientQuery;
-use crate::store::{Inventory, ResourceKind, ResourceRow, Store, now_millis};
+use crate::store::{Inventory, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
 
 /// Ready response bytes with their entity tag.
@@ -144,6 +144,67 @@ fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
 }
 
+/// The inventory's resources with operators' overrides applied; those in
+/// maintenance are left out.
+fn with_overrides(inventory: &Inventory) -> Vec<std::borrow::Cow<'_, ResourceRow>> {
+    use std::borrow::Cow;
+    if inventory.overrides.is_empty() {
+        return inventory.resources.iter().map(Cow::Borrowed).collect();
+    }
+    let overrides: HashMap<(ResourceKind, &str), &OverrideRow> = inventory
+        .overrides
+        .iter()
+        .map(|o| ((o.kind, o.host.as_str()), o))
+        .collect();
+    inventory
+        .resources
+        .iter()
+        .filter_map(|r| match overrides.get(&(r.kind, r.host.as_str())) {
+            Some(o) => o.apply(r).map(Cow::Owned),
+            None => Some(Cow::Borrowed(r)),
+        })
+        .collect()
+}
+
+/// How a gateway or bridge stands, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Taken out of client lists by an operator.
+    Maintenance,
+    /// Reports itself unhealthy (or is defined so): not listed.
+    Unhealthy,
+    /// Defined by hand (provider file or admin API): listed, never expires.
+    HandDefined,
+    /// Pushed by an agent within the TTL: listed.
+    Live,
+    /// Pushed by an agent that has not reported within the TTL: not listed.
+    Stale,
+}
+
+impl Status {
+    /// The status of `r` at `now`, with the same rules (and TTL) as the
+    /// client lists.
+    pub fn of(r: &ResourceRow, over: Option<&OverrideRow>, now: i64, ttl_millis: i64) -> Status {
+        if over.is_some_and(|o| o.maintenance) {
+            Status::Maintenance
+        } else if !r.healthy {
+            Status::Unhealthy
+        } else if !r.expires() {
+            Status::HandDefined
+        } else if is_live(r, now, ttl_millis) {
+            Status::Live
+        } else {
+            Status::Stale
+        }
+    }
+
+    /// Whether clients may be given it (subject to their filters and buckets).
+    pub fn listed(self) -> bool {
+        matches!(self, Status::HandDefined | Status::Live)
+    }
+}
+
 /// A stored row as a client sees it.
 pub fn to_gateway(r: &ResourceRow) -> Gateway {
     Gateway {
@@ -196,11 +257,14 @@ impl Snapshot {
         let mut gateways = Vec::new();
         let mut bridges = Vec::new();
         let mut next_expiry: Option<i64> = None;
+        // What operators set (maintenance, experimental, bucket) wins over
+        // the stored rows.
+        let effective = with_overrides(inventory);
         // resources come sorted by (kind, host) from the store; order them by
         // location, then host
-        let mut live: Vec<&ResourceRow> = inventory
-            .resources
+        let mut live: Vec<&ResourceRow> = effective
             .iter()
+            .map(|r| r.as_ref())
             .filter(|r| is_live(r, now, ttl_millis))
             .collect();
         live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));
@@ -541,6 +605,97 @@ mod tests {
                 |_| unreachable!(),
             );
             assert_eq!(c.etag, held);
+        }
+    }
+
+    fn row(host: &str, origin: &str, last_seen_millis: i64) -> ResourceRow {
+        ResourceRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            ip_addr: "192.0.2.1".into(),
+            ip6_addr: String::new(),
+            location: "paris".into(),
+            port: 1194,
+            transport: "udp".into(),
+            kind_type: "openvpn".into(),
+            load: 0.0,
+            overloaded: false,
+            healthy: true,
+            experimental: false,
+            bucket: String::new(),
+            auth: String::new(),
+            options: "{}".into(),
+            last_seen_millis,
+            origin: origin.into(),
+            agent: (origin == "agent").then(|| "gw".into()),
+        }
+    }
+
+    #[test]
+    fn overrides_hide_or_change_what_clients_get() {
+        let over = |host: &str, experimental, bucket: Option<&str>, maintenance| OverrideRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            experimental,
+            bucket: bucket.map(str::to_owned),
+            maintenance,
+        };
+        let inventory = Inventory {
+            resources: vec![
+                row("a", "config", 0),
+                row("b", "agent", 1_000),
+                row("c", "admin", 0),
+                row("d", "config", 0),
+            ],
+            overrides: vec![
+                over("a", None, None, true),
+                over("b", Some(true), None, false),
+                over("c", None, Some("friends"), false),
+                // for a bridge of the same host: no effect on the gateway
+                OverrideRow {
+                    kind: ResourceKind::Bridge,
+                    ..over("d", None, None, true)
+                },
+            ],
+            ..Default::default()
+        };
+        let s = Snapshot::build(&inventory, 1_500, &SnapshotOptions::default());
+        let got: Vec<(&str, bool, &str)> = s
+            .gateways
+            .iter()
+            .map(|g| (g.host.as_str(), g.experimental, g.bucket.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("b", true, ""), ("c", false, "friends"), ("d", false, "")]
+        );
+    }
+
+    #[test]
+    fn operators_see_the_same_liveness_as_clients() {
+        let ttl = 60_000;
+        let maintenance = OverrideRow {
+            maintenance: true,
+            ..Default::default()
+        };
+        let mut sick = row("x", "agent", 1_000);
+        sick.healthy = false;
+        for (r, over, now, status) in [
+            (row("x", "config", 0), None, 10_000_000, Status::HandDefined),
+            (row("x", "admin", 0), None, 10_000_000, Status::HandDefined),
+            (row("x", "agent", 1_000), None, 60_999, Status::Live),
+            (row("x", "agent", 1_000), None, 61_000, Status::Stale),
+            (sick, None, 2_000, Status::Unhealthy),
+            (
+                row("x", "agent", 1_000),
+                Some(&maintenance),
+                2_000,
+                Status::Maintenance,
+            ),
+        ] {
+            let got = Status::of(&r, over, now, ttl);
+            assert_eq!(got, status, "{r:?} at {now}");
+            assert_eq!(got.listed(), is_live(&r, now, ttl) && over.is_none());
         }
     }
 

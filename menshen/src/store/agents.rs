@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Db, ResourceKind, ResourceRow, Store};
+use super::{AuditEntry, Db, ResourceKind, ResourceRow, Store};
 
 /// An agent as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -72,6 +72,17 @@ impl Store {
         token_id: &str,
         now: i64,
     ) -> Result<(), AgentError> {
+        self.create_agent_audited(name, token_id, now, None).await
+    }
+
+    /// [`Store::create_agent`], writing `audit` in the same transaction.
+    pub async fn create_agent_audited(
+        &self,
+        name: &str,
+        token_id: &str,
+        now: i64,
+        audit: Option<AuditEntry>,
+    ) -> Result<(), AgentError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let existing: Option<(Option<i64>,)> =
@@ -102,6 +113,9 @@ impl Store {
                     .await?;
                 }
             }
+            if let Some(audit) = &audit {
+                audit!(tx, audit);
+            }
             tx.commit().await?;
         });
         Ok(())
@@ -110,6 +124,16 @@ impl Store {
     /// Revokes agent `name`: its tokens stop working and what it pushed
     /// leaves the lists at once.
     pub async fn revoke_agent(&self, name: &str, now: i64) -> Result<(), AgentError> {
+        self.revoke_agent_audited(name, now, None).await
+    }
+
+    /// [`Store::revoke_agent`], writing `audit` in the same transaction.
+    pub async fn revoke_agent_audited(
+        &self,
+        name: &str,
+        now: i64,
+        audit: Option<AuditEntry>,
+    ) -> Result<(), AgentError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let done = sqlx::query(
@@ -126,6 +150,9 @@ impl Store {
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
+            if let Some(audit) = &audit {
+                audit!(tx, audit);
+            }
             commit_and_announce!(self, tx);
         });
         Ok(())

@@ -1,7 +1,7 @@
 //! Invite tokens, as far as the store keeps them: an id, a hash of the
 //! secret, the buckets they grant. Never the token.
 
-use super::{Db, InviteEntry, Store};
+use super::{AuditEntry, Db, InviteEntry, Store};
 
 /// An invite as stored, for operators.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -67,6 +67,16 @@ type ListedRow = (String, String, String, i64, Option<i64>, Option<i64>);
 impl Store {
     /// Creates `invites`, all or none.
     pub async fn create_invites(&self, invites: &[NewInvite], now: i64) -> anyhow::Result<()> {
+        self.create_invites_audited(invites, now, None).await
+    }
+
+    /// [`Store::create_invites`], writing `audit` in the same transaction.
+    pub async fn create_invites_audited(
+        &self,
+        invites: &[NewInvite],
+        now: i64,
+        audit: Option<AuditEntry>,
+    ) -> anyhow::Result<()> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             for invite in invites {
@@ -81,6 +91,9 @@ impl Store {
                 .bind(invite.expires_millis)
                 .execute(&mut *tx)
                 .await?;
+            }
+            if let Some(audit) = &audit {
+                audit!(tx, audit);
             }
             commit_and_announce!(self, tx);
         });
@@ -118,8 +131,22 @@ impl Store {
     /// Deletes the invites `which` selects and returns how many there were.
     /// Their tokens stop working as soon as the replicas' snapshots reload.
     pub async fn delete_invites(&self, which: InviteSelection<'_>) -> anyhow::Result<u64> {
+        self.delete_invites_audited(which, None).await
+    }
+
+    /// [`Store::delete_invites`], writing `audit` in the same transaction
+    /// when something was deleted; its `before` is set to the ids deleted.
+    pub async fn delete_invites_audited(
+        &self,
+        which: InviteSelection<'_>,
+        audit: Option<AuditEntry>,
+    ) -> anyhow::Result<u64> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
+            let ids: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, buckets FROM invites ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
             let deleted = match which {
                 InviteSelection::Id(id) => sqlx::query("DELETE FROM invites WHERE id = $1")
                     .bind(id)
@@ -152,6 +179,20 @@ impl Store {
                 }
             };
             if deleted > 0 {
+                if let Some(audit) = audit {
+                    // What the selection matched, as it was.
+                    let remaining: Vec<(String,)> = sqlx::query_as("SELECT id FROM invites")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let gone: Vec<serde_json::Value> = ids
+                        .iter()
+                        .filter(|(id, _)| !remaining.iter().any(|(r,)| r == id))
+                        .map(|(id, buckets)| {
+                            serde_json::json!({"id": id, "buckets": parse_buckets(id, buckets)})
+                        })
+                        .collect();
+                    audit!(tx, &audit.before(gone));
+                }
                 commit_and_announce!(self, tx);
             } else {
                 tx.commit().await?;

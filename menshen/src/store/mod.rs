@@ -19,7 +19,8 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
 pub use rows::{
-    Inventory, InviteEntry, LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings,
+    Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow,
+    ServiceSettings,
 };
 
 use crate::config::file::ProviderFile;
@@ -53,9 +54,30 @@ macro_rules! commit_and_announce {
     }};
 }
 
+/// Writes one audit row in transaction `$tx` (see [`AuditEntry`]).
+macro_rules! audit {
+    ($tx:ident, $entry:expr) => {{
+        let entry: &$crate::store::AuditEntry = $entry;
+        sqlx::query(
+            "INSERT INTO audit_log (at_millis, actor, action, target, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(entry.at_millis)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.before.as_ref().map(|v| v.to_string()))
+        .bind(entry.after.as_ref().map(|v| v.to_string()))
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+mod admin;
 mod agents;
 mod invites;
 
+pub use admin::{AdminError, AuditEntry, AuditRow};
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
 pub use invites::{InviteRow, InviteSelection, NewInvite};
 
@@ -278,12 +300,18 @@ impl Store {
             )
             .fetch_all(&mut *tx)
             .await?;
+            let overrides: Vec<OverrideRow> = sqlx::query_as(
+                "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides ORDER BY kind, host",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
             Inventory::from_rows(
                 settings,
                 locations,
                 resources,
                 invites::entries(invite_rows),
+                overrides,
             )
         })
     }

@@ -25,8 +25,10 @@ impl Origin {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
+    #[default]
     Gateway,
     Bridge,
 }
@@ -42,10 +44,13 @@ impl ResourceKind {
 
 /// Service settings as stored; the locations part of `/api/5/service` is
 /// computed from the inventory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ServiceSettings {
+    /// How clients authenticate, e.g. `anonymous`.
     pub auth: String,
+    /// OpenVPN options for clients: each a string, or true for a flag.
+    #[schema(value_type = Object)]
     pub openvpn_configuration: Map<String, Value>,
     pub serial: i64,
     pub version: i64,
@@ -62,7 +67,7 @@ impl Default for ServiceSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
 pub struct LocationRow {
     pub label: String,
     pub display_name: String,
@@ -76,7 +81,7 @@ pub struct LocationRow {
     pub origin: String,
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
 pub struct ResourceRow {
     #[sqlx(try_from = "String")]
     pub kind: ResourceKind,
@@ -88,6 +93,7 @@ pub struct ResourceRow {
     pub port: i64,
     pub transport: String,
     #[sqlx(rename = "type")]
+    #[serde(rename = "type")]
     pub kind_type: String,
     pub load: f64,
     pub overloaded: bool,
@@ -134,6 +140,49 @@ pub struct Inventory {
     pub resources: Vec<ResourceRow>,
     /// Invite tokens, as far as checking one needs.
     pub invites: Vec<InviteEntry>,
+    /// What operators set on resources, applied over the stored rows.
+    pub overrides: Vec<OverrideRow>,
+}
+
+/// What an operator set on one gateway or bridge; it outlives agents'
+/// pushes. `None`: the resource's own value.
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow, Serialize, Deserialize)]
+pub struct OverrideRow {
+    #[sqlx(try_from = "String")]
+    #[serde(skip, default = "gateway_kind")]
+    pub kind: ResourceKind,
+    #[serde(skip)]
+    pub host: String,
+    pub experimental: Option<bool>,
+    pub bucket: Option<String>,
+    /// Left out of client lists, not deleted.
+    pub maintenance: bool,
+}
+
+fn gateway_kind() -> ResourceKind {
+    ResourceKind::Gateway
+}
+
+impl OverrideRow {
+    /// Whether it changes nothing, and so need not be kept.
+    pub fn is_empty(&self) -> bool {
+        self.experimental.is_none() && self.bucket.is_none() && !self.maintenance
+    }
+
+    /// `row` as clients should see it, or `None` when in maintenance.
+    pub fn apply(&self, row: &ResourceRow) -> Option<ResourceRow> {
+        if self.maintenance {
+            return None;
+        }
+        let mut row = row.clone();
+        if let Some(experimental) = self.experimental {
+            row.experimental = experimental;
+        }
+        if let Some(bucket) = &self.bucket {
+            row.bucket = bucket.clone();
+        }
+        Some(row)
+    }
 }
 
 /// An invite as the client path checks it: no token, only the hash of its
@@ -154,11 +203,13 @@ impl Inventory {
         locations: Vec<LocationRow>,
         resources: Vec<ResourceRow>,
         invites: Vec<InviteEntry>,
+        overrides: Vec<OverrideRow>,
     ) -> anyhow::Result<Inventory> {
         let mut inventory = Inventory {
             locations,
             resources,
             invites,
+            overrides,
             ..Default::default()
         };
         for (name, value) in settings {

@@ -1,0 +1,193 @@
+//! Agents: `/admin/v1/agents`, as `menshen agent` does.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Admin, Viewer};
+use crate::api::SharedState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::auth::{random_id, valid_agent_name};
+use crate::inventory::validate::FieldError;
+use crate::store::{AgentError, AuditEntry, now_millis};
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_agents, create_agent))
+        .routes(routes!(revoke_agent))
+}
+
+/// Default lifetime of an agent token: 365 days.
+const DEFAULT_TTL_SECS: i64 = 365 * 86_400;
+
+/// An agent to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgent {
+    /// 1-64 lowercase letters, digits, '-', '_' or '.'.
+    name: String,
+    /// How long the token is valid, in seconds (default 365 days).
+    #[serde(default)]
+    ttl_secs: Option<i64>,
+}
+
+/// A created agent and its token, shown only now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedAgent {
+    name: String,
+    /// `Authorization: Bearer <token>` for the agent; not kept by menshen.
+    token: String,
+    /// Unix ms when the token expires.
+    expires_millis: i64,
+}
+
+/// An agent as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    name: String,
+    created_millis: i64,
+    /// Set once revoked: its token no longer works.
+    revoked_millis: Option<i64>,
+}
+
+/// Every agent, revoked ones too.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/agents",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every agent, by name.", body = Vec<AgentView>),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+    ),
+)]
+async fn list_agents(
+    _viewer: Viewer,
+    State(state): State<SharedState>,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let agents = state
+        .store
+        .list_agents()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        agents
+            .into_iter()
+            .map(|a| AgentView {
+                name: a.name,
+                created_millis: a.created_millis,
+                revoked_millis: a.revoked_millis,
+            })
+            .collect(),
+    ))
+}
+
+/// Creates an agent (or a revoked one anew) and returns its token, once.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/agents",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = NewAgent,
+    responses(
+        (status = 201, description = "Created; the token is shown only now.", body = CreatedAgent),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 409, description = "An agent with this name exists.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+    ),
+)]
+async fn create_agent(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
+    let input: NewAgent = super::parse(body)?;
+    let mut errors = Vec::new();
+    if !valid_agent_name(&input.name) {
+        errors.push(FieldError::new(
+            "name",
+            "use 1-64 lowercase letters, digits, '-', '_' or '.'",
+        ));
+    }
+    let ttl_secs = input.ttl_secs.unwrap_or(DEFAULT_TTL_SECS);
+    if !(60..=10 * 365 * 86_400).contains(&ttl_secs) {
+        errors.push(FieldError::new("ttl_secs", "must be 60 s to 10 years"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let now = now_millis();
+    let token_id = random_id(16);
+    let expires_millis = now + ttl_secs * 1000;
+    let audit = AuditEntry::new(
+        &who.subject,
+        "agent.create",
+        format!("agent/{}", input.name),
+        now,
+    )
+    .after(serde_json::json!({"name": input.name, "expires_millis": expires_millis}));
+    state
+        .store
+        .create_agent_audited(&input.name, &token_id, now, Some(audit))
+        .await
+        .map_err(|err| match err {
+            AgentError::Exists(name) => {
+                ApiError::conflict(format!("agent {name:?} already exists"))
+            }
+            other => ApiError::internal(other),
+        })?;
+    let token = state
+        .signing_key
+        .mint_agent_token(&input.name, &token_id, now / 1000, ttl_secs);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAgent {
+            name: input.name,
+            token,
+            expires_millis,
+        }),
+    ))
+}
+
+/// Revokes an agent: its token stops working and what it reported leaves
+/// the lists at once.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/agents/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The agent's name.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 404, description = "No such agent, or already revoked.", body = ErrorBody),
+    ),
+)]
+async fn revoke_agent(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let now = now_millis();
+    let audit = AuditEntry::new(&who.subject, "agent.revoke", format!("agent/{name}"), now)
+        .before(serde_json::json!({"name": name}));
+    state
+        .store
+        .revoke_agent_audited(&name, now, Some(audit))
+        .await
+        .map_err(|err| match err {
+            AgentError::NotFound(name) => {
+                ApiError::not_found(format!("no agent {name:?}, or it is already revoked"))
+            }
+            other => ApiError::internal(other),
+        })?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,261 @@
+//! Locations: `/admin/v1/locations`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Admin, Viewer};
+use crate::api::SharedState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::config::file::valid_label;
+use crate::inventory::validate::FieldError;
+use crate::store::{AuditEntry, LocationRow, Origin, now_millis};
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_locations, create_location))
+        .routes(routes!(update_location, delete_location))
+}
+
+/// A location as operators write it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocationInput {
+    /// 1-64 letters, digits, '-', '_' or '.'; unique ignoring case. Taken
+    /// from the path when updating.
+    label: String,
+    display_name: String,
+    /// ISO 3166-1 alpha-2.
+    country_code: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    /// Whole hours from UTC, -12 to 14.
+    timezone: Option<i64>,
+    /// `N` or `S`; from `lat` when left out.
+    hemisphere: String,
+    region: String,
+}
+
+/// A location as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LocationView {
+    label: String,
+    display_name: String,
+    country_code: String,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    timezone: Option<i64>,
+    hemisphere: String,
+    region: String,
+    /// `config` (the provider file: change it there) or `admin`.
+    origin: String,
+}
+
+impl From<LocationRow> for LocationView {
+    fn from(l: LocationRow) -> Self {
+        LocationView {
+            label: l.label,
+            display_name: l.display_name,
+            country_code: l.country_code,
+            lat: l.lat,
+            lon: l.lon,
+            timezone: l.timezone,
+            hemisphere: l.hemisphere,
+            region: l.region,
+            origin: l.origin,
+        }
+    }
+}
+
+/// The same rules as for locations in the provider file.
+fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
+    if !valid_label(&input.label) {
+        err(
+            "label",
+            "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
+        );
+    }
+    if input.display_name.trim().is_empty() {
+        err("display_name", "must not be empty".into());
+    }
+    if crate::geo::country(&input.country_code).is_none() {
+        err(
+            "country_code",
+            format!("{:?} is not an ISO 3166-1 alpha-2 code", input.country_code),
+        );
+    }
+    match (input.lat, input.lon) {
+        (Some(lat), Some(lon)) => {
+            if !(-90.0..=90.0).contains(&lat) {
+                err("lat", format!("{lat} is outside -90..90"));
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                err("lon", format!("{lon} is outside -180..180"));
+            }
+        }
+        (None, None) => {}
+        (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
+        (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
+    }
+    if let Some(tz) = input.timezone
+        && !(-12..=14).contains(&tz)
+    {
+        err("timezone", format!("{tz} is outside -12..14 hours"));
+    }
+    if !matches!(input.hemisphere.as_str(), "" | "N" | "S") {
+        err("hemisphere", "must be N or S".into());
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let hemisphere = match (input.hemisphere.as_str(), input.lat) {
+        ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
+        ("", Some(_)) => "N".to_owned(),
+        (h, _) => h.to_owned(),
+    };
+    Ok(LocationRow {
+        label: input.label.clone(),
+        display_name: input.display_name.clone(),
+        country_code: input.country_code.to_ascii_uppercase(),
+        lat: input.lat,
+        lon: input.lon,
+        timezone: input.timezone,
+        hemisphere,
+        region: input.region.clone(),
+        origin: Origin::Admin.as_str().into(),
+    })
+}
+
+/// Every location.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/locations",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every location, by label.", body = Vec<LocationView>),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+    ),
+)]
+async fn list_locations(
+    _viewer: Viewer,
+    State(state): State<SharedState>,
+) -> Result<Json<Vec<LocationView>>, ApiError> {
+    let rows = state.store.list_locations().await?;
+    Ok(Json(rows.into_iter().map(LocationView::from).collect()))
+}
+
+/// Creates a location.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/locations",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = LocationInput,
+    responses(
+        (status = 201, description = "Created.", body = LocationView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 409, description = "A location with this label (ignoring case) exists.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+    ),
+)]
+async fn create_location(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<LocationView>), ApiError> {
+    let input: LocationInput = super::parse(body)?;
+    let row = check(&input)?;
+    let audit = AuditEntry::new(
+        &who.subject,
+        "location.create",
+        format!("location/{}", row.label),
+        now_millis(),
+    );
+    state.store.create_location(&row, audit).await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+/// Replaces a location made through this API (those of the provider file
+/// are changed there).
+#[utoipa::path(
+    put,
+    path = "/admin/v1/locations/{label}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("label" = String, Path, description = "The location's label.")),
+    request_body = LocationInput,
+    responses(
+        (status = 200, description = "Replaced.", body = LocationView),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 404, description = "No such location.", body = ErrorBody),
+        (status = 409, description = "The location is defined in the provider file.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+    ),
+)]
+async fn update_location(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    Path(label): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<LocationView>, ApiError> {
+    let mut input: LocationInput = super::parse(body)?;
+    if !input.label.is_empty() && input.label != label {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "label",
+            "a location's label cannot be changed",
+        )]));
+    }
+    input.label = label;
+    let row = check(&input)?;
+    let audit = AuditEntry::new(
+        &who.subject,
+        "location.update",
+        format!("location/{}", row.label),
+        now_millis(),
+    );
+    state.store.update_location(&row, audit).await?;
+    Ok(Json(row.into()))
+}
+
+/// Deletes a location made through this API, unless a gateway or bridge
+/// uses it.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/locations/{label}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("label" = String, Path, description = "The location's label.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 404, description = "No such location.", body = ErrorBody),
+        (status = 409, description = "Gateways or bridges use it, or the provider file defines it.", body = ErrorBody),
+    ),
+)]
+async fn delete_location(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    Path(label): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let audit = AuditEntry::new(
+        &who.subject,
+        "location.delete",
+        format!("location/{label}"),
+        now_millis(),
+    );
+    state.store.delete_location(&label, audit).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,162 @@
+//! Provider and service settings: `/admin/v1/provider`, `/admin/v1/service`.
+//! A provider file given at start writes its own settings again then.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use menshen_model::Provider;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Admin, Viewer};
+use crate::api::SharedState;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::inventory::validate::FieldError;
+use crate::store::{AuditEntry, ServiceSettings, now_millis};
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(get_provider, put_provider))
+        .routes(routes!(get_service, put_service))
+}
+
+async fn stored<T: serde::de::DeserializeOwned + Default>(
+    state: &SharedState,
+    name: &str,
+) -> Result<T, ApiError> {
+    match state.store.setting(name).await? {
+        Some(value) => serde_json::from_value(value).map_err(ApiError::internal),
+        None => Ok(T::default()),
+    }
+}
+
+/// The provider description as stored (`/provider.json` adds the CA
+/// fingerprint).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/provider",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The provider description.", body = Provider),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+    ),
+)]
+async fn get_provider(
+    _viewer: Viewer,
+    State(state): State<SharedState>,
+) -> Result<Json<Provider>, ApiError> {
+    Ok(Json(stored(&state, "provider").await?))
+}
+
+/// Replaces the provider description. `ca_cert_fingerprint` is computed
+/// from the CA, never stored.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/provider",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = Provider,
+    responses(
+        (status = 200, description = "Replaced.", body = Provider),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+    ),
+)]
+async fn put_provider(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Provider>, ApiError> {
+    let mut provider: Provider = super::parse(body)?;
+    let mut errors = Vec::new();
+    if provider.domain.trim().is_empty() {
+        errors.push(FieldError::new("domain", "must not be empty"));
+    }
+    if !(provider.api_uri.starts_with("https://") || provider.api_uri.starts_with("http://")) {
+        errors.push(FieldError::new("api_uri", "must be an http(s) URL"));
+    }
+    if !provider.api_versions.iter().any(|v| v == "5") {
+        errors.push(FieldError::new("api_versions", "must contain \"5\""));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    provider.ca_cert_fingerprint.clear();
+    let now = now_millis();
+    let value = serde_json::to_value(&provider).map_err(ApiError::internal)?;
+    let audit = AuditEntry::new(&who.subject, "settings.provider", "settings/provider", now);
+    state
+        .store
+        .replace_setting("provider", &value, audit, now)
+        .await?;
+    Ok(Json(provider))
+}
+
+/// The service settings as stored (`/api/5/service` adds the locations).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/service",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The service settings.", body = ServiceSettings),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+    ),
+)]
+async fn get_service(
+    _viewer: Viewer,
+    State(state): State<SharedState>,
+) -> Result<Json<ServiceSettings>, ApiError> {
+    Ok(Json(stored(&state, "service").await?))
+}
+
+/// Replaces the service settings.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/service",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = ServiceSettings,
+    responses(
+        (status = 200, description = "Replaced.", body = ServiceSettings),
+        (status = 400, description = "The body is not JSON.", body = ErrorBody),
+        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        (status = 403, description = "The token may only read.", body = ErrorBody),
+        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+    ),
+)]
+async fn put_service(
+    Admin(who): Admin,
+    State(state): State<SharedState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ServiceSettings>, ApiError> {
+    let service: ServiceSettings = super::parse(body)?;
+    let mut errors = Vec::new();
+    if service.auth.trim().is_empty() {
+        errors.push(FieldError::new("auth", "must not be empty"));
+    }
+    for (key, value) in &service.openvpn_configuration {
+        if !matches!(value, Value::String(_) | Value::Bool(true)) {
+            errors.push(FieldError::new(
+                format!("openvpn_configuration.{key}"),
+                "must be a string or true",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    let now = now_millis();
+    let value = serde_json::to_value(&service).map_err(ApiError::internal)?;
+    let audit = AuditEntry::new(&who.subject, "settings.service", "settings/service", now);
+    state
+        .store
+        .replace_setting("service", &value, audit, now)
+        .await?;
+    Ok(Json(service))
+}

@@ -262,6 +262,38 @@ struct ServeArgs {
 
     #[command(flatten)]
     geo: GeoArgs,
+
+    #[command(flatten)]
+    oidc: OidcArgs,
+}
+
+/// Operators' tokens from an external OpenID Connect provider (besides
+/// `menshen admin token`): on when issuer, audience and JWKS URL are given.
+#[derive(Debug, Clone, Args)]
+struct OidcArgs {
+    /// The provider's issuer, exactly as its tokens' `iss` (trailing slash
+    /// included).
+    #[arg(long, env = "MENSHEN_OIDC_ISSUER", requires_all = ["oidc_audience", "oidc_jwks_url"])]
+    oidc_issuer: Option<String>,
+    /// The audience menshen's tokens are issued for (`aud`).
+    #[arg(long, env = "MENSHEN_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
+    /// Where the provider publishes its signing keys (JWKS).
+    #[arg(long, env = "MENSHEN_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    oidc_jwks_url: Option<reqwest::Url>,
+    /// The claim naming the role (`admin` or `viewer`); a dotted path
+    /// (`realm_access.roles`) and arrays are understood.
+    #[arg(long, env = "MENSHEN_OIDC_ROLE_CLAIM", default_value = crate::auth::oidc::DEFAULT_ROLE_CLAIM)]
+    oidc_role_claim: String,
+}
+
+impl OidcArgs {
+    fn settings(self) -> Option<crate::auth::oidc::OidcSettings> {
+        let (issuer, audience, url) = (self.oidc_issuer?, self.oidc_audience?, self.oidc_jwks_url?);
+        let mut settings = crate::auth::oidc::OidcSettings::new(issuer, audience, url);
+        settings.role_claim = self.oidc_role_claim;
+        Some(settings)
+    }
 }
 
 /// Where clients are, and how lists are ordered for them.
@@ -421,6 +453,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         order_seed: args.geo.order_seed,
         order_variants: usize::from(args.geo.order_variants),
         response_cache_bytes: args.geo.response_cache,
+        oidc: args.oidc.settings(),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::api::AppState;
 use crate::auth::SigningKey;
+use crate::auth::oidc::OidcVerifier;
 use crate::config::Settings;
 use crate::config::file::ProviderFile;
 use crate::geo::Locator;
@@ -79,7 +80,12 @@ pub async fn launch(
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
     let invite_uses = Arc::new(InviteUses::default());
+    let oidc = settings.oidc.clone().map(|oidc| {
+        tracing::info!(issuer = %oidc.issuer, "operators may use OpenID Connect tokens");
+        Arc::new(OidcVerifier::new(oidc, reqwest::Client::new()))
+    });
     let state = Arc::new(AppState {
+        oidc,
         store: store.clone(),
         inventory: inventory.clone(),
         metrics: metrics.clone(),

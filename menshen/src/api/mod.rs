@@ -30,6 +30,9 @@ use error::ApiError;
 
 /// What every handler may use.
 pub struct AppState {
+    /// Verifies operators' tokens from an OpenID Connect provider, if one is
+    /// configured.
+    pub oidc: Option<Arc<crate::auth::oidc::OidcVerifier>>,
     pub store: Store,
     pub inventory: Arc<InventoryHandle>,
     pub metrics: Arc<Metrics>,

@@ -52,6 +52,8 @@ pub struct Settings {
     pub order_variants: usize,
     /// Bytes of ready list responses kept per snapshot.
     pub response_cache_bytes: usize,
+    /// An OpenID Connect provider whose tokens operators may use.
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 impl Settings {
@@ -72,6 +74,7 @@ impl Settings {
             order_seed: None,
             order_variants: DEFAULT_ORDER_VARIANTS,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
+            oidc: None,
         }
     }
 }

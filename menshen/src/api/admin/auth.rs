@@ -1,7 +1,7 @@
-//! Who is calling the admin API. Today only menshen's own admin tokens
-//! (`menshen admin token`) are accepted; [`authenticate`] is the one place
-//! where another verifier (an OpenID Connect provider's tokens) can be
-//! added, mapping its claims to a [`Principal`].
+//! Who is calling the admin API: menshen's own admin tokens (`menshen admin
+//! token`), and, when configured, tokens of an external OpenID Connect
+//! provider whose role claim names `admin` or `viewer`. Agent and invite
+//! tokens are never accepted here.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use crate::api::error::ApiError;
 use crate::api::{AppState, SharedState};
 use crate::auth::admin::Role;
+use crate::auth::oidc::OidcError;
 use crate::auth::{self, TokenError};
 
 /// An authenticated operator.
@@ -20,30 +21,75 @@ pub struct Principal {
     pub role: Role,
 }
 
-/// Checks a bearer token and says who presented it.
-pub fn authenticate(state: &AppState, token: &str) -> Result<Principal, TokenError> {
-    let claims = state.signing_key.verify_admin_token(token)?;
-    Ok(Principal {
-        subject: claims.sub,
-        role: claims.role,
-    })
+/// Why an operator was not let in.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Who are you: 401.
+    Token(TokenError),
+    /// A valid token of the OpenID Connect provider that names no menshen
+    /// role: 403.
+    NoRole,
 }
 
-fn principal(parts: &Parts, state: &SharedState) -> Result<Principal, ApiError> {
+/// Checks a bearer token and says who presented it: a menshen admin token
+/// first, then (when configured) the OpenID Connect provider's.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Refusal> {
+    let own = match state.signing_key.verify_admin_token(token) {
+        Ok(claims) => {
+            return Ok(Principal {
+                subject: claims.sub,
+                role: claims.role,
+            });
+        }
+        Err(err) => err,
+    };
+    let Some(oidc) = &state.oidc else {
+        return Err(Refusal::Token(own));
+    };
+    // An expired menshen token is reported as such, not handed on.
+    if matches!(own, TokenError::Expired) {
+        return Err(Refusal::Token(own));
+    }
+    match oidc.verify(token).await {
+        Ok(principal) => {
+            let role = match principal.role.as_deref() {
+                Some("admin") => Role::Admin,
+                Some("viewer") => Role::Viewer,
+                _ => return Err(Refusal::NoRole),
+            };
+            Ok(Principal {
+                subject: format!("oidc:{}", principal.subject),
+                role,
+            })
+        }
+        Err(OidcError::Expired) => Err(Refusal::Token(TokenError::Expired)),
+        Err(err) => Err(Refusal::Token(TokenError::Invalid(err.to_string()))),
+    }
+}
+
+async fn principal(parts: &Parts, state: &SharedState) -> Result<Principal, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    auth::bearer(header)
-        .and_then(|token| authenticate(state, token))
-        .map_err(|err| {
+    let result = match auth::bearer(header) {
+        Ok(token) => authenticate(state, token).await,
+        Err(err) => Err(Refusal::Token(err)),
+    };
+    result.map_err(|refusal| match refusal {
+        Refusal::Token(err) => {
             tracing::info!(reason = %err, "admin token refused");
             ApiError::unauthorized(match err {
                 TokenError::Missing => "an admin token is required: Authorization: Bearer <token>",
                 TokenError::Expired => "the admin token has expired",
                 TokenError::Invalid(_) => "the admin token is not valid",
             })
-        })
+        }
+        Refusal::NoRole => {
+            tracing::info!("OpenID Connect token without a menshen role refused");
+            ApiError::forbidden("the token names no menshen role (admin or viewer)")
+        }
+    })
 }
 
 /// An operator who may read: any role.
@@ -56,7 +102,7 @@ impl FromRequestParts<SharedState> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        principal(parts, state).map(Viewer)
+        principal(parts, state).await.map(Viewer)
     }
 }
 
@@ -64,7 +110,7 @@ impl FromRequestParts<SharedState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        let principal = principal(parts, state)?;
+        let principal = principal(parts, state).await?;
         match principal.role {
             Role::Admin => Ok(Admin(principal)),
             Role::Viewer => {

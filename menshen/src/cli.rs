@@ -265,6 +265,11 @@ struct ServeArgs {
 
     #[command(flatten)]
     oidc: OidcArgs,
+
+    /// Show a summary (counts per location, no hosts) on the status page to
+    /// anyone; without it the page needs a viewer or admin token.
+    #[arg(long, env = "MENSHEN_PUBLIC_STATUS")]
+    public_status: bool,
 }
 
 /// Operators' tokens from an external OpenID Connect provider (besides
@@ -454,6 +459,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         order_variants: usize::from(args.geo.order_variants),
         response_cache_bytes: args.geo.response_cache,
         oidc: args.oidc.settings(),
+        public_status: args.public_status,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -86,6 +86,7 @@ pub async fn launch(
     });
     let state = Arc::new(AppState {
         oidc,
+        public_status: settings.public_status,
         store: store.clone(),
         inventory: inventory.clone(),
         metrics: metrics.clone(),

@@ -10,6 +10,7 @@ pub mod error;
 mod health;
 pub mod invite;
 mod openvpn;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub locator: Arc<Locator>,
     /// When invite tokens were used, until it is written to the store.
     pub invite_uses: Arc<InviteUses>,
+    /// Whether `/status/data` gives a summary to anyone without a token.
+    pub public_status: bool,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -63,6 +66,7 @@ fn documented() -> OpenApiRouter<SharedState> {
         .merge(admin::router())
         .merge(openvpn::router())
         .merge(health::router())
+        .merge(status::router())
         .merge(docs::router())
 }
 

@@ -54,6 +54,8 @@ pub struct Settings {
     pub response_cache_bytes: usize,
     /// An OpenID Connect provider whose tokens operators may use.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
+    /// Whether the status page shows a summary to anyone.
+    pub public_status: bool,
 }
 
 impl Settings {
@@ -75,6 +77,7 @@ impl Settings {
             order_variants: DEFAULT_ORDER_VARIANTS,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             oidc: None,
+            public_status: false,
         }
     }
 }

@@ -167,7 +167,9 @@ fn with_overrides(inventory: &Inventory) -> Vec<std::borrow::Cow<'_, ResourceRow
 }
 
 /// How a gateway or bridge stands, as operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Taken out of client lists by an operator.
@@ -483,6 +485,15 @@ impl InventoryHandle {
             options,
             metrics,
         })
+    }
+
+    /// The inventory the current snapshot was built from (heartbeat times
+    /// may lag the store by up to the reload interval).
+    pub fn inventory(&self) -> Arc<Inventory> {
+        self.source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The current snapshot.

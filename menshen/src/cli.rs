@@ -1,5 +1,7 @@
 //! The `menshen` command line.
 
+mod operators;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +24,17 @@ use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, St
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "menshen", version, about = "The provider API of LEAP VPN")]
+#[command(
+    name = "menshen",
+    version,
+    about = "The provider API of LEAP VPN",
+    after_help = "Commands that change things write the audit log as cli:$USER. On \
+Postgres replicas see a change at once; a server on SQLite at its next \
+periodic reload (--reload-interval).
+
+Exit status: 0 done; 1 refused or failed (not found, in use, store \
+unreachable); 2 invalid command line or input."
+)]
 struct Cli {
     /// Log format.
     #[arg(
@@ -70,15 +82,32 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Manage the agents that report gateways and bridges.
+    /// Manage locations: where gateways and bridges are.
     #[command(subcommand)]
+    Location(operators::LocationCommand),
+    /// Manage gateways: list them with their status, define them by hand,
+    /// put them in maintenance.
+    #[command(subcommand, after_help = GATEWAY_HELP)]
+    Gateway(operators::GatewayCommand),
+    /// Manage bridges: list them with their status, define them by hand,
+    /// put them in maintenance.
+    #[command(subcommand, after_help = BRIDGE_HELP)]
+    Bridge(operators::BridgeCommand),
+    /// Manage the agents that report gateways and bridges.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  menshen agent create gw-paris --ttl 365d > agent.token"
+    )]
     Agent(AgentCommand),
     /// Manage invite tokens, which let clients see invite-only gateways and
     /// bridges (those with a `bucket`).
     ///
     /// Replicas on Postgres see a change at once; a server on SQLite at its
     /// next periodic reload (--reload-interval).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  menshen invite create --bucket friends --count 10 --expires 30d"
+    )]
     Invite(InviteCommand),
     /// Operators' access to the admin API (/admin/v1).
     #[command(subcommand)]
@@ -179,6 +208,18 @@ enum AgentCommand {
         store: StoreArgs,
     },
 }
+
+const GATEWAY_HELP: &str = "Examples:
+  menshen gateway list
+  menshen gateway create --host gw1.example.org --ip 192.0.2.10 --location paris --port 1194 --transport udp
+  menshen gateway set gw1.example.org --maintenance on
+  menshen gateway delete gw1.example.org";
+
+const BRIDGE_HELP: &str = "Examples:
+  menshen bridge list --json
+  menshen bridge create --host br1.example.org --ip 192.0.2.20 --location paris --port 443 --option cert=CERT --option iatMode=0
+  menshen bridge set br1.example.org --bucket friends
+  menshen bridge delete br1.example.org";
 
 /// The key tokens are signed with; every replica and the CLI must agree.
 #[derive(Debug, Clone, Args)]
@@ -400,7 +441,16 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => run(serve(*args)),
-        Command::Agent(command) => run(agent(command)),
+        Command::Location(command) => run_cli(operators::location(command)),
+        Command::Gateway(command) => run_cli(operators::resource(
+            crate::store::ResourceKind::Gateway,
+            command,
+        )),
+        Command::Bridge(command) => run_cli(operators::resource(
+            crate::store::ResourceKind::Bridge,
+            command,
+        )),
+        Command::Agent(command) => run_cli(agent(command)),
         Command::Import {
             eip_service,
             provider,
@@ -420,8 +470,8 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Invite(command) => run(invite(command)),
-        Command::Admin(command) => run(admin(command)),
+        Command::Invite(command) => run_cli(invite(command)),
+        Command::Admin(command) => run_cli(admin(command)),
     }
 }
 
@@ -441,6 +491,70 @@ fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Input an operator got wrong: exit status 2, like a bad command line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// Exit status 2 for invalid input, 1 for anything else.
+fn exit_code(err: &anyhow::Error) -> ExitCode {
+    let invalid = err.downcast_ref::<Invalid>().is_some()
+        || matches!(
+            err.downcast_ref::<crate::store::AdminError>(),
+            Some(crate::store::AdminError::Invalid { .. })
+        );
+    ExitCode::from(if invalid { 2 } else { 1 })
+}
+
+/// Runs an operator's command: one line on stderr when it fails, with the
+/// exit status of [`exit_code`].
+fn run_cli(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code(&err)
+        }
+    }
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in &rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -489,10 +603,12 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             store,
             key,
         } => {
-            anyhow::ensure!(
-                valid_agent_name(&name),
-                "agent name {name:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'"
-            );
+            if !valid_agent_name(&name) {
+                return Err(Invalid(format!(
+                    "agent name {name:?}: use 1-64 lowercase letters, digits, '-', '_' or '.'"
+                ))
+                .into());
+            }
             let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
             let db = Store::connect(&store.engine()?).await?;
             let token_id = random_id(16);
@@ -581,10 +697,12 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
             store,
         } => {
             for bucket in &buckets {
-                anyhow::ensure!(
-                    invite::valid_bucket(bucket),
-                    "bucket {bucket:?}: use 1-64 characters, without spaces or control characters"
-                );
+                if !invite::valid_bucket(bucket) {
+                    return Err(Invalid(format!(
+                        "bucket {bucket:?}: use 1-64 characters, without spaces or control characters"
+                    ))
+                    .into());
+                }
             }
             buckets.sort();
             buckets.dedup();
@@ -636,11 +754,13 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
             all,
             store,
         } => {
-            if let Some(bucket) = &bucket {
-                anyhow::ensure!(
-                    invite::valid_bucket(bucket),
+            if let Some(bucket) = &bucket
+                && !invite::valid_bucket(bucket)
+            {
+                return Err(Invalid(format!(
                     "bucket {bucket:?}: use 1-64 characters, without spaces or control characters"
-                );
+                ))
+                .into());
             }
             let which = match (&id, &bucket, all) {
                 (Some(id), None, false) => InviteSelection::Id(id),

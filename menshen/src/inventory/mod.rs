@@ -5,6 +5,7 @@
 //! resource expires, and periodically as a backstop. Client requests read
 //! the current snapshot and never touch the database.
 
+pub mod edit;
 pub mod invites;
 pub mod validate;
 

@@ -5,40 +5,21 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::config::file::valid_label;
+use crate::inventory::edit::{LocationInput, check_location};
 use crate::inventory::validate::FieldError;
-use crate::store::{AuditEntry, LocationRow, Origin, now_millis};
+use crate::store::{AuditEntry, LocationRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
         .routes(routes!(list_locations, create_location))
         .routes(routes!(update_location, delete_location))
-}
-
-/// A location as operators write it.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct LocationInput {
-    /// 1-64 letters, digits, '-', '_' or '.'; unique ignoring case. Taken
-    /// from the path when updating.
-    label: String,
-    display_name: String,
-    /// ISO 3166-1 alpha-2.
-    country_code: String,
-    lat: Option<f64>,
-    lon: Option<f64>,
-    /// Whole hours from UTC, -12 to 14.
-    timezone: Option<i64>,
-    /// `N` or `S`; from `lat` when left out.
-    hemisphere: String,
-    region: String,
 }
 
 /// A location as stored.
@@ -74,63 +55,7 @@ impl From<LocationRow> for LocationView {
 
 /// The same rules as for locations in the provider file.
 fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
-    let mut errors = Vec::new();
-    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
-    if !valid_label(&input.label) {
-        err(
-            "label",
-            "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
-        );
-    }
-    if input.display_name.trim().is_empty() {
-        err("display_name", "must not be empty".into());
-    }
-    if crate::geo::country(&input.country_code).is_none() {
-        err(
-            "country_code",
-            format!("{:?} is not an ISO 3166-1 alpha-2 code", input.country_code),
-        );
-    }
-    match (input.lat, input.lon) {
-        (Some(lat), Some(lon)) => {
-            if !(-90.0..=90.0).contains(&lat) {
-                err("lat", format!("{lat} is outside -90..90"));
-            }
-            if !(-180.0..=180.0).contains(&lon) {
-                err("lon", format!("{lon} is outside -180..180"));
-            }
-        }
-        (None, None) => {}
-        (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
-        (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
-    }
-    if let Some(tz) = input.timezone
-        && !(-12..=14).contains(&tz)
-    {
-        err("timezone", format!("{tz} is outside -12..14 hours"));
-    }
-    if !matches!(input.hemisphere.as_str(), "" | "N" | "S") {
-        err("hemisphere", "must be N or S".into());
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
-    }
-    let hemisphere = match (input.hemisphere.as_str(), input.lat) {
-        ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
-        ("", Some(_)) => "N".to_owned(),
-        (h, _) => h.to_owned(),
-    };
-    Ok(LocationRow {
-        label: input.label.clone(),
-        display_name: input.display_name.clone(),
-        country_code: input.country_code.to_ascii_uppercase(),
-        lat: input.lat,
-        lon: input.lon,
-        timezone: input.timezone,
-        hemisphere,
-        region: input.region.clone(),
-        origin: Origin::Admin.as_str().into(),
-    })
+    check_location(input).map_err(ApiError::invalid_fields)
 }
 
 /// Every location.

@@ -10,19 +10,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use menshen_model::{Bridge, Gateway};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::auth::invite::valid_bucket;
-use crate::config::file::{bridge_row, gateway_row};
-use crate::inventory::Status;
-use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
-use crate::store::{AuditEntry, Origin, OverrideRow, ResourceKind, ResourceRow, now_millis};
+use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
+use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -34,93 +30,6 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(set_bridge_overrides))
 }
 
-/// What an operator set on a resource; `null` means the resource's own value.
-#[derive(Debug, Default, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Overrides {
-    /// Replaces the resource's `experimental`.
-    experimental: Option<bool>,
-    /// Replaces the resource's `bucket` (`""`: public).
-    bucket: Option<String>,
-    /// Left out of client lists, without being deleted.
-    maintenance: bool,
-}
-
-/// A gateway or bridge, as operators see it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AdminResource {
-    /// `gateway` or `bridge`.
-    kind: String,
-    host: String,
-    ip_addr: String,
-    ip6_addr: String,
-    location: String,
-    port: i64,
-    transport: String,
-    #[serde(rename = "type")]
-    r#type: String,
-    load: f64,
-    overloaded: bool,
-    healthy: bool,
-    /// As clients see it, with `overrides` applied.
-    experimental: bool,
-    /// As clients see it, with `overrides` applied.
-    bucket: String,
-    /// Bridges: the `auth` and `options` clients get.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    auth: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    options: Option<Map<String, Value>>,
-    /// Unix ms of the last heartbeat (agents) or of the definition.
-    last_seen_millis: i64,
-    /// `config` (the provider file), `admin` (this API) or `agent`.
-    origin: String,
-    /// The agent that reports it.
-    agent: Option<String>,
-    status: Status,
-    /// Whether clients may be given it (subject to their filters and invites).
-    listed: bool,
-    overrides: Overrides,
-}
-
-fn view(row: &ResourceRow, over: Option<&OverrideRow>, now: i64, ttl_millis: i64) -> AdminResource {
-    let status = Status::of(row, over, now, ttl_millis);
-    AdminResource {
-        kind: row.kind.as_str().into(),
-        host: row.host.clone(),
-        ip_addr: row.ip_addr.clone(),
-        ip6_addr: row.ip6_addr.clone(),
-        location: row.location.clone(),
-        port: row.port,
-        transport: row.transport.clone(),
-        r#type: row.kind_type.clone(),
-        load: row.load,
-        overloaded: row.overloaded,
-        healthy: row.healthy,
-        experimental: over
-            .and_then(|o| o.experimental)
-            .unwrap_or(row.experimental),
-        bucket: over
-            .and_then(|o| o.bucket.clone())
-            .unwrap_or_else(|| row.bucket.clone()),
-        auth: row.auth.clone(),
-        options: (row.kind == ResourceKind::Bridge).then(|| row.options_map()),
-        last_seen_millis: row.last_seen_millis,
-        origin: row.origin.clone(),
-        agent: row.agent.clone(),
-        status,
-        listed: status.listed(),
-        overrides: over
-            .map(|o| Overrides {
-                experimental: o.experimental,
-                bucket: o.bucket.clone(),
-                maintenance: o.maintenance,
-            })
-            .unwrap_or_default(),
-    }
-}
-
 async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResource>, ApiError> {
     // Straight from the store, so that a change is seen at once.
     let inventory = state
@@ -128,66 +37,19 @@ async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResour
         .load_inventory()
         .await
         .map_err(ApiError::internal)?;
-    let now = now_millis();
     let ttl = state.resource_ttl.as_millis() as i64;
-    Ok(inventory
-        .resources
-        .iter()
-        .filter(|r| r.kind == kind)
-        .map(|r| {
-            let over = inventory
-                .overrides
-                .iter()
-                .find(|o| o.kind == kind && o.host == r.host);
-            view(r, over, now, ttl)
-        })
-        .collect())
+    Ok(AdminResource::list(&inventory, kind, now_millis(), ttl))
 }
 
-/// The single error of a one-item list check, without the `[0]`.
-fn one(errors: Vec<FieldError>) -> ApiError {
-    ApiError::invalid_fields(
-        errors
-            .into_iter()
-            .map(|e| FieldError::new(e.field.trim_start_matches("[0]."), e.message))
-            .collect(),
-    )
+/// The body as JSON: 400 when it is not.
+fn parse_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    super::parse(body)
 }
 
-/// Fills in what the provider file would default.
-fn with_defaults(mut body: Value, defaults: &[(&str, Value)]) -> Value {
-    if let Value::Object(map) = &mut body {
-        for (key, value) in defaults {
-            map.entry(*key).or_insert_with(|| value.clone());
-        }
-    }
-    body
-}
-
-fn parse_resource<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    defaults: &[(&str, Value)],
-) -> Result<T, ApiError> {
-    let value: Value = super::parse(body)?;
-    if !value.is_object() {
-        return Err(ApiError::invalid_fields(vec![FieldError::new(
-            "",
-            "the body must be a JSON object",
-        )]));
-    }
-    let value = with_defaults(value, defaults);
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        ApiError::invalid_fields(vec![FieldError::new(
-            err.path().to_string(),
-            err.inner().to_string(),
-        )])
-    })
-}
-
-fn canonical_location(state: &SharedState, location: &mut String) {
-    if let Some(label) = state.inventory.snapshot().location_label(location) {
-        *location = label.to_owned();
-    }
+/// The label of location `name` (ignoring case) in the current snapshot.
+fn location_label(state: &SharedState) -> impl Fn(&str) -> Option<String> + use<> {
+    let snapshot = state.inventory.snapshot();
+    move |name| snapshot.location_label(name).map(str::to_owned)
 }
 
 async fn create(
@@ -206,7 +68,7 @@ async fn create(
     let ttl = state.resource_ttl.as_millis() as i64;
     Ok((
         StatusCode::CREATED,
-        Json(view(&row, None, now_millis(), ttl)),
+        Json(AdminResource::of(&row, None, now_millis(), ttl)),
     ))
 }
 
@@ -234,22 +96,9 @@ async fn set_overrides(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AdminResource>, ApiError> {
     let input: Overrides = super::parse(body)?;
-    if let Some(bucket) = &input.bucket
-        && !bucket.is_empty()
-        && !valid_bucket(bucket)
-    {
-        return Err(ApiError::invalid_fields(vec![FieldError::new(
-            "bucket",
-            "a bucket is 1-64 characters, without spaces or control characters",
-        )]));
-    }
-    let over = OverrideRow {
-        kind,
-        host: host.clone(),
-        experimental: input.experimental,
-        bucket: input.bucket,
-        maintenance: input.maintenance,
-    };
+    let over = input
+        .check(kind, &host)
+        .map_err(|e| ApiError::invalid_fields(vec![e]))?;
     let audit = AuditEntry::new(
         who,
         &format!("{}.overrides", kind.as_str()),
@@ -259,7 +108,12 @@ async fn set_overrides(
     state.store.set_override(&over, audit).await?;
     let (row, over) = state.store.resource(kind, &host).await?;
     let ttl = state.resource_ttl.as_millis() as i64;
-    Ok(Json(view(&row, Some(&over), now_millis(), ttl)))
+    Ok(Json(AdminResource::of(
+        &row,
+        Some(&over),
+        now_millis(),
+        ttl,
+    )))
 }
 
 /// Every gateway, with its status.
@@ -301,22 +155,9 @@ async fn create_gateway(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let mut g: Gateway = parse_resource(
-        body,
-        &[("type", "openvpn".into()), ("healthy", true.into())],
-    )?;
-    g.transport.make_ascii_lowercase();
-    g.kind.make_ascii_lowercase();
-    canonical_location(&state, &mut g.location);
-    g.last_seen_millis = now_millis();
-    let snapshot = state.inventory.snapshot();
-    let errors = check_gateways(std::slice::from_ref(&g), "", &|l| {
-        snapshot.location_label(l) == Some(l)
-    });
-    if !errors.is_empty() {
-        return Err(one(errors));
-    }
-    create(&state, &who.subject, gateway_row(&g, Origin::Admin, None)).await
+    let row = new_gateway(parse_value(body)?, &location_label(&state), now_millis())
+        .map_err(ApiError::invalid_fields)?;
+    create(&state, &who.subject, row).await
 }
 
 /// Deletes a gateway defined through this API. Ones from the provider file
@@ -410,26 +251,9 @@ async fn create_bridge(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let mut b: Bridge = parse_resource(
-        body,
-        &[
-            ("type", "obfs4".into()),
-            ("transport", "tcp".into()),
-            ("healthy", true.into()),
-        ],
-    )?;
-    b.transport.make_ascii_lowercase();
-    b.kind.make_ascii_lowercase();
-    canonical_location(&state, &mut b.location);
-    b.last_seen_millis = now_millis();
-    let snapshot = state.inventory.snapshot();
-    let errors = check_bridges(std::slice::from_ref(&b), "", &|l| {
-        snapshot.location_label(l) == Some(l)
-    });
-    if !errors.is_empty() {
-        return Err(one(errors));
-    }
-    create(&state, &who.subject, bridge_row(&b, Origin::Admin, None)).await
+    let row = new_bridge(parse_value(body)?, &location_label(&state), now_millis())
+        .map_err(ApiError::invalid_fields)?;
+    create(&state, &who.subject, row).await
 }
 
 /// Deletes a bridge defined through this API. Ones from the provider file

@@ -1,0 +1,422 @@
+//! Operators' edits, shared by the admin API and the command line: the
+//! checks a new location, gateway, bridge or override must pass, and how
+//! a gateway or bridge is shown to operators. Both call these, so both
+//! apply the same rules.
+
+use menshen_model::{Bridge, Gateway};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Status;
+use super::validate::{FieldError, check_bridges, check_gateways};
+use crate::auth::invite::valid_bucket;
+use crate::config::file::{bridge_row, gateway_row, valid_label};
+use crate::store::{Inventory, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow};
+
+/// A location as operators write it.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocationInput {
+    /// 1-64 letters, digits, '-', '_' or '.'; unique ignoring case. Taken
+    /// from the path when updating.
+    pub label: String,
+    pub display_name: String,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: String,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// Whole hours from UTC, -12 to 14.
+    pub timezone: Option<i64>,
+    /// `N` or `S`; from `lat` when left out.
+    pub hemisphere: String,
+    pub region: String,
+}
+
+impl From<LocationRow> for LocationInput {
+    fn from(l: LocationRow) -> Self {
+        LocationInput {
+            label: l.label,
+            display_name: l.display_name,
+            country_code: l.country_code,
+            lat: l.lat,
+            lon: l.lon,
+            timezone: l.timezone,
+            hemisphere: l.hemisphere,
+            region: l.region,
+        }
+    }
+}
+
+/// Checks a location with the same rules as for locations in the provider
+/// file, and returns it as stored (origin `admin`).
+pub fn check_location(input: &LocationInput) -> Result<LocationRow, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
+    if !valid_label(&input.label) {
+        err(
+            "label",
+            "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
+        );
+    }
+    if input.display_name.trim().is_empty() {
+        err("display_name", "must not be empty".into());
+    }
+    if crate::geo::country(&input.country_code).is_none() {
+        err(
+            "country_code",
+            format!("{:?} is not an ISO 3166-1 alpha-2 code", input.country_code),
+        );
+    }
+    match (input.lat, input.lon) {
+        (Some(lat), Some(lon)) => {
+            if !(-90.0..=90.0).contains(&lat) {
+                err("lat", format!("{lat} is outside -90..90"));
+            }
+            if !(-180.0..=180.0).contains(&lon) {
+                err("lon", format!("{lon} is outside -180..180"));
+            }
+        }
+        (None, None) => {}
+        (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
+        (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
+    }
+    if let Some(tz) = input.timezone
+        && !(-12..=14).contains(&tz)
+    {
+        err("timezone", format!("{tz} is outside -12..14 hours"));
+    }
+    if !matches!(input.hemisphere.as_str(), "" | "N" | "S") {
+        err("hemisphere", "must be N or S".into());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let hemisphere = match (input.hemisphere.as_str(), input.lat) {
+        ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
+        ("", Some(_)) => "N".to_owned(),
+        (h, _) => h.to_owned(),
+    };
+    Ok(LocationRow {
+        label: input.label.clone(),
+        display_name: input.display_name.clone(),
+        country_code: input.country_code.to_ascii_uppercase(),
+        lat: input.lat,
+        lon: input.lon,
+        timezone: input.timezone,
+        hemisphere,
+        region: input.region.clone(),
+        origin: Origin::Admin.as_str().into(),
+    })
+}
+
+/// What an operator set on a resource; `null` means the resource's own value.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Overrides {
+    /// Replaces the resource's `experimental`.
+    pub experimental: Option<bool>,
+    /// Replaces the resource's `bucket` (`""`: public).
+    pub bucket: Option<String>,
+    /// Left out of client lists, without being deleted.
+    pub maintenance: bool,
+}
+
+impl Overrides {
+    /// Checks the overrides and returns them as stored for `kind`/`host`.
+    pub fn check(self, kind: ResourceKind, host: &str) -> Result<OverrideRow, FieldError> {
+        if let Some(bucket) = &self.bucket
+            && !bucket.is_empty()
+            && !valid_bucket(bucket)
+        {
+            return Err(FieldError::new(
+                "bucket",
+                "a bucket is 1-64 characters, without spaces or control characters",
+            ));
+        }
+        Ok(OverrideRow {
+            kind,
+            host: host.to_owned(),
+            experimental: self.experimental,
+            bucket: self.bucket,
+            maintenance: self.maintenance,
+        })
+    }
+}
+
+impl From<&OverrideRow> for Overrides {
+    fn from(o: &OverrideRow) -> Self {
+        Overrides {
+            experimental: o.experimental,
+            bucket: o.bucket.clone(),
+            maintenance: o.maintenance,
+        }
+    }
+}
+
+/// A gateway or bridge, as operators see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AdminResource {
+    /// `gateway` or `bridge`.
+    pub kind: String,
+    pub host: String,
+    pub ip_addr: String,
+    pub ip6_addr: String,
+    pub location: String,
+    pub port: i64,
+    pub transport: String,
+    #[serde(rename = "type")]
+    pub r#type: String,
+    pub load: f64,
+    pub overloaded: bool,
+    pub healthy: bool,
+    /// As clients see it, with `overrides` applied.
+    pub experimental: bool,
+    /// As clients see it, with `overrides` applied.
+    pub bucket: String,
+    /// Bridges: the `auth` and `options` clients get.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<Map<String, Value>>,
+    /// Unix ms of the last heartbeat (agents) or of the definition.
+    pub last_seen_millis: i64,
+    /// `config` (the provider file), `admin` (this API) or `agent`.
+    pub origin: String,
+    /// The agent that reports it.
+    pub agent: Option<String>,
+    pub status: Status,
+    /// Whether clients may be given it (subject to their filters and invites).
+    pub listed: bool,
+    pub overrides: Overrides,
+}
+
+impl AdminResource {
+    /// `row` with its override, as it stands at `now`.
+    pub fn of(row: &ResourceRow, over: Option<&OverrideRow>, now: i64, ttl_millis: i64) -> Self {
+        let status = Status::of(row, over, now, ttl_millis);
+        AdminResource {
+            kind: row.kind.as_str().into(),
+            host: row.host.clone(),
+            ip_addr: row.ip_addr.clone(),
+            ip6_addr: row.ip6_addr.clone(),
+            location: row.location.clone(),
+            port: row.port,
+            transport: row.transport.clone(),
+            r#type: row.kind_type.clone(),
+            load: row.load,
+            overloaded: row.overloaded,
+            healthy: row.healthy,
+            experimental: over
+                .and_then(|o| o.experimental)
+                .unwrap_or(row.experimental),
+            bucket: over
+                .and_then(|o| o.bucket.clone())
+                .unwrap_or_else(|| row.bucket.clone()),
+            auth: row.auth.clone(),
+            options: (row.kind == ResourceKind::Bridge).then(|| row.options_map()),
+            last_seen_millis: row.last_seen_millis,
+            origin: row.origin.clone(),
+            agent: row.agent.clone(),
+            status,
+            listed: status.listed(),
+            overrides: over.map(Overrides::from).unwrap_or_default(),
+        }
+    }
+
+    /// Every resource of `kind` in `inventory`, as it stands at `now`.
+    pub fn list(
+        inventory: &Inventory,
+        kind: ResourceKind,
+        now: i64,
+        ttl_millis: i64,
+    ) -> Vec<AdminResource> {
+        inventory
+            .resources
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| {
+                let over = inventory
+                    .overrides
+                    .iter()
+                    .find(|o| o.kind == kind && o.host == r.host);
+                AdminResource::of(r, over, now, ttl_millis)
+            })
+            .collect()
+    }
+}
+
+/// Fills in what the provider file would default.
+fn with_defaults(mut body: Value, defaults: &[(&str, Value)]) -> Value {
+    if let Value::Object(map) = &mut body {
+        for (key, value) in defaults {
+            map.entry(*key).or_insert_with(|| value.clone());
+        }
+    }
+    body
+}
+
+fn parse_resource<T: serde::de::DeserializeOwned>(
+    body: Value,
+    defaults: &[(&str, Value)],
+) -> Result<T, Vec<FieldError>> {
+    if !body.is_object() {
+        return Err(vec![FieldError::new("", "the body must be a JSON object")]);
+    }
+    let value = with_defaults(body, defaults);
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        vec![FieldError::new(
+            err.path().to_string(),
+            err.inner().to_string(),
+        )]
+    })
+}
+
+/// The errors of a one-item list check, without the `[0]`.
+fn one(errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError::new(e.field.trim_start_matches("[0]."), e.message))
+        .collect()
+}
+
+/// A gateway defined by hand (origin `admin`), from its JSON as clients see
+/// it: `type` defaults to `openvpn`, `healthy` to true. `location_label`
+/// gives the label of a location by name, ignoring case, if there is one.
+pub fn new_gateway(
+    body: Value,
+    location_label: &dyn Fn(&str) -> Option<String>,
+    now: i64,
+) -> Result<ResourceRow, Vec<FieldError>> {
+    let mut g: Gateway = parse_resource(
+        body,
+        &[("type", "openvpn".into()), ("healthy", true.into())],
+    )?;
+    g.transport.make_ascii_lowercase();
+    g.kind.make_ascii_lowercase();
+    if let Some(label) = location_label(&g.location) {
+        g.location = label;
+    }
+    g.last_seen_millis = now;
+    let errors = check_gateways(std::slice::from_ref(&g), "", &|l| {
+        location_label(l).as_deref() == Some(l)
+    });
+    if !errors.is_empty() {
+        return Err(one(errors));
+    }
+    Ok(gateway_row(&g, Origin::Admin, None))
+}
+
+/// A bridge defined by hand (origin `admin`), from its JSON as clients see
+/// it: `type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true.
+pub fn new_bridge(
+    body: Value,
+    location_label: &dyn Fn(&str) -> Option<String>,
+    now: i64,
+) -> Result<ResourceRow, Vec<FieldError>> {
+    let mut b: Bridge = parse_resource(
+        body,
+        &[
+            ("type", "obfs4".into()),
+            ("transport", "tcp".into()),
+            ("healthy", true.into()),
+        ],
+    )?;
+    b.transport.make_ascii_lowercase();
+    b.kind.make_ascii_lowercase();
+    if let Some(label) = location_label(&b.location) {
+        b.location = label;
+    }
+    b.last_seen_millis = now;
+    let errors = check_bridges(std::slice::from_ref(&b), "", &|l| {
+        location_label(l).as_deref() == Some(l)
+    });
+    if !errors.is_empty() {
+        return Err(one(errors));
+    }
+    Ok(bridge_row(&b, Origin::Admin, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(name: &str) -> Option<String> {
+        (name.eq_ignore_ascii_case("paris")).then(|| "paris".to_owned())
+    }
+
+    #[test]
+    fn gateways_get_defaults_and_the_canonical_location() {
+        let row = new_gateway(
+            json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "PARIS", "port": 1194, "transport": "UDP"}),
+            &labels,
+            42,
+        )
+        .unwrap();
+        assert_eq!(row.location, "paris");
+        assert_eq!(row.transport, "udp");
+        assert_eq!(row.kind_type, "openvpn");
+        assert!(row.healthy);
+        assert_eq!(row.last_seen_millis, 42);
+        assert_eq!(row.origin, "admin");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let errors = new_gateway(
+            json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "nowhere", "port": 1194, "transport": "udp"}),
+            &labels,
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "location", "{errors:?}");
+        let errors = new_bridge(json!({"host": "b", "port": "x"}), &labels, 0).unwrap_err();
+        assert_eq!(errors[0].field, "port", "{errors:?}");
+        let errors = new_bridge(json!([1]), &labels, 0).unwrap_err();
+        assert_eq!(errors[0].field, "");
+    }
+
+    #[test]
+    fn locations_take_the_hemisphere_from_lat() {
+        let row = check_location(&LocationInput {
+            label: "sydney".into(),
+            display_name: "Sydney".into(),
+            country_code: "au".into(),
+            lat: Some(-33.9),
+            lon: Some(151.2),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (row.hemisphere.as_str(), row.country_code.as_str()),
+            ("S", "AU")
+        );
+        let errors = check_location(&LocationInput {
+            label: "bad label".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["label", "display_name", "country_code"]);
+    }
+
+    #[test]
+    fn override_buckets_are_checked() {
+        let bad = Overrides {
+            bucket: Some("two words".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.check(ResourceKind::Gateway, "h").unwrap_err().field,
+            "bucket"
+        );
+        let public = Overrides {
+            bucket: Some(String::new()),
+            maintenance: true,
+            ..Default::default()
+        };
+        let row = public.check(ResourceKind::Bridge, "h").unwrap();
+        assert!(row.maintenance && row.bucket.as_deref() == Some(""));
+    }
+}

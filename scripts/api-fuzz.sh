@@ -26,6 +26,8 @@ command -v "$schemathesis" >/dev/null || {
     echo "missing: schemathesis (pip install schemathesis==4.32.5, or set SCHEMATHESIS)" >&2
     exit 1
 }
+# Absolute: it runs from the throwaway dir.
+case $schemathesis in */*) schemathesis=$(cd "$(dirname "$schemathesis")" && pwd)/$(basename "$schemathesis") ;; esac
 for tool in cargo python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
 done

@@ -128,13 +128,14 @@ pub fn countries() -> &'static [Country] {
 
 /// The country with ISO 3166-1 alpha-2 code `code` (any case).
 pub fn country(code: &str) -> Option<&'static Country> {
-    if code.len() != 2 {
+    let &[a, b] = code.as_bytes() else {
         return None;
-    }
-    let upper = code.to_ascii_uppercase();
+    };
+    let upper = [a.to_ascii_uppercase(), b.to_ascii_uppercase()];
+    let upper = std::str::from_utf8(&upper).ok()?;
     let table = countries();
     table
-        .binary_search_by(|c| c.code.cmp(upper.as_str()))
+        .binary_search_by(|c| c.code.cmp(upper))
         .ok()
         .map(|i| &table[i])
 }

@@ -136,7 +136,10 @@ pub struct Snapshot {
     invites: HashMap<String, invites::Invite>,
 }
 
-type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Variants>>>;
+/// Keyed by validated queries only (countries, labels, ports, granted
+/// buckets: a bounded set), so a fast hasher without flooding resistance
+/// is safe here.
+type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Variants>, foldhash::fast::RandomState>>;
 
 /// The orderings of one request, each made on first use.
 struct Variants(Vec<OnceLock<Arc<Cached>>>);
@@ -398,7 +401,8 @@ impl Snapshot {
         } else {
             0
         };
-        let seed = {
+        // Only needed when the variant is made; computed then.
+        let seed = || {
             let mut h = std::hash::DefaultHasher::new();
             (self.seed, kind, query, variant).hash(&mut h);
             h.finish()
@@ -414,7 +418,7 @@ impl Snapshot {
                 let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
                 if cache.len() >= MAX_CACHED_RESPONSES && !cache.contains_key(query) {
                     // Full: serve without keeping.
-                    return Arc::new(make(seed));
+                    return Arc::new(make(seed()));
                 }
                 cache
                     .entry(query.clone())
@@ -438,7 +442,7 @@ impl Snapshot {
         if let Some(made) = slot.get() {
             return made.clone();
         }
-        let made = Arc::new(make(seed));
+        let made = Arc::new(make(seed()));
         let size = made.body.len();
         let within_budget = self
             .cached_bytes

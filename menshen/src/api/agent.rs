@@ -186,31 +186,7 @@ async fn put_gateways(
     agent: Agent,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Vec<Gateway>>), ApiError> {
-    let mut gateways: Vec<Gateway> = parse_body(body, "gateways")?;
-    let now = now_millis();
-    for g in &mut gateways {
-        g.transport.make_ascii_lowercase();
-        g.kind.make_ascii_lowercase();
-        canonical_location(&state, &mut g.location);
-        // the server's receipt time, never the agent's word
-        g.last_seen_millis = now;
-    }
-    let snapshot = state.inventory.snapshot();
-    let errors = check_gateways(&gateways, "gateways", &|l| {
-        snapshot.location_label(l) == Some(l)
-    });
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
-    }
-    let rows = gateways
-        .iter()
-        .map(|g| gateway_row(g, Origin::Agent, Some(&agent.name)))
-        .collect();
-    let (status, stored) = push(&state, &agent, ResourceKind::Gateway, rows).await?;
-    Ok((
-        status,
-        Json(stored.iter().map(crate::inventory::to_gateway).collect()),
-    ))
+    put_all(&state, &agent, body).await
 }
 
 /// The agent's whole current set of bridges.
@@ -242,28 +218,89 @@ async fn put_bridges(
     agent: Agent,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Vec<Bridge>>), ApiError> {
-    let mut bridges: Vec<Bridge> = parse_body(body, "bridges")?;
+    put_all(&state, &agent, body).await
+}
+
+/// A gateway or bridge as an agent pushes it.
+trait Pushed: DeserializeOwned + Sized {
+    const KIND: ResourceKind;
+    /// The body's name in field errors.
+    const LIST: &'static str;
+    /// Lowercase transport and type, the inventory's spelling of the
+    /// location, and `now` as the time it was heard from.
+    fn normalise(&mut self, state: &SharedState, now: i64);
+    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError>;
+    fn row(&self, agent: &str) -> ResourceRow;
+    fn from_row(row: &ResourceRow) -> Self;
+}
+
+impl Pushed for Gateway {
+    const KIND: ResourceKind = ResourceKind::Gateway;
+    const LIST: &'static str = "gateways";
+
+    fn normalise(&mut self, state: &SharedState, now: i64) {
+        self.transport.make_ascii_lowercase();
+        self.kind.make_ascii_lowercase();
+        canonical_location(state, &mut self.location);
+        self.last_seen_millis = now;
+    }
+
+    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
+        check_gateways(items, Self::LIST, location_exists)
+    }
+
+    fn row(&self, agent: &str) -> ResourceRow {
+        gateway_row(self, Origin::Agent, Some(agent))
+    }
+
+    fn from_row(row: &ResourceRow) -> Self {
+        crate::inventory::to_gateway(row)
+    }
+}
+
+impl Pushed for Bridge {
+    const KIND: ResourceKind = ResourceKind::Bridge;
+    const LIST: &'static str = "bridges";
+
+    fn normalise(&mut self, state: &SharedState, now: i64) {
+        self.transport.make_ascii_lowercase();
+        self.kind.make_ascii_lowercase();
+        canonical_location(state, &mut self.location);
+        self.last_seen_millis = now;
+    }
+
+    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
+        check_bridges(items, Self::LIST, location_exists)
+    }
+
+    fn row(&self, agent: &str) -> ResourceRow {
+        bridge_row(self, Origin::Agent, Some(agent))
+    }
+
+    fn from_row(row: &ResourceRow) -> Self {
+        crate::inventory::to_bridge(row)
+    }
+}
+
+/// Parses, checks and stores an agent's whole set of `T`s; the answer is
+/// the stored set.
+async fn put_all<T: Pushed>(
+    state: &SharedState,
+    agent: &Agent,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Vec<T>>), ApiError> {
+    let mut items: Vec<T> = parse_body(body, T::LIST)?;
+    // the server's receipt time, never the agent's word
     let now = now_millis();
-    for b in &mut bridges {
-        b.transport.make_ascii_lowercase();
-        b.kind.make_ascii_lowercase();
-        canonical_location(&state, &mut b.location);
-        b.last_seen_millis = now;
+    for item in &mut items {
+        item.normalise(state, now);
     }
     let snapshot = state.inventory.snapshot();
-    let errors = check_bridges(&bridges, "bridges", &|l| {
-        snapshot.location_label(l) == Some(l)
-    });
+    let errors = T::check(&items, &|l| snapshot.location_label(l) == Some(l));
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
-    let rows = bridges
-        .iter()
-        .map(|b| bridge_row(b, Origin::Agent, Some(&agent.name)))
-        .collect();
-    let (status, stored) = push(&state, &agent, ResourceKind::Bridge, rows).await?;
-    Ok((
-        status,
-        Json(stored.iter().map(crate::inventory::to_bridge).collect()),
-    ))
+    let rows = items.iter().map(|item| item.row(&agent.name)).collect();
+    let (status, stored) = push(state, agent, T::KIND, rows).await?;
+    Ok((status, Json(stored.iter().map(T::from_row).collect())))
 }

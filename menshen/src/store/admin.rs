@@ -4,7 +4,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Db, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow, Store};
+use super::{
+    Db, LocationRow, Origin, OverrideRow, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store,
+    bind_resource,
+};
 
 /// Why an operator's change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +90,6 @@ type RawAudit = (
 
 const LOCATION_COLUMNS: &str =
     "label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin";
-const RESOURCE_COLUMNS: &str = "kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
-     healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent";
-
 /// Why an operator may not delete a resource of this origin, if not.
 fn owned_elsewhere(row: &ResourceRow) -> Option<String> {
     if row.origin == Origin::Config.as_str() {
@@ -251,38 +251,23 @@ impl Store {
     ) -> Result<(), AdminError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
-            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let insert = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO resources ({RESOURCE_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                  ON CONFLICT (kind, host) DO NOTHING"
-            )))
-            .bind(row.kind.as_str())
-            .bind(&row.host)
-            .bind(&row.ip_addr)
-            .bind(&row.ip6_addr)
-            .bind(&row.location)
-            .bind(row.port)
-            .bind(&row.transport)
-            .bind(&row.kind_type)
-            .bind(row.load)
-            .bind(row.overloaded)
-            .bind(row.healthy)
-            .bind(row.experimental)
-            .bind(&row.bucket)
-            .bind(&row.auth)
-            .bind(&row.options)
-            .bind(row.last_seen_millis)
-            .bind(Origin::Admin.as_str())
-            .bind(None::<String>)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| match err.as_database_error() {
-                Some(db) if db.is_foreign_key_violation() => AdminError::Invalid {
-                    field: "location".into(),
-                    message: format!("no location {:?}", row.location),
-                },
-                _ => AdminError::Database(err),
-            })?;
+            )));
+            let done = bind_resource(insert, row)
+                .bind(Origin::Admin.as_str())
+                .bind(None::<String>)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| match err.as_database_error() {
+                    Some(db) if db.is_foreign_key_violation() => AdminError::Invalid {
+                        field: "location".into(),
+                        message: format!("no location {:?}", row.location),
+                    },
+                    _ => AdminError::Database(err),
+                })?;
             if done.rows_affected() == 0 {
                 return Err(AdminError::Conflict(format!(
                     "{} {:?} already exists",

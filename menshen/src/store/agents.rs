@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{AuditEntry, Db, ResourceKind, ResourceRow, Store};
+use super::{AuditEntry, Db, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store, bind_resource};
 
 /// An agent as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -52,9 +52,6 @@ pub enum AgentError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
-
-const RESOURCE_COLUMNS: &str = "kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
-     healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent";
 
 /// Whether two rows differ in anything but their heartbeat time.
 fn same_but_heartbeat(a: &ResourceRow, b: &ResourceRow) -> bool {
@@ -309,28 +306,13 @@ impl Store {
                         .map_err(location_error)?;
                     }
                     None => {
-                        let done = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
-                            .bind(kind.as_str())
-                            .bind(&r.host)
-                            .bind(&r.ip_addr)
-                            .bind(&r.ip6_addr)
-                            .bind(&r.location)
-                            .bind(r.port)
-                            .bind(&r.transport)
-                            .bind(&r.kind_type)
-                            .bind(r.load)
-                            .bind(r.overloaded)
-                            .bind(r.healthy)
-                            .bind(r.experimental)
-                            .bind(&r.bucket)
-                            .bind(&r.auth)
-                            .bind(&r.options)
-                            .bind(r.last_seen_millis)
-                            .bind("agent")
-                            .bind(agent)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(location_error)?;
+                        let done =
+                            bind_resource(sqlx::query(sqlx::AssertSqlSafe(insert.clone())), r)
+                                .bind("agent")
+                                .bind(agent)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(location_error)?;
                         if done.rows_affected() == 0 {
                             return Err(PushError::HostTaken(r.host.clone()));
                         }

@@ -392,7 +392,7 @@ impl Store {
             }
 
             for r in &resources {
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO resources (kind, host, ip_addr, ip6_addr, location, port, transport, type, load, \
                      overloaded, healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
@@ -402,27 +402,12 @@ impl Store {
                      healthy = excluded.healthy, experimental = excluded.experimental, bucket = excluded.bucket, \
                      auth = excluded.auth, options = excluded.options, last_seen_millis = excluded.last_seen_millis, \
                      origin = excluded.origin, agent = excluded.agent",
-                )
-                .bind(r.kind.as_str())
-                .bind(&r.host)
-                .bind(&r.ip_addr)
-                .bind(&r.ip6_addr)
-                .bind(&r.location)
-                .bind(r.port)
-                .bind(&r.transport)
-                .bind(&r.kind_type)
-                .bind(r.load)
-                .bind(r.overloaded)
-                .bind(r.healthy)
-                .bind(r.experimental)
-                .bind(&r.bucket)
-                .bind(&r.auth)
-                .bind(&r.options)
-                .bind(r.last_seen_millis)
-                .bind(&r.origin)
-                .bind(&r.agent)
-                .execute(&mut *tx)
-                .await?;
+                );
+                bind_resource(query, r)
+                    .bind(&r.origin)
+                    .bind(&r.agent)
+                    .execute(&mut *tx)
+                    .await?;
             }
 
             // Locations the file dropped, unless something still uses them.
@@ -483,6 +468,45 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bo
         _ = tokio::time::sleep(duration) => false,
         _ = shutdown.changed() => true,
     }
+}
+
+/// The columns of `resources`, in the order [`bind_resource`] binds them
+/// (followed by `origin` and `agent`).
+const RESOURCE_COLUMNS: &str = "kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
+     healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent";
+
+/// A query of either engine.
+type AnyQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// Binds a resource row's columns `kind` to `last_seen_millis`, in the
+/// order of [`RESOURCE_COLUMNS`]; the caller binds `origin` and `agent`.
+fn bind_resource<'q, DB: sqlx::Database>(
+    query: AnyQuery<'q, DB>,
+    r: &ResourceRow,
+) -> AnyQuery<'q, DB>
+where
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> f64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(r.kind.as_str())
+        .bind(r.host.as_str())
+        .bind(r.ip_addr.as_str())
+        .bind(r.ip6_addr.as_str())
+        .bind(r.location.as_str())
+        .bind(r.port)
+        .bind(r.transport.as_str())
+        .bind(r.kind_type.as_str())
+        .bind(r.load)
+        .bind(r.overloaded)
+        .bind(r.healthy)
+        .bind(r.experimental)
+        .bind(r.bucket.as_str())
+        .bind(r.auth.as_str())
+        .bind(r.options.as_str())
+        .bind(r.last_seen_millis)
 }
 
 /// Unix time in milliseconds.

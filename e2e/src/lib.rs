@@ -8,6 +8,7 @@
 //! Postgres half of a test is skipped with a note, unless
 //! `MENSHEN_TEST_REQUIRE_POSTGRES=1` (as in CI), which makes it a failure.
 
+pub mod clients;
 pub mod peers;
 
 use std::io::{BufRead, BufReader};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use menshen_e2e::clients::bitmask_core_ca_pin;
 use menshen_e2e::peers::{
     Gateway, client, free_udp_port, openssl, openssl_ca, openssl_fingerprint, path_str,
     require_real_peers, server_certificate,
@@ -80,7 +81,7 @@ async fn clients_of_every_key_type_connect_with_only_the_served_config() {
         let provider_json: serde_json::Value =
             serde_json::from_str(&fetch(&format!("{}/provider.json", menshen.url)).await).unwrap();
         assert_eq!(
-            provider_json["ca_cert_fingerprint"].as_str().unwrap(),
+            bitmask_core_ca_pin(provider_json["ca_cert_fingerprint"].as_str().unwrap()),
             openssl_fingerprint(dir.path(), &ca_cert)
         );
         let config = fetch_config(&menshen, dir.path(), key_type).await;

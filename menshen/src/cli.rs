@@ -19,7 +19,7 @@ use crate::config::import_v3::{self, ImportOptions};
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::DEFAULT_ORDER_VARIANTS;
-use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
+use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, DEFAULT_RSA_POOL, KeyType, PkiSettings};
 use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
 
@@ -401,6 +401,22 @@ struct PkiArgs {
     )]
     client_key_type: KeyType,
 
+    /// Key types a client may ask for with `algo=` (rsa, ecdsa, ed25519),
+    /// comma-separated; must include --client-key-type.
+    #[arg(
+        long,
+        env = "MENSHEN_CLIENT_KEY_TYPES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ed25519,ecdsa-p256,rsa2048"
+    )]
+    client_key_types: Vec<KeyType>,
+
+    /// RSA keys kept made ahead, so that a burst of `algo=rsa` requests is
+    /// answered at once (0: make each when asked).
+    #[arg(long, env = "MENSHEN_RSA_KEY_POOL", default_value_t = DEFAULT_RSA_POOL as u16)]
+    rsa_key_pool: u16,
+
     /// How long a client certificate is valid (e.g. 24d, 12h).
     #[arg(long, env = "MENSHEN_CLIENT_CERT_VALIDITY", value_parser = humantime::parse_duration,
           default_value = DEFAULT_CLIENT_CERT_VALIDITY)]
@@ -414,6 +430,8 @@ impl PkiArgs {
             ca_key: self.ca_key,
             provider_ca_cert: self.provider_ca_cert,
             key_type: self.client_key_type,
+            offered: self.client_key_types,
+            rsa_pool: usize::from(self.rsa_key_pool),
             validity: self.client_cert_validity,
         }
     }
@@ -426,6 +444,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match ProviderFile::load(&file) {
             Ok(f) => {
+                for warning in f.warnings() {
+                    eprintln!("warning: {}: {warning}", file.display());
+                }
                 println!(
                     "{}: valid ({} locations, {} gateways, {} bridges)",
                     file.display(),

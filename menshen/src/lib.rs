@@ -44,7 +44,13 @@ pub async fn launch(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let provider_file = match &settings.provider_file {
-        Some(path) => Some(ProviderFile::load(path)?),
+        Some(path) => {
+            let file = ProviderFile::load(path)?;
+            for warning in file.warnings() {
+                tracing::warn!(file = %path.display(), "{warning}");
+            }
+            Some(file)
+        }
         None => None,
     };
     let store = Store::connect(&settings.engine).await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use menshen::config::Settings;
 use menshen::pki::{KeyType, PkiSettings};
+use menshen_e2e::clients::{android_ca_pin, bitmask_core_ca_pin};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -62,9 +63,16 @@ impl Server {
         response.text().await.unwrap()
     }
 
+    /// `ca_cert_fingerprint` as the clients read it: the Android client's
+    /// cut at the `:` must give `SHA256` and the same hex that
+    /// bitmask-core reads. Returns that hex.
     async fn fingerprint(&self) -> String {
         let provider: serde_json::Value = self.get("/provider.json").await.json().await.unwrap();
-        provider["ca_cert_fingerprint"].as_str().unwrap().to_owned()
+        let pin = provider["ca_cert_fingerprint"].as_str().unwrap();
+        let (algorithm, android) = android_ca_pin(pin).expect("Android parses the pin");
+        assert_eq!(algorithm, "SHA256", "{pin}");
+        assert_eq!(android, bitmask_core_ca_pin(pin), "{pin}");
+        android
     }
 }
 
@@ -339,4 +347,72 @@ async fn bad_ca_material_stops_the_start_with_a_clear_message() {
         message.contains("two.key") && message.contains("does not belong to the CA certificate"),
         "{message}"
     );
+}
+
+/// The key algorithm of the `<key>` of `text`.
+fn key_algorithm(text: &str) -> &'static rcgen::SignatureAlgorithm {
+    KeyPair::from_pem(section(text, "key")).unwrap().algorithm()
+}
+
+#[tokio::test]
+async fn algo_picks_the_key_type_within_what_the_provider_offers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(settings(dir.path())).await;
+    let fingerprint = server.fingerprint().await;
+    let ca = generated_ca_pem(dir.path());
+    for (algo, key_type, algorithm) in [
+        ("rsa", KeyType::Rsa2048, &rcgen::PKCS_RSA_SHA256),
+        ("ecdsa", KeyType::EcdsaP256, &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("ed25519", KeyType::Ed25519, &rcgen::PKCS_ED25519),
+        ("RSA", KeyType::Rsa2048, &rcgen::PKCS_RSA_SHA256),
+        ("", KeyType::Ed25519, &rcgen::PKCS_ED25519),
+    ] {
+        let text = server
+            .text(&format!("/api/5/openvpn/cert?algo={algo}"))
+            .await;
+        check_credentials(&text, &ca, &fingerprint);
+        assert_eq!(
+            key_algorithm(&text),
+            algorithm,
+            "algo={algo} ({key_type:?})"
+        );
+        // The configuration routes take it too.
+        let config = server
+            .text(&format!("/api/5/openvpn/config?algo={algo}"))
+            .await;
+        assert_eq!(key_algorithm(&config), algorithm, "config algo={algo}");
+    }
+    for (query, message) in [
+        ("algo=dsa", "must be one of"),
+        ("algo=rsa&algo=ecdsa", "more than once"),
+    ] {
+        let response = server.get(&format!("/api/5/openvpn/cert?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["parameter"], "algo", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{body}"
+        );
+        let response = server.get(&format!("/api/autoconf?{query}")).await;
+        assert_eq!(response.status(), 400, "{query}");
+    }
+    server.stop().await;
+
+    // An operator who offers Ed25519 only.
+    let dir = tempfile::tempdir().unwrap();
+    let mut only = settings(dir.path());
+    only.pki.offered = vec![KeyType::Ed25519];
+    let server = Server::start(only).await;
+    let response = server.get("/api/5/openvpn/cert?algo=rsa").await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["parameter"], "algo");
+    assert!(
+        body["message"].as_str().unwrap().contains("offers ed25519"),
+        "{body}"
+    );
+    let text = server.text("/api/5/openvpn/cert?algo=ed25519").await;
+    assert_eq!(key_algorithm(&text), &rcgen::PKCS_ED25519);
+    server.stop().await;
 }

@@ -394,3 +394,38 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
     // Two gateways with room: at most two distinct answers.
     assert_eq!(distinct.len(), 2);
 }
+
+/// `byload=true` (in the clients' generated API): least loaded first,
+/// the same order every time, overloaded last.
+#[tokio::test]
+async fn byload_orders_by_load_alone() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let path = backend.data_dir().join("provider.toml");
+    let mut text = CROWDED.to_owned();
+    // A lighter gateway far away: byload ignores geography.
+    text.push_str(
+        "\n[locations.tokyo]\ndisplay_name = \"Tokyo\"\ncountry_code = \"JP\"\nlat = 35.68\nlon = 139.69\n\n\
+         [[gateway]]\nhost = \"far\"\nip_addr = \"192.0.2.9\"\nlocation = \"tokyo\"\nport = 1194\ntransport = \"udp\"\nload = 0.05\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut settings = backend.settings();
+    settings.provider_file = Some(path);
+    let server = TestServer::start_with(settings).await;
+    for query in ["byload=true&cc=FR", "byload=1", "byload=YES&tr=udp"] {
+        for _ in 0..20 {
+            let list = get_json(&server.url(&format!("/api/5/gateways?{query}")), 200).await;
+            let hosts: Vec<&str> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["host"].as_str().unwrap())
+                .collect();
+            assert_eq!(hosts, ["far", "light", "heavy", "full"], "{query}");
+        }
+    }
+    // Without it, a French client gets Paris first.
+    let list = get_json(&server.url("/api/5/gateways?cc=FR&byload=false"), 200).await;
+    assert_ne!(first_host(&list), "far");
+    let bad = get_json(&server.url("/api/5/gateways?byload=sometimes"), 400).await;
+    assert_eq!(bad["parameter"], "byload");
+}

@@ -230,8 +230,14 @@ pub struct Provider {
     pub description: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub domain: String,
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub donate_period: i64,
+    /// How often to ask for donations (days), a string on the wire: the
+    /// clients' model declares a string, and a number makes the Go client
+    /// reject the whole description. A number is accepted when read.
+    #[serde(
+        skip_serializing_if = "String::is_empty",
+        deserialize_with = "string_or_integer"
+    )]
+    pub donate_period: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub donate_url: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -244,6 +250,32 @@ pub struct Provider {
     pub service: ProviderService,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tos_url: String,
+}
+
+/// Reads a string, or an integer as its decimal string: for fields that are
+/// strings on the wire but that operators (and older stored descriptions)
+/// write as numbers.
+pub fn string_or_integer<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a whole number")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// The schema of `openvpn_configuration`: an object whose values are
@@ -295,6 +327,23 @@ mod tests {
             serde_json::to_value(Location::default()).unwrap(),
             json!({})
         );
+    }
+
+    #[test]
+    fn donate_period_is_a_string_and_read_from_a_number_too() {
+        let provider = Provider {
+            donate_period: "30".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&provider).unwrap()["donate_period"],
+            json!("30")
+        );
+        for stored in [json!({"donate_period": 30}), json!({"donate_period": "30"})] {
+            let read: Provider = serde_json::from_value(stored).unwrap();
+            assert_eq!(read.donate_period, "30");
+        }
+        assert!(serde_json::from_value::<Provider>(json!({"donate_period": 1.5})).is_err());
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub(super) struct GatewayQuery {
     tr: Option<String>,
     /// Also experimental gateways (`true`, `1`, `yes`; `false`, `0`, `no`).
     experimental: Option<bool>,
+    /// Least loaded first, wherever they are, instead of nearest first
+    /// (`true`, `1`, `yes`; `false`, `0`, `no`).
+    byload: Option<bool>,
 }
 
 /// The query of `/api/5/bridges`, for the OpenAPI document only (see

@@ -10,6 +10,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::Response;
 use menshen_model::Gateway;
 use serde_json::{Map, Value};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,8 +19,8 @@ use super::client::{ClientAddr, GatewayQuery};
 use super::error::{ApiError, ErrorBody};
 use super::invite::{InviteToken, Invited};
 use crate::inventory::Snapshot;
-use crate::pki::ClientCredentials;
-use crate::select::{self, ClientQuery};
+use crate::pki::{ClientCredentials, KeyType};
+use crate::select::{self, BadParameter, ClientQuery};
 use crate::store::ResourceKind;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -43,21 +44,75 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
     path = "/api/5/openvpn/cert",
     operation_id = "openvpn_cert",
     tag = "client",
+    params(CertQuery),
     responses(
         (status = 200, description = "PEM key, client certificate and CA certificate in `<key>`, `<cert>` and `<ca>` sections.",
             body = String, content_type = "text/plain",
             headers(("Cache-Control" = String, description = "`no-store`")),
             example = json!(CERT_EXAMPLE)),
+        (status = 400, description = "A bad or unoffered `algo` (`invalid_parameter`).", body = ErrorBody),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
     ),
 )]
-async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
+async fn cert(
+    State(state): State<SharedState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let key_type = requested_key_type(raw.as_deref(), state.pki.offered())?;
     let credentials = state
         .pki
-        .issue_for_request()
+        .issue_for_request(key_type)
         .await
         .map_err(ApiError::internal)?;
     Ok(plain_text(credentials.leap_text()))
+}
+
+/// The query of `/api/5/openvpn/cert`, for the OpenAPI document only.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct CertQuery {
+    /// The kind of key wanted: `ed25519`, `ecdsa` (P-256) or `rsa` (2048
+    /// bits), among those the provider offers. Without it, the provider's
+    /// default (`--client-key-type`).
+    #[param(example = "ed25519")]
+    algo: Option<String>,
+}
+
+/// The key type a request asks for with `algo=`, if it asks; a 400 naming
+/// `algo` for an unknown one, or one the provider does not offer.
+fn requested_key_type(raw: Option<&str>, offered: &[KeyType]) -> Result<Option<KeyType>, ApiError> {
+    let mut wanted = None;
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let value = value.trim();
+        if name != "algo" || value.is_empty() {
+            continue;
+        }
+        let bad = |message: String| {
+            ApiError::from(BadParameter {
+                parameter: "algo",
+                message,
+            })
+        };
+        if wanted.is_some() {
+            return Err(bad("algo is given more than once".into()));
+        }
+        let key_type = KeyType::from_algo(value).ok_or_else(|| {
+            bad(format!(
+                "algo must be one of rsa, ecdsa, ed25519, not {value:?}"
+            ))
+        })?;
+        if !offered.contains(&key_type) {
+            let names: Vec<&str> = offered.iter().map(|k| k.algo()).collect();
+            return Err(bad(format!(
+                "this provider does not issue {} keys; it offers {}",
+                key_type.algo(),
+                names.join(", ")
+            )));
+        }
+        wanted = Some(key_type);
+    }
+    Ok(wanted)
 }
 
 /// A complete OpenVPN client configuration, fresh credentials inline.
@@ -69,7 +124,7 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
     path = "/api/5/openvpn/config",
     operation_id = "openvpn_config",
     tag = "client",
-    params(GatewayQuery, InviteToken),
+    params(GatewayQuery, CertQuery, InviteToken),
     responses(
         (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
             body = String, content_type = "text/plain",
@@ -98,7 +153,7 @@ async fn config(
     get,
     path = "/api/autoconf",
     tag = "client",
-    params(GatewayQuery, InviteToken),
+    params(GatewayQuery, CertQuery, InviteToken),
     responses(
         (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
             body = String, content_type = "text/plain",
@@ -128,6 +183,7 @@ async fn config_for(
     invited: &Invited,
 ) -> Result<Response, ApiError> {
     let mut query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
+    let key_type = requested_key_type(raw, state.pki.offered())?;
     addr.locate(state, &mut query);
     let remotes = remotes(
         // A fresh order for every configuration: it is never cached.
@@ -141,7 +197,7 @@ async fn config_for(
     }
     let credentials = state
         .pki
-        .issue_for_request()
+        .issue_for_request(key_type)
         .await
         .map_err(ApiError::internal)?;
     Ok(plain_text(client_config(

@@ -65,8 +65,9 @@ pub struct ProviderSection {
     pub motd_url: String,
     #[serde(default)]
     pub donate_url: String,
-    #[serde(default)]
-    pub donate_period: i64,
+    /// A string for clients; a number is accepted and served as a string.
+    #[serde(default, deserialize_with = "menshen_model::string_or_integer")]
+    pub donate_period: String,
     #[serde(default)]
     pub ask_for_donations: bool,
     #[serde(default)]
@@ -111,7 +112,7 @@ impl ProviderSection {
             },
             description: self.description.clone(),
             domain: self.domain.clone(),
-            donate_period: self.donate_period,
+            donate_period: self.donate_period.clone(),
             donate_url: self.donate_url.clone(),
             info_url: self.info_url.clone(),
             motd_url: self.motd_url.clone(),
@@ -350,6 +351,36 @@ pub fn bridge_row(b: &Bridge, origin: Origin, agent: Option<&str>) -> ResourceRo
     }
 }
 
+/// A TOML or serde message with the Rust type names it may carry
+/// (`expected f64`) said in terms of what to write instead.
+fn plain_types(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected a sequence", "expected a list ([...])"),
+        ("expected a map", "expected a table"),
+        ("invalid type: sequence", "invalid type: list"),
+        ("invalid type: map", "invalid type: table"),
+    ];
+    let mut out = message.to_owned();
+    for (rust, plain) in WORDS {
+        out = out.replace(rust, plain);
+    }
+    // `expected struct LocationSection`, and the like.
+    while let Some(at) = out.find("expected struct ") {
+        let end = out[at + 16..]
+            .find(|c: char| !c.is_alphanumeric() && c != '_')
+            .map_or(out.len(), |i| at + 16 + i);
+        out.replace_range(at..end, "expected a table");
+    }
+    out
+}
+
 impl ProviderFile {
     /// Reads and checks a provider file. Errors name the file, the line and
     /// the field.
@@ -370,7 +401,7 @@ impl ProviderFile {
             path: path.to_owned(),
             line: err.span().map(|s| line_of(s.start)).unwrap_or(0),
             field: String::new(),
-            message: err.message().trim().to_owned(),
+            message: plain_types(err.message().trim()),
         })?;
         let errors = file.check(text, &line_of);
         match errors.into_iter().next() {
@@ -382,6 +413,22 @@ impl ProviderFile {
                 message: e.message,
             }),
         }
+    }
+
+    /// What works but is probably not meant, one sentence each, for
+    /// `check-config` and the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        let options = self.service.openvpn_configuration.get_ref();
+        let mut warnings = Vec::new();
+        if options.contains_key("cipher") && options.contains_key("data-ciphers") {
+            warnings.push(
+                "service.openvpn_configuration has both cipher and data-ciphers: the desktop \
+                 client turns cipher into a second --data-ciphers, so one of them is ignored \
+                 at random; keep data-ciphers only"
+                    .to_owned(),
+            );
+        }
+        warnings
     }
 
     /// Every problem, with the line it is on.
@@ -592,6 +639,57 @@ timezone = 1
         assert_eq!(provider.services, ["openvpn"]);
         assert_eq!(provider.default_language, "en");
         assert_eq!(file.location_rows()[0].hemisphere, "N");
+    }
+
+    #[test]
+    fn type_errors_say_what_to_write_not_rust_types() {
+        let text = MINIMAL.replace("lat = 48.86", "lat = \"48.86\"");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("expected a number"), "{err}");
+        assert!(!err.message.contains("f64"), "{err}");
+        let text = MINIMAL.replace("timezone = 1", "timezone = 1.5");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("expected a whole number"), "{err}");
+        let text = format!(
+            "{MINIMAL}\n[[gateway]]\nhost = \"gw\"\nlocation = \"paris\"\nport = \"1194\"\ntransport = \"udp\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(!err.message.contains("i64"), "{err}");
+        assert_eq!(
+            plain_types("expected struct LocationSection"),
+            "expected a table"
+        );
+    }
+
+    #[test]
+    fn both_cipher_and_data_ciphers_are_warned_about() {
+        assert!(parse(MINIMAL).unwrap().warnings().is_empty());
+        let text = format!(
+            "{MINIMAL}\n[service.openvpn_configuration]\ncipher = \"AES-256-GCM\"\ndata-ciphers = \"AES-256-GCM\"\n"
+        );
+        let warnings = parse(&text).unwrap().warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("data-ciphers"), "{warnings:?}");
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml"),
+        )
+        .unwrap();
+        let example = ProviderFile::parse(&example, Path::new("menshen.toml")).unwrap();
+        assert!(example.warnings().is_empty(), "{:?}", example.warnings());
+    }
+
+    #[test]
+    fn donate_period_may_be_written_as_a_number_or_a_string() {
+        for value in ["30", "\"30\""] {
+            let text = MINIMAL.replace(
+                "api_uri = \"https://api.example.org\"",
+                &format!("api_uri = \"https://api.example.org\"\ndonate_period = {value}"),
+            );
+            assert_eq!(
+                parse(&text).unwrap().provider.to_model().donate_period,
+                "30"
+            );
+        }
     }
 
     #[test]

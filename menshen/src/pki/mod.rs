@@ -12,6 +12,7 @@
 
 pub mod generated;
 pub mod material;
+pub mod pool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +58,27 @@ impl KeyType {
         }
     }
 
+    /// The clients' name for it, as in `algo=`.
+    pub fn algo(self) -> &'static str {
+        match self {
+            KeyType::Ed25519 => "ed25519",
+            KeyType::EcdsaP256 => "ecdsa",
+            KeyType::Rsa2048 => "rsa",
+        }
+    }
+
+    /// The key type a client asks for with `algo=`: the clients' names
+    /// (`rsa`, `ecdsa`, `ed25519`) or menshen's, any case.
+    pub fn from_algo(algo: &str) -> Option<KeyType> {
+        let algo = algo.to_ascii_lowercase();
+        match algo.as_str() {
+            "ed25519" => Some(KeyType::Ed25519),
+            "ecdsa" | "ecdsa-p256" => Some(KeyType::EcdsaP256),
+            "rsa" | "rsa2048" => Some(KeyType::Rsa2048),
+            _ => None,
+        }
+    }
+
     fn generate(self) -> Result<KeyPair, rcgen::Error> {
         match self {
             // PKCS#8 v1: OpenSSL 3.0 (and so OpenVPN) cannot read the v2
@@ -91,9 +113,17 @@ pub struct PkiSettings {
     /// The CA certificate handed to clients in `<ca>`; the signing CA's
     /// certificate when `None`.
     pub provider_ca_cert: Option<PathBuf>,
+    /// The key type clients get unless they ask (`algo=`).
     pub key_type: KeyType,
+    /// The key types clients may ask for; always holds `key_type`.
+    pub offered: Vec<KeyType>,
+    /// RSA keys kept made ahead (when RSA is offered).
+    pub rsa_pool: usize,
     pub validity: std::time::Duration,
 }
+
+/// Default number of RSA keys kept made ahead.
+pub const DEFAULT_RSA_POOL: usize = 8;
 
 impl Default for PkiSettings {
     fn default() -> Self {
@@ -102,6 +132,8 @@ impl Default for PkiSettings {
             ca_key: None,
             provider_ca_cert: None,
             key_type: KeyType::Ed25519,
+            offered: KeyType::ALL.to_vec(),
+            rsa_pool: DEFAULT_RSA_POOL,
             validity: std::time::Duration::from_secs(24 * 86_400),
         }
     }
@@ -143,11 +175,14 @@ pub struct Pki {
     provider_ca_pem: Arc<str>,
     fingerprint: String,
     key_type: KeyType,
+    /// What clients may ask for; holds `key_type`.
+    offered: Vec<KeyType>,
+    /// RSA keys made ahead, when RSA is offered.
+    rsa_pool: Option<Arc<pool::KeyPool>>,
     validity: time::Duration,
-    /// Whether an issuance takes long enough to need the blocking pool: an
-    /// RSA key to make, or an RSA CA key to sign with (a signature with
-    /// RSA 4096 takes milliseconds).
-    slow: bool,
+    /// Whether signing takes long enough to need the blocking pool: a
+    /// signature with an RSA CA key (RSA 4096) takes milliseconds.
+    rsa_ca: bool,
     /// Bounds how many slow issuances run at once, so that a burst of them
     /// queues instead of filling the blocking pool.
     slow_issuance: Semaphore,
@@ -161,8 +196,9 @@ impl std::fmt::Debug for Pki {
             .field("fingerprint", &self.fingerprint)
             .field("key_type", &self.key_type)
             .field("validity", &self.validity)
+            .field("offered", &self.offered)
             .field("generated", &self.generated)
-            .field("slow", &self.slow)
+            .field("rsa_ca", &self.rsa_ca)
             .finish_non_exhaustive()
     }
 }
@@ -176,9 +212,12 @@ pub(crate) fn random_serial() -> Result<SerialNumber, rcgen::Error> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// SHA-256 of `der`, in lowercase hex: the form of `ca_cert_fingerprint`.
+/// SHA-256 of `der` in the form of `ca_cert_fingerprint`: `SHA256: `
+/// and lowercase hex. The Android client cuts it at the `:` (bare hex
+/// fails its provider parsing); bitmask-core strips the prefix.
 pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    format!("SHA256: {}", hex::encode(digest))
 }
 
 impl Pki {
@@ -191,6 +230,12 @@ impl Pki {
             .context("client certificate validity is too long")?;
         if validity < time::Duration::hours(1) {
             bail!("client certificate validity must be at least one hour");
+        }
+        if !settings.offered.contains(&settings.key_type) {
+            bail!(
+                "the client key type {} is not among the offered ones (--client-key-types)",
+                settings.key_type.name()
+            );
         }
         let (cert_path, key_path, generated) = match (&settings.ca_cert, &settings.ca_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
@@ -272,20 +317,40 @@ impl Pki {
             "client certificates ready"
         );
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rsa_pool = settings
+            .offered
+            .contains(&KeyType::Rsa2048)
+            .then(|| pool::KeyPool::new(KeyType::Rsa2048, settings.rsa_pool));
+        if let Some(pool) = &rsa_pool {
+            pool.refill();
+        }
         Ok(Pki {
             issuer,
             ca_not_after: ca.not_after,
             provider_ca_pem: provider_ca.pem().into(),
             fingerprint,
             key_type: settings.key_type,
+            offered: settings.offered.clone(),
+            rsa_pool,
             validity,
-            slow: settings.key_type.is_slow() || rsa_ca,
+            rsa_ca,
             slow_issuance: Semaphore::new(parallelism),
             generated,
         })
     }
 
-    /// SHA-256 of the DER of the CA certificate handed out in `<ca>`.
+    /// The key types clients may ask for.
+    pub fn offered(&self) -> &[KeyType] {
+        &self.offered
+    }
+
+    /// RSA keys made ahead and ready now.
+    pub fn rsa_keys_ready(&self) -> usize {
+        self.rsa_pool.as_ref().map_or(0, |p| p.ready())
+    }
+
+    /// SHA-256 of the DER of the CA certificate handed out in `<ca>`, as
+    /// `ca_cert_fingerprint` carries it (see [`fingerprint`]).
     pub fn ca_fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -307,7 +372,11 @@ impl Pki {
 
     /// Like [`Pki::issue`], for a key type of the caller's choice.
     pub fn issue_with(&self, key_type: KeyType) -> Result<ClientCredentials, rcgen::Error> {
-        let key = key_type.generate()?;
+        self.sign(key_type.generate()?)
+    }
+
+    /// A certificate for `key`.
+    fn sign(&self, key: KeyPair) -> Result<ClientCredentials, rcgen::Error> {
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         let mut name = DistinguishedName::new();
@@ -328,11 +397,26 @@ impl Pki {
         })
     }
 
-    /// [`Pki::issue`] for a request: right here when it takes tens of
-    /// microseconds, else on the blocking pool, a few at a time.
-    pub async fn issue_for_request(self: &Arc<Self>) -> anyhow::Result<ClientCredentials> {
-        if !self.slow {
-            return Ok(self.issue()?);
+    /// [`Pki::issue_with`] for a request (`None`: the default key type):
+    /// right here when it takes tens of microseconds, else on the blocking
+    /// pool, a few at a time. An RSA key comes from the keys made ahead
+    /// while there are any.
+    pub async fn issue_for_request(
+        self: &Arc<Self>,
+        key_type: Option<KeyType>,
+    ) -> anyhow::Result<ClientCredentials> {
+        let key_type = key_type.unwrap_or(self.key_type);
+        let ready = match (&self.rsa_pool, key_type) {
+            (Some(pool), KeyType::Rsa2048) => pool.take(),
+            _ => None,
+        };
+        let slow = self.rsa_ca || (key_type.is_slow() && ready.is_none());
+        if !slow {
+            let key = match ready {
+                Some(key) => key,
+                None => key_type.generate()?,
+            };
+            return Ok(self.sign(key)?);
         }
         let _permit = self
             .slow_issuance
@@ -340,9 +424,12 @@ impl Pki {
             .await
             .context("issuance is shutting down")?;
         let pki = self.clone();
-        let credentials = tokio::task::spawn_blocking(move || pki.issue())
-            .await
-            .context("issuing a certificate")??;
+        let credentials = tokio::task::spawn_blocking(move || match ready {
+            Some(key) => pki.sign(key),
+            None => pki.issue_with(key_type),
+        })
+        .await
+        .context("issuing a certificate")??;
         Ok(credentials)
     }
 }

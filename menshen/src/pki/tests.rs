@@ -130,7 +130,7 @@ fn a_generated_ca_issues_every_key_type_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::load(&PkiSettings::default(), dir.path()).unwrap();
     assert!(pki.generated);
-    assert!(!pki.slow, "Ed25519 from an ECDSA CA is issued in place");
+    assert!(!pki.rsa_ca, "Ed25519 from an ECDSA CA is issued in place");
     for key_type in KeyType::ALL {
         let credentials = pki.issue_with(key_type).unwrap();
         check_client_certificate(&pki, &credentials, key_type);
@@ -225,7 +225,7 @@ fn configured_cas_of_every_key_kind_sign() {
         let (cert, key) = write_ca(dir.path(), name, &key, |_| {});
         let pki = Pki::load(&configured(&cert, &key), dir.path()).unwrap();
         assert!(!pki.generated);
-        assert_eq!(pki.slow, name == "rsa", "signing with RSA is slow");
+        assert_eq!(pki.rsa_ca, name == "rsa", "signing with RSA is slow");
         check_client_certificate(&pki, &pki.issue().unwrap(), KeyType::Ed25519);
     }
     assert!(
@@ -455,9 +455,61 @@ async fn slow_key_types_are_issued_off_the_executor() {
         ..PkiSettings::default()
     };
     let pki = Arc::new(Pki::load(&settings, dir.path()).unwrap());
-    assert!(pki.slow);
-    let credentials = pki.issue_for_request().await.unwrap();
+    let credentials = pki.issue_for_request(None).await.unwrap();
     check_client_certificate(&pki, &credentials, KeyType::Rsa2048);
+}
+
+#[tokio::test]
+async fn a_request_picks_its_key_type_and_rsa_keys_are_made_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = PkiSettings {
+        rsa_pool: 2,
+        ..PkiSettings::default()
+    };
+    let pki = Arc::new(Pki::load(&settings, dir.path()).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pki.rsa_keys_ready() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no RSA keys made ahead"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for key_type in KeyType::ALL {
+        let credentials = pki.issue_for_request(Some(key_type)).await.unwrap();
+        check_client_certificate(&pki, &credentials, key_type);
+    }
+    // One ready key was used; the pool makes another.
+    while pki.rsa_keys_ready() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool did not refill"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let credentials = pki.issue_for_request(None).await.unwrap();
+    check_client_certificate(&pki, &credentials, KeyType::Ed25519);
+}
+
+#[test]
+fn the_default_key_type_must_be_offered() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = PkiSettings {
+        key_type: KeyType::Rsa2048,
+        offered: vec![KeyType::Ed25519],
+        ..PkiSettings::default()
+    };
+    assert!(load_err(&settings, dir.path()).contains("--client-key-types"));
+}
+
+#[test]
+fn client_algo_names_map_to_key_types() {
+    assert_eq!(KeyType::from_algo("rsa"), Some(KeyType::Rsa2048));
+    assert_eq!(KeyType::from_algo("RSA"), Some(KeyType::Rsa2048));
+    assert_eq!(KeyType::from_algo("ecdsa"), Some(KeyType::EcdsaP256));
+    assert_eq!(KeyType::from_algo("ed25519"), Some(KeyType::Ed25519));
+    assert_eq!(KeyType::from_algo("ecdsa-p256"), Some(KeyType::EcdsaP256));
+    assert_eq!(KeyType::from_algo("dsa"), None);
 }
 
 #[test]

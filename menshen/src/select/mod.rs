@@ -42,6 +42,8 @@ pub struct ClientQuery {
     pub kind: Option<&'static str>,
     /// Whether experimental resources are wanted too.
     pub experimental: bool,
+    /// Gateways least loaded first, wherever they are (`byload=true`).
+    pub byload: bool,
     /// Where the client is: from `cc`, or filled in from its address.
     pub near: Option<GridPoint>,
     /// Invite-only buckets this request may see, sorted, without duplicates
@@ -76,6 +78,18 @@ fn one_of(
         })
 }
 
+/// `true`, `1`, `yes` or `false`, `0`, `no`, any case.
+fn boolean(parameter: &'static str, value: &str) -> Result<bool, BadParameter> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(BadParameter {
+            parameter,
+            message: format!("{parameter} must be true or false, not {value:?}"),
+        }),
+    }
+}
+
 impl ClientQuery {
     /// Parses a raw query string for the list of `kind`. An empty value is
     /// the same as an absent parameter; values are case-insensitive;
@@ -96,6 +110,7 @@ impl ClientQuery {
                 "tr" => "tr",
                 "type" if kind == ResourceKind::Bridge => "type",
                 "experimental" => "experimental",
+                "byload" if kind == ResourceKind::Gateway => "byload",
                 _ => continue,
             };
             if value.is_empty() {
@@ -141,20 +156,8 @@ impl ClientQuery {
                 }
                 "tr" => query.tr = Some(one_of(parameter, value, transports(kind))?),
                 "type" => query.kind = Some(one_of(parameter, value, BRIDGE_TYPES)?),
-                "experimental" => {
-                    query.experimental = match value.to_ascii_lowercase().as_str() {
-                        "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" => false,
-                        _ => {
-                            return Err(BadParameter {
-                                parameter,
-                                message: format!(
-                                    "experimental must be true or false, not {value:?}"
-                                ),
-                            });
-                        }
-                    }
-                }
+                "experimental" => query.experimental = boolean(parameter, value)?,
+                "byload" => query.byload = boolean(parameter, value)?,
                 _ => unreachable!("only known parameters reach here"),
             }
         }
@@ -234,11 +237,20 @@ impl order::Ranked for Bridge {
 /// The gateways for `query`, in the order the client should try them;
 /// `seed` fixes the random part of the order.
 pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Gateway> {
-    let admitted = snapshot
+    let mut admitted: Vec<&Gateway> = snapshot
         .gateways
         .iter()
         .filter(|g| query.admits((*g).into()))
         .collect();
+    if query.byload {
+        // Overloaded ones last, then by load; equals keep the stable order.
+        admitted.sort_by(|a, b| {
+            (a.overloaded, a.load)
+                .partial_cmp(&(b.overloaded, b.load))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        return admitted;
+    }
     let mut rng = SmallRng::seed_from_u64(seed);
     order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
 }
@@ -321,6 +333,7 @@ mod tests {
             ("loc=atlantis", "loc"),
             ("tr=tcp&tr=udp", "tr"),
             ("experimental=maybe", "experimental"),
+            ("byload=often", "byload"),
         ] {
             assert_eq!(
                 parse(raw, ResourceKind::Gateway).unwrap_err().parameter,
@@ -340,6 +353,13 @@ mod tests {
                 .parameter,
             "tr"
         );
+    }
+
+    #[test]
+    fn byload_is_read_on_gateways_and_ignored_on_bridges() {
+        assert!(parse("byload=true", ResourceKind::Gateway).unwrap().byload);
+        assert!(!parse("byload=0", ResourceKind::Gateway).unwrap().byload);
+        assert!(!parse("byload=often", ResourceKind::Bridge).unwrap().byload);
     }
 
     #[test]

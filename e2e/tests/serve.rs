@@ -194,7 +194,7 @@ async fn a_v3_provider_is_imported_and_served() {
     assert_eq!(service["openvpn_configuration"]["cipher"], "AES-256-GCM");
     let provider = get_json(&format!("{}/provider.json", menshen.url)).await;
     assert_eq!(provider["domain"], "vpn.example.org");
-    assert_eq!(provider["api_versions"], serde_json::json!(["5"]));
+    assert_eq!(provider["api_versions"], serde_json::json!(["3", "5"]));
 
     // A broken file: a clear error, nothing written.
     let broken = dir.path().join("broken.json");

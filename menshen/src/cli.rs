@@ -311,6 +311,12 @@ struct ServeArgs {
     /// anyone; without it the page needs a viewer or admin token.
     #[arg(long, env = "MENSHEN_PUBLIC_STATUS")]
     public_status: bool,
+
+    /// Serve the LEAP API v3 too (/3/config/eip-service.json, /3/cert),
+    /// from the same inventory, for older clients; `false` turns it off.
+    #[arg(long, env = "MENSHEN_API_V3", default_value_t = true, action = clap::ArgAction::Set,
+          value_name = "BOOL")]
+    api_v3: bool,
 }
 
 /// Operators' tokens from an external OpenID Connect provider (besides
@@ -595,6 +601,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         response_cache_bytes: args.geo.response_cache,
         oidc: args.oidc.settings(),
         public_status: args.public_status,
+        api_v3: args.api_v3,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

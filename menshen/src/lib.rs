@@ -79,6 +79,11 @@ pub async fn launch(
     let options = SnapshotOptions {
         ttl_millis: settings.resource_ttl.as_millis() as i64,
         ca_fingerprint: pki.ca_fingerprint().to_owned(),
+        api_versions: if settings.api_v3 {
+            vec!["3".into(), "5".into()]
+        } else {
+            vec!["5".into()]
+        },
         order_seed: settings.order_seed,
         order_variants: settings.order_variants,
         response_cache_bytes: settings.response_cache_bytes,
@@ -93,6 +98,7 @@ pub async fn launch(
     let state = Arc::new(AppState {
         oidc,
         public_status: settings.public_status,
+        api_v3: settings.api_v3,
         store: store.clone(),
         inventory: inventory.clone(),
         metrics: metrics.clone(),

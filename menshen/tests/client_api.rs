@@ -58,7 +58,7 @@ async fn provider_json_follows_the_contract() {
             json!({
                 "api_uri": "https://api.vpn.test:4430",
                 "api_version": "5",
-                "api_versions": ["5"],
+                "api_versions": ["3", "5"],
                 "languages": ["en", "de"],
                 "services": ["openvpn"],
                 "stun_servers": [],
@@ -127,7 +127,7 @@ async fn a_provider_file_with_every_optional_field_is_served_as_clients_read_it(
             json!({
                 "api_uri": "https://api.vpn.test:4430",
                 "api_version": "5",
-                "api_versions": ["5"],
+                "api_versions": ["3", "5"],
                 "languages": ["en", "de"],
                 "services": ["openvpn"],
                 "stun_servers": ["stun.vpn.test:3478", "stun2.vpn.test:3478"],
@@ -197,7 +197,7 @@ async fn always_arrays_are_present_even_when_empty() {
         for key in ["api_versions", "languages", "services", "stun_servers"] {
             assert!(provider[key].is_array(), "{key} in {provider}");
         }
-        assert_eq!(provider["api_versions"], json!(["5"]));
+        assert_eq!(provider["api_versions"], json!(["3", "5"]));
         assert_eq!(provider["languages"], json!([]));
         assert_eq!(provider["stun_servers"], json!([]));
         // No locations, gateways or bridges: empty arrays, not null.

@@ -8,6 +8,8 @@
 //! With the `openapi` feature the types also describe themselves for
 //! menshen's OpenAPI document (`utoipa::ToSchema`); nothing else needs it.
 
+pub mod v3;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -31,6 +31,8 @@ pub const UI_PATH: &str = "/docs";
     tags(
         (name = "client", description = "The LEAP VPN API v5 the clients ship with: anonymous \
             and read-only. Every list is served from memory."),
+        (name = "client-v3", description = "The LEAP API v3, for older clients, from the same \
+            inventory (`--api-v3`, on by default)."),
         (name = "agent", description = "What menshen-agent pushes from each gateway host."),
         (name = "admin", description = "What operators read and change. Role `viewer` may \
             read, `admin` may change; every change is in the audit log."),

@@ -11,6 +11,7 @@ mod health;
 pub mod invite;
 mod openvpn;
 mod status;
+mod v3;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub invite_uses: Arc<InviteUses>,
     /// Whether `/status/data` gives a summary to anyone without a token.
     pub public_status: bool,
+    /// Whether the LEAP API v3 routes answer.
+    pub api_v3: bool,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -65,6 +68,7 @@ fn documented() -> OpenApiRouter<SharedState> {
         .merge(agent::router())
         .merge(admin::router())
         .merge(openvpn::router())
+        .merge(v3::router())
         .merge(health::router())
         .merge(status::router())
         .merge(docs::router())

@@ -207,7 +207,7 @@ async fn config_for(
     )))
 }
 
-fn plain_text(body: String) -> Response {
+pub(super) fn plain_text(body: String) -> Response {
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(

@@ -6,8 +6,10 @@
 //! offers (`capabilities.transport`, or `capabilities.protocols`/`ports` in
 //! older files); v5 lists one entry per endpoint. Each endpoint becomes a
 //! hand-defined gateway (OpenVPN) or bridge (obfs4) whose `host` is the v3
-//! host when it offers a single endpoint, else the host with the protocol
-//! and port appended (`vpn1.example.org-udp1194`).
+//! host when it offers a single endpoint of that kind (gateways and bridges
+//! are apart in v5, and Android merges the two by host), else the host with
+//! the protocol and port appended (`vpn1.example.org-udp1194`). So what
+//! menshen serves at `/3/config/eip-service.json` imports back unchanged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,8 +38,9 @@ struct V3Gateway {
     host: String,
     #[serde(default)]
     ip_address: String,
-    #[serde(default)]
-    ip6_address: String,
+    /// `ip_address6` as clients read it; `ip6_address` in some files.
+    #[serde(default, alias = "ip6_address")]
+    ip_address6: String,
     #[serde(default)]
     location: String,
     #[serde(default)]
@@ -106,6 +109,16 @@ struct V3Provider {
     services: Vec<String>,
 }
 
+/// Options of `obfs4-hop` bridges that are numbers in v5.
+const HOP_NUMBERS: &[&str] = &[
+    "min_hop_seconds",
+    "min_hop_port",
+    "max_hop_port",
+    "hop_jitter",
+    "port_count",
+    "port_seed",
+];
+
 /// What the import needs besides the v3 files.
 #[derive(Debug, Default, Clone)]
 pub struct ImportOptions {
@@ -127,6 +140,14 @@ fn endpoints(caps: &Capabilities) -> Vec<Endpoint> {
     let mut out = Vec::new();
     let mut add =
         |kind: &str, protocols: &[String], ports: &[String], options: &Map<String, Value>| {
+            // A port-hopping bridge has no fixed port: one endpoint per
+            // protocol, port 0 (none).
+            let no_port = [String::from("0")];
+            let ports = if ports.is_empty() && kind != "openvpn" {
+                &no_port[..]
+            } else {
+                ports
+            };
             for proto in protocols {
                 for port in ports {
                     let Ok(port) = port.trim().parse::<i64>() else {
@@ -312,9 +333,9 @@ pub fn import(
             )
         })?;
         let eps = endpoints(&gw.capabilities);
-        let single = eps.len() == 1;
-        for ep in eps {
-            let host = if single {
+        let of_kind = |kind: &str| eps.iter().filter(|e| e.kind == kind).count();
+        for ep in &eps {
+            let host = if of_kind(&ep.kind) == 1 {
                 gw.host.clone()
             } else {
                 format!(
@@ -330,11 +351,13 @@ pub fn import(
             if !gw.ip_address.is_empty() {
                 t.insert("ip_addr".into(), gw.ip_address.clone().into());
             }
-            if !gw.ip6_address.is_empty() {
-                t.insert("ip6_addr".into(), gw.ip6_address.clone().into());
+            if !gw.ip_address6.is_empty() {
+                t.insert("ip6_addr".into(), gw.ip_address6.clone().into());
             }
             t.insert("location".into(), location.clone().into());
-            t.insert("port".into(), ep.port.into());
+            if ep.port != 0 {
+                t.insert("port".into(), ep.port.into());
+            }
             t.insert("transport".into(), ep.transport.clone().into());
             t.insert("type".into(), ep.kind.clone().into());
             if ep.kind == "openvpn" {
@@ -344,6 +367,14 @@ pub fn import(
                     .options
                     .iter()
                     .filter_map(|(k, v)| match v {
+                        // v3 writes every option as a string; v5 keeps the
+                        // hopping bridges' numbers as numbers.
+                        Value::String(s) if HOP_NUMBERS.contains(&k.as_str()) => Some((
+                            k.clone(),
+                            s.trim()
+                                .parse::<i64>()
+                                .map_or_else(|_| toml::Value::from(s.clone()), toml::Value::from),
+                        )),
                         Value::String(s) => Some((k.clone(), toml::Value::from(s.clone()))),
                         Value::Number(n) => n.as_i64().map(|n| (k.clone(), toml::Value::from(n))),
                         _ => None,
@@ -417,7 +448,8 @@ mod tests {
 
         assert_eq!(file.bridges.len(), 1);
         let br = file.bridges[0].get_ref();
-        assert_eq!(br.host, "gw1.ams.vpn.example.org-obfs4tcp23042");
+        // The host's only obfs4 endpoint: the bridge keeps the host's name.
+        assert_eq!(br.host, "gw1.ams.vpn.example.org");
         assert_eq!(br.options["cert"], "b2JmczQtY2VydA");
         assert_eq!(br.options["iatMode"], "0");
 

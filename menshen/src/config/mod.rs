@@ -56,6 +56,8 @@ pub struct Settings {
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Whether the status page shows a summary to anyone.
     pub public_status: bool,
+    /// Whether the LEAP API v3 is served too, for older clients.
+    pub api_v3: bool,
 }
 
 impl Settings {
@@ -78,6 +80,7 @@ impl Settings {
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             oidc: None,
             public_status: false,
+            api_v3: true,
         }
     }
 }

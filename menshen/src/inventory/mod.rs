@@ -64,6 +64,8 @@ pub struct SnapshotOptions {
     pub ttl_millis: i64,
     /// Goes into `/provider.json`; computed from the CA certificate, not stored.
     pub ca_fingerprint: String,
+    /// `api_versions` of `/provider.json`: the API versions served.
+    pub api_versions: Vec<String>,
     /// Seed of the random orderings; a fresh one per snapshot when `None`.
     pub order_seed: Option<u64>,
     /// Distinct random orderings kept per request (see `select`).
@@ -77,6 +79,7 @@ impl Default for SnapshotOptions {
         SnapshotOptions {
             ttl_millis: 60_000,
             ca_fingerprint: String::new(),
+            api_versions: vec!["5".into()],
             order_seed: None,
             order_variants: DEFAULT_ORDER_VARIANTS,
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
@@ -127,6 +130,8 @@ pub struct Snapshot {
     cache_budget: usize,
     /// The service's OpenVPN options, for served client configurations.
     pub openvpn_configuration: serde_json::Map<String, serde_json::Value>,
+    /// The service as `/api/5/service` answers it, for the v3 description.
+    pub eip_service: EipService,
     /// When the next listed resource expires, if any does.
     pub next_expiry_millis: Option<i64>,
     pub location_count: usize,
@@ -345,6 +350,7 @@ impl Snapshot {
 
         let mut provider = inventory.provider.clone();
         provider.ca_cert_fingerprint = options.ca_fingerprint.clone();
+        provider.api_versions = options.api_versions.clone();
 
         Snapshot {
             built_at_millis: now,
@@ -359,6 +365,7 @@ impl Snapshot {
             cached_bytes: AtomicUsize::new(0),
             cache_budget: options.response_cache_bytes,
             openvpn_configuration: inventory.service.openvpn_configuration.clone(),
+            eip_service: service,
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
             gateway_responses: RwLock::default(),

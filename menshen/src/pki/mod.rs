@@ -167,6 +167,62 @@ impl ClientCredentials {
     }
 }
 
+impl ClientCredentials {
+    /// The body of the v3 `/3/cert`: the key, then the certificate, in
+    /// PEM, nothing else. An RSA key is written in the PKCS#1 form
+    /// (`RSA PRIVATE KEY`), the only one old clients read as RSA; other
+    /// keys stay PKCS#8.
+    pub fn v3_text(&self) -> String {
+        let key = pem::parse(&self.key_pem)
+            .ok()
+            .and_then(|p| pkcs8_rsa_to_pkcs1(p.contents()))
+            .map(|der| material::pem_encode("RSA PRIVATE KEY", &der))
+            .unwrap_or_else(|| self.key_pem.clone());
+        format!("{key}{}", self.cert_pem)
+    }
+}
+
+/// The RSAPrivateKey inside a PKCS#8 PrivateKeyInfo of an RSA key, or
+/// `None` for any other key (or anything that is not PKCS#8).
+fn pkcs8_rsa_to_pkcs1(der: &[u8]) -> Option<Vec<u8>> {
+    /// One DER element: tag, contents, and what follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    /// 1.2.840.113549.1.1.1, rsaEncryption.
+    const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    let (0x30, info, _) = element(der)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = element(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = element(algorithm)? else {
+        return None;
+    };
+    let (0x04, key, _) = element(rest)? else {
+        return None;
+    };
+    (oid == RSA_ENCRYPTION).then(|| key.to_vec())
+}
+
 /// The signing CA, ready to issue client certificates.
 pub struct Pki {
     issuer: Issuer<'static, KeyPair>,

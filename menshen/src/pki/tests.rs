@@ -540,3 +540,32 @@ fn a_foreign_pki_folder_is_left_alone() {
     assert!(err.contains("remove that folder"), "{err}");
     assert!(folder.join("notes.txt").exists());
 }
+
+#[test]
+fn the_v3_cert_is_the_key_then_the_certificate_with_rsa_as_pkcs1() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::load(&PkiSettings::default(), dir.path()).unwrap();
+    let rsa = pki.issue_with(KeyType::Rsa2048).unwrap();
+    let text = rsa.v3_text();
+    assert!(
+        text.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("-----END CERTIFICATE-----\n"));
+    assert!(!text.contains('\r'));
+    let blocks = pem::parse_many(&text).unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[0].tag(), "RSA PRIVATE KEY");
+    assert_eq!(blocks[1].tag(), "CERTIFICATE");
+    // A PKCS#1 RSAPrivateKey (read by a parser of that form alone), the
+    // same key as the PKCS#8 one.
+    aws_lc_rs::rsa::KeyPair::from_der(blocks[0].contents()).expect("PKCS#1 RSA key");
+    let pkcs8 = pem::parse(&rsa.key_pem).unwrap();
+    assert!(pkcs8.contents().ends_with(blocks[0].contents()));
+    assert_eq!(blocks[1].contents(), der_of(&rsa.cert_pem));
+
+    // Other keys stay PKCS#8.
+    let ed = pki.issue_with(KeyType::Ed25519).unwrap();
+    assert!(ed.v3_text().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    assert!(pkcs8_rsa_to_pkcs1(b"not der").is_none());
+}

@@ -1,0 +1,365 @@
+//! The LEAP API v3, for older clients and community tools, served from the
+//! same snapshot as v5 (`--api-v3`, on by default).
+//!
+//! - `/3/config/eip-service.json`: gateways grouped by host, each with
+//!   every transport it offers (`capabilities.transport[]` of `{type,
+//!   protocols, ports, options}`), obfs4 bridges as transports of their
+//!   host; locations; the OpenVPN options. Filtered and ordered like
+//!   `/api/5/gateways` for the same request.
+//! - `/3/cert`: a fresh key and client certificate, the key first, as v3
+//!   clients read it (an RSA key in the PKCS#1 form).
+//!
+//! Old Android clients build these paths from `api_version` alone, which
+//! v5 clients need to be `"5"`; so the same documents are served at
+//! `/5/config/eip-service.json` and `/5/cert` too (no v5 client asks for
+//! those). The desktop client POSTs to the `/3/` paths; both methods work.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use menshen_model::v3::{Capabilities, EipService, Gateway, Location, Transport};
+use menshen_model::{Bridge, Gateway as GatewayV5};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::SharedState;
+use super::cached::{IfNoneMatch, respond};
+use super::client::{ClientAddr, GatewayQuery};
+use super::error::{ApiError, ErrorBody};
+use super::invite::InviteToken;
+use crate::inventory::{Cached, Snapshot};
+use crate::pki::KeyType;
+use crate::select::{self, ClientQuery};
+use crate::store::ResourceKind;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::default()
+        .routes(routes!(eip_service_get))
+        .routes(routes!(eip_service_post))
+        .routes(routes!(eip_service_by_api_version))
+        .routes(routes!(cert_get))
+        .routes(routes!(cert_post))
+        .routes(routes!(cert_by_api_version))
+}
+
+/// The v3 service description: gateways with their transports, locations
+/// and OpenVPN options.
+///
+/// The gateways and bridges `/api/5/gateways` and `/api/5/bridges` would
+/// list for the same request, grouped by host, in the same order.
+#[utoipa::path(
+    get,
+    path = "/3/config/eip-service.json",
+    operation_id = "v3_eip_service",
+    tag = "client-v3",
+    params(GatewayQuery, InviteToken, IfNoneMatch),
+    responses(
+        (status = 200, description = "The v3 service description.", body = EipService,
+            headers(("ETag" = String, description = "Entity tag of this answer"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+    ),
+)]
+async fn eip_service_get(
+    State(state): State<SharedState>,
+    RawQuery(raw): RawQuery,
+    addr: ClientAddr,
+    if_none_match: IfNoneMatch,
+    token: InviteToken,
+) -> Response {
+    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+}
+
+/// The v3 service description, as the desktop client asks for it (POST).
+#[utoipa::path(
+    post,
+    path = "/3/config/eip-service.json",
+    operation_id = "v3_eip_service_post",
+    tag = "client-v3",
+    params(GatewayQuery, InviteToken, IfNoneMatch),
+    responses(
+        (status = 200, description = "The v3 service description.", body = EipService,
+            headers(("ETag" = String, description = "Entity tag of this answer"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+    ),
+)]
+async fn eip_service_post(
+    State(state): State<SharedState>,
+    RawQuery(raw): RawQuery,
+    addr: ClientAddr,
+    if_none_match: IfNoneMatch,
+    token: InviteToken,
+) -> Response {
+    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+}
+
+/// The v3 service description at the path old Android clients build from
+/// `api_version` (`"5"`).
+#[utoipa::path(
+    get,
+    path = "/5/config/eip-service.json",
+    operation_id = "v3_eip_service_by_api_version",
+    tag = "client-v3",
+    params(GatewayQuery, InviteToken, IfNoneMatch),
+    responses(
+        (status = 200, description = "The v3 service description.", body = EipService,
+            headers(("ETag" = String, description = "Entity tag of this answer"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+    ),
+)]
+async fn eip_service_by_api_version(
+    State(state): State<SharedState>,
+    RawQuery(raw): RawQuery,
+    addr: ClientAddr,
+    if_none_match: IfNoneMatch,
+    token: InviteToken,
+) -> Response {
+    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+}
+
+/// What the v3 routes answer when v3 is off.
+fn v3_off() -> ApiError {
+    ApiError::not_found("API v3 is not served here (--api-v3 false)")
+}
+
+fn eip_service(
+    state: &SharedState,
+    raw: Option<&str>,
+    addr: &ClientAddr,
+    if_none_match: &IfNoneMatch,
+    token: InviteToken,
+) -> Response {
+    if !state.api_v3 {
+        return v3_off().into_response();
+    }
+    let snapshot = state.inventory.snapshot();
+    let invited = token.check(state, &snapshot);
+    let response = ClientQuery::parse(raw, ResourceKind::Gateway, &snapshot)
+        .map_err(ApiError::from)
+        .map(|query| {
+            let mut query = invited.grant(query);
+            addr.locate(state, &mut query);
+            let document = describe(&snapshot, &query, rand::random());
+            respond(&tagged_by_set(&document), if_none_match)
+        });
+    invited.finish(response)
+}
+
+/// The document's bytes, tagged by what it holds rather than by its
+/// order: every ordering of the same hosts has the same tag, so a client
+/// revalidating gets 304 whichever order it was given.
+fn tagged_by_set(document: &EipService) -> Cached {
+    let mut canonical = document.clone();
+    canonical.gateways.sort_by(|a, b| a.host.cmp(&b.host));
+    let tag = Cached::json(&canonical);
+    let mut cached = Cached::json(document);
+    cached.etag = tag.etag;
+    cached.etag_header = tag.etag_header;
+    cached
+}
+
+/// The v3 service description for `query`.
+pub fn describe(snapshot: &Snapshot, query: &ClientQuery, seed: u64) -> EipService {
+    let gateways = select::gateways(snapshot, query, seed);
+    let bridges = select::bridges(snapshot, query, seed);
+    EipService {
+        gateways: group_by_host(&gateways, &bridges),
+        locations: snapshot
+            .eip_service
+            .locations
+            .iter()
+            .map(|(label, l)| {
+                let location = Location {
+                    country_code: l.country_code.clone(),
+                    hemisphere: l.hemisphere.clone(),
+                    name: l.display_name.clone(),
+                    timezone: timezone_of(&l.timezone, &l.lon),
+                };
+                (label.clone(), location)
+            })
+            .collect(),
+        openvpn_configuration: snapshot.openvpn_configuration.clone(),
+        serial: snapshot.eip_service.serial,
+        version: 3,
+    }
+}
+
+/// The timezone v3 clients need (the desktop client fails on an empty
+/// one): the location's, else estimated from its longitude, else `"0"`.
+fn timezone_of(timezone: &str, lon: &str) -> String {
+    if !timezone.is_empty() {
+        return timezone.to_owned();
+    }
+    let hours = lon
+        .parse::<f64>()
+        .ok()
+        .map_or(0, |lon| (lon / 15.0).round() as i32);
+    menshen_model::format_timezone(hours)
+}
+
+/// One v3 gateway per host, in the order hosts first appear; a bridge
+/// joins a gateway of the same host at the same addresses and location,
+/// else stands as a host of its own.
+fn group_by_host(gateways: &[&GatewayV5], bridges: &[&Bridge]) -> Vec<Gateway> {
+    let mut out: Vec<Gateway> = Vec::new();
+    let mut by_host: HashMap<String, usize> = HashMap::new();
+    for g in gateways {
+        let transport = Transport {
+            kind: g.kind.clone(),
+            protocols: vec![g.transport.clone()],
+            ports: vec![g.port.to_string()],
+            options: Default::default(),
+        };
+        add(&mut out, &mut by_host, host_of(g), transport);
+    }
+    for b in bridges {
+        let transport = Transport {
+            kind: b.kind.clone(),
+            protocols: vec![b.transport.clone()],
+            ports: if b.port > 0 {
+                vec![b.port.to_string()]
+            } else {
+                Vec::new()
+            },
+            // Every value a string: the desktop client decodes the options
+            // as a map of strings.
+            options: b
+                .options
+                .iter()
+                .filter_map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => return None,
+                    };
+                    Some((k.clone(), text))
+                })
+                .collect(),
+        };
+        let host = Gateway {
+            host: b.host.clone(),
+            ip_address: b.ip_addr.clone(),
+            ip_address6: b.ip6_addr.clone(),
+            location: b.location.clone(),
+            capabilities: Capabilities::default(),
+        };
+        add(&mut out, &mut by_host, host, transport);
+    }
+    out
+}
+
+fn host_of(g: &GatewayV5) -> Gateway {
+    Gateway {
+        host: g.host.clone(),
+        ip_address: g.ip_addr.clone(),
+        ip_address6: g.ip6_addr.clone(),
+        location: g.location.clone(),
+        capabilities: Capabilities::default(),
+    }
+}
+
+fn add(
+    out: &mut Vec<Gateway>,
+    by_host: &mut HashMap<String, usize>,
+    host: Gateway,
+    transport: Transport,
+) {
+    let same = |existing: &Gateway| {
+        existing.ip_address == host.ip_address
+            && existing.ip_address6 == host.ip_address6
+            && existing.location == host.location
+    };
+    match by_host.get(&host.host) {
+        Some(&i) if same(&out[i]) => out[i].capabilities.transport.push(transport),
+        known => {
+            if known.is_none() {
+                by_host.insert(host.host.clone(), out.len());
+            }
+            let mut host = host;
+            host.capabilities.transport.push(transport);
+            out.push(host);
+        }
+    }
+}
+
+/// A fresh key and client certificate in the v3 form: the key (RSA, in
+/// PKCS#1, where the provider offers RSA), then the certificate, in PEM.
+#[utoipa::path(
+    get,
+    path = "/3/cert",
+    operation_id = "v3_cert",
+    tag = "client-v3",
+    responses(
+        (status = 200, description = "PEM key, then the PEM client certificate.",
+            body = String, content_type = "text/plain",
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+    ),
+)]
+async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    cert(&state).await
+}
+
+/// The v3 client certificate, as the desktop client asks for it (POST).
+#[utoipa::path(
+    post,
+    path = "/3/cert",
+    operation_id = "v3_cert_post",
+    tag = "client-v3",
+    responses(
+        (status = 200, description = "PEM key, then the PEM client certificate.",
+            body = String, content_type = "text/plain",
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+    ),
+)]
+async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    cert(&state).await
+}
+
+/// The v3 client certificate at the path old Android clients build from
+/// `api_version` (`"5"`).
+#[utoipa::path(
+    get,
+    path = "/5/cert",
+    operation_id = "v3_cert_by_api_version",
+    tag = "client-v3",
+    responses(
+        (status = 200, description = "PEM key, then the PEM client certificate.",
+            body = String, content_type = "text/plain",
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
+        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+    ),
+)]
+async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    cert(&state).await
+}
+
+async fn cert(state: &SharedState) -> Result<Response, ApiError> {
+    if !state.api_v3 {
+        return Err(v3_off());
+    }
+    // v3 clients read RSA keys; newer ones Ed25519 and ECDSA too.
+    let key_type = state
+        .pki
+        .offered()
+        .contains(&KeyType::Rsa2048)
+        .then_some(KeyType::Rsa2048);
+    let credentials = state
+        .pki
+        .issue_for_request(key_type)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(super::openvpn::plain_text(credentials.v3_text()))
+}

@@ -209,3 +209,157 @@ async fn a_v3_provider_is_imported_and_served() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("broken.json"));
     assert!(out.stdout.is_empty());
 }
+
+/// What a newcomer sees when the store cannot be had: one plain sentence
+/// each, printed once, no colour codes in a file, no password.
+#[test]
+fn start_up_errors_are_plain_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(binary("menshen"))
+            .args(args)
+            .output()
+            .expect("menshen runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    };
+    // A port nothing listens on: refused, said at once, not a pool timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for (url, shown) in [
+        (
+            format!("postgres://menshen@127.0.0.1:{port}/menshen"),
+            format!("postgres://menshen@127.0.0.1:{port}/menshen"),
+        ),
+        (
+            format!("postgres://menshen:s3cret@127.0.0.1:{port}/menshen"),
+            format!("postgres://menshen:***@127.0.0.1:{port}/menshen"),
+        ),
+    ] {
+        let (code, stderr) = run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--database-url",
+            &url,
+        ]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot connect to {shown}: ")),
+            "{stderr}"
+        );
+        assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+        assert!(!stderr.contains("pool timed out"), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+        assert_eq!(
+            stderr.matches("cannot connect").count(),
+            1,
+            "once: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "no colour codes into a pipe: {stderr:?}"
+        );
+    }
+
+    // A database that does not exist: Postgres' message, once, without its
+    // source line.
+    let admin = menshen_e2e::admin_url();
+    if let Ok(mut url) = reqwest::Url::parse(&admin) {
+        url.set_path("/menshen_no_such_database");
+        let (code, stderr) = run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--database-url",
+            url.as_str(),
+        ]);
+        if !stderr.contains("refused") {
+            assert_eq!(code, Some(1), "{stderr}");
+            assert_eq!(
+                stderr.matches("does not exist").count(),
+                1,
+                "said once: {stderr}"
+            );
+            assert!(!stderr.contains(" at line "), "{stderr}");
+        }
+    }
+
+    // A broken provider file: invalid input, exit status 2, said once.
+    let broken = dir.path().join("menshen.toml");
+    let example = std::fs::read_to_string(example_config()).unwrap();
+    std::fs::write(
+        &broken,
+        example.replacen("ip_addr = \"192.0.2.20\"", "ip_addr = \"192.0.2.300\"", 1),
+    )
+    .unwrap();
+    let broken = broken.to_str().unwrap();
+    let (code, stderr) = run(&["check-config", broken]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, stderr) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--config",
+        broken,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr.matches("is not an IPv4 address").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// A data folder this user cannot write: said so, naming the folder.
+#[test]
+fn an_unwritable_data_folder_is_named() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("note: needs root and setpriv to run menshen as another user; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(binary("menshen"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Permission denied")
+        && stderr.contains("menshen")
+        && !stderr.contains("data folder")
+    {
+        // The binary itself is out of that user's reach (a private target
+        // folder): nothing to learn here.
+        eprintln!("note: menshen's binary is not reachable as uid 65534; skipped: {stderr}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is not writable by this user (uid 65534)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(data.to_str().unwrap()), "{stderr}");
+}

@@ -1,5 +1,6 @@
 //! The `menshen` command line.
 
+mod examples;
 mod operators;
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::admin::Role;
 use crate::auth::invite;
@@ -94,20 +95,14 @@ enum Command {
     #[command(subcommand, after_help = BRIDGE_HELP)]
     Bridge(operators::BridgeCommand),
     /// Manage the agents that report gateways and bridges.
-    #[command(
-        subcommand,
-        after_help = "Example:\n  menshen agent create gw-paris --ttl 365d > agent.token"
-    )]
+    #[command(subcommand)]
     Agent(AgentCommand),
     /// Manage invite tokens, which let clients see invite-only gateways and
     /// bridges (those with a `bucket`).
     ///
     /// Replicas on Postgres see a change at once; a server on SQLite at its
     /// next periodic reload (--reload-interval).
-    #[command(
-        subcommand,
-        after_help = "Example:\n  menshen invite create --bucket friends --count 10 --expires 30d"
-    )]
+    #[command(subcommand)]
     Invite(InviteCommand),
     /// Operators' access to the admin API (/admin/v1).
     #[command(subcommand)]
@@ -445,79 +440,61 @@ impl PkiArgs {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = examples::attach(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     telemetry::init_logging(cli.log_format, &cli.log_level);
+    let json_logs = cli.log_format == LogFormat::Json;
     match cli.command {
-        Command::CheckConfig { file } => match ProviderFile::load(&file) {
-            Ok(f) => {
-                for warning in f.warnings() {
-                    eprintln!("warning: {}: {warning}", file.display());
-                }
-                println!(
-                    "{}: valid ({} locations, {} gateways, {} bridges)",
-                    file.display(),
-                    f.locations.len(),
-                    f.gateways.len(),
-                    f.bridges.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Serve(args) => run(serve(*args)),
-        Command::Location(command) => run_cli(operators::location(command)),
-        Command::Gateway(command) => run_cli(operators::resource(
-            crate::store::ResourceKind::Gateway,
-            command,
-        )),
-        Command::Bridge(command) => run_cli(operators::resource(
-            crate::store::ResourceKind::Bridge,
-            command,
-        )),
-        Command::Agent(command) => run_cli(agent(command)),
+        Command::CheckConfig { file } => run(json_logs, async move { check_config(&file) }),
+        Command::Serve(args) => run(json_logs, serve(*args)),
+        Command::Location(command) => run(json_logs, operators::location(command)),
+        Command::Gateway(command) => run(
+            json_logs,
+            operators::resource(crate::store::ResourceKind::Gateway, command),
+        ),
+        Command::Bridge(command) => run(
+            json_logs,
+            operators::resource(crate::store::ResourceKind::Bridge, command),
+        ),
+        Command::Agent(command) => run(json_logs, agent(command)),
         Command::Import {
             eip_service,
             provider,
             domain,
             api_uri,
             output,
-        } => match import(
-            &eip_service,
-            provider.as_deref(),
-            domain,
-            api_uri,
-            output.as_deref(),
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Invite(command) => run_cli(invite(command)),
-        Command::Admin(command) => run_cli(admin(command)),
+        } => run(json_logs, async move {
+            import(
+                &eip_service,
+                provider.as_deref(),
+                domain,
+                api_uri,
+                output.as_deref(),
+            )
+        }),
+        Command::Invite(command) => run(json_logs, invite(command)),
+        Command::Admin(command) => run(json_logs, admin(command)),
     }
 }
 
-fn run(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(fut) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+/// `menshen check-config`: the file's counts, its warnings on stderr; a
+/// broken file is invalid input.
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    let f = ProviderFile::load(file).map_err(|e| Invalid(e.to_string()))?;
+    for warning in f.warnings() {
+        eprintln!("warning: {}: {warning}", file.display());
     }
+    println!(
+        "{}: valid ({} locations, {} gateways, {} bridges)",
+        file.display(),
+        f.locations.len(),
+        f.gateways.len(),
+        f.bridges.len()
+    );
+    Ok(())
 }
 
 /// Input an operator got wrong: exit status 2, like a bad command line.
@@ -528,6 +505,9 @@ pub struct Invalid(pub String);
 /// Exit status 2 for invalid input, 1 for anything else.
 fn exit_code(err: &anyhow::Error) -> ExitCode {
     let invalid = err.downcast_ref::<Invalid>().is_some()
+        || err
+            .downcast_ref::<crate::config::file::ConfigError>()
+            .is_some()
         || matches!(
             err.downcast_ref::<crate::store::AdminError>(),
             Some(crate::store::AdminError::Invalid { .. })
@@ -535,9 +515,10 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(if invalid { 2 } else { 1 })
 }
 
-/// Runs an operator's command: one line on stderr when it fails, with the
-/// exit status of [`exit_code`].
-fn run_cli(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+/// Runs a command: on failure its error once on stderr (as a log line when
+/// logs are JSON, else as `error: …`), with the exit status of
+/// [`exit_code`].
+fn run(json_logs: bool, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {
@@ -548,7 +529,11 @@ fn run_cli(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCo
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            if json_logs {
+                tracing::error!("{err:#}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
             exit_code(&err)
         }
     }
@@ -872,7 +857,7 @@ fn import(
     let provider = provider.map(read).transpose()?;
     let options = ImportOptions { domain, api_uri };
     let text = import_v3::import(&eip, provider.as_deref(), &options)
-        .with_context(|| format!("importing {}", eip_service.display()))?;
+        .map_err(|e| Invalid(format!("importing {}: {e:#}", eip_service.display())))?;
     match output {
         Some(path) => {
             std::fs::write(path, &text)

@@ -437,6 +437,23 @@ async fn invalid_pushes_get_422_naming_fields_and_change_nothing() {
                 "{name}: expected {field} in {response}"
             );
         }
+        // A missing type or transport is said to be missing, with what it
+        // may be.
+        let mut untyped = gateway("x.ams", 1194);
+        untyped.as_object_mut().unwrap().remove("type");
+        untyped.as_object_mut().unwrap().remove("transport");
+        let (status, response) = h.put("gateways", Some(&token), &json!([untyped])).await;
+        assert_eq!(status, 422, "{response}");
+        for field in ["gateways[0].type", "gateways[0].transport"] {
+            let error = response["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["field"] == field)
+                .unwrap_or_else(|| panic!("{field} in {response}"));
+            let message = error["message"].as_str().unwrap();
+            assert!(message.starts_with("is required: one of "), "{message}");
+        }
         let bridge_without_cert = json!([{"host": "br", "ip_addr": "192.0.2.5", "location": "paris",
             "port": 443, "transport": "tcp", "type": "obfs4"}]);
         let (status, response) = h.put("bridges", Some(&token), &bridge_without_cert).await;

@@ -19,9 +19,6 @@ use crate::inventory::edit::{
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, LocationRow, ResourceKind, Store, now_millis};
 
-const LOCATION_EXAMPLE: &str = "Example:
-  menshen location create paris --name Paris --country FR --lat 48.86 --lon 2.35 --timezone 1";
-
 #[derive(Debug, Subcommand)]
 pub enum LocationCommand {
     /// List locations.
@@ -33,7 +30,6 @@ pub enum LocationCommand {
         store: StoreArgs,
     },
     /// Create a location, from flags or from JSON (as the admin API takes it).
-    #[command(after_help = LOCATION_EXAMPLE)]
     Create {
         /// The location's label: 1-64 letters, digits, '-', '_' or '.'.
         #[arg(required_unless_present = "json")]
@@ -48,7 +44,6 @@ pub enum LocationCommand {
     },
     /// Change a location made by an operator; fields not given stay as
     /// they are.
-    #[command(after_help = "Example:\n  menshen location update paris --name \"Paris (FR)\"")]
     Update {
         label: String,
         #[command(flatten)]
@@ -415,9 +410,7 @@ pub async fn location(command: LocationCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-const SET_HELP: &str = "Flags not given keep their current setting. Examples:
-  menshen gateway set gw1.example.org --maintenance on
-  menshen gateway set gw1.example.org --experimental default --no-bucket";
+const SET_HELP: &str = "Flags not given keep their current setting.";
 
 /// Gateways or bridges: both have the same commands.
 #[derive(Debug, Subcommand)]

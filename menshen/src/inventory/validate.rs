@@ -95,18 +95,18 @@ fn check_common(
     } else if r.port != 0 && !(1..=65535).contains(&r.port) {
         err("port", format!("{} is outside 1-65535", r.port));
     }
-    if !transports.contains(&r.transport) {
-        err(
-            "transport",
-            format!("{:?} is not one of {}", r.transport, transports.join(", ")),
-        );
-    }
-    if !kinds.contains(&r.kind) {
-        err(
-            "type",
-            format!("{:?} is not one of {}", r.kind, kinds.join(", ")),
-        );
-    }
+    let mut one_of = |field: &str, value: &str, allowed: &[&str]| {
+        if value.is_empty() {
+            err(field, format!("is required: one of {}", allowed.join(", ")));
+        } else if !allowed.contains(&value) {
+            err(
+                field,
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            );
+        }
+    };
+    one_of("transport", r.transport, transports);
+    one_of("type", r.kind, kinds);
     if !r.load.is_finite() || !(0.0..=1.0).contains(&r.load) {
         err("load", format!("{} is outside 0.0-1.0", r.load));
     }

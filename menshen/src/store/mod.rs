@@ -142,11 +142,60 @@ pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}://{user}:***@{}", &url[..scheme_end], &url[at + 1..])
+                }
+                // No password to hide.
+                None => url.to_owned(),
+            }
         }
         _ => url.to_owned(),
     }
+}
+
+/// A database error in one sentence: the server's message without the
+/// source line Postgres adds, and without repeating itself.
+pub fn plain(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        other => other.to_string(),
+    }
+}
+
+/// Why a SQLite file cannot be opened, naming what to check.
+fn sqlite_open_error(path: &Path, err: &sqlx::Error) -> anyhow::Error {
+    let folder = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = folder.join(".menshen-write-test");
+    let writable = std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe));
+    match writable {
+        Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "cannot open SQLite file {}: the data folder {} is not writable by this user \
+             (uid {}); give it to that user or choose another --data-dir",
+            path.display(),
+            folder.display(),
+            current_uid()
+        ),
+        _ => anyhow::anyhow!("cannot open SQLite file {}: {}", path.display(), plain(err)),
+    }
+}
+
+fn current_uid() -> u32 {
+    // Linux says it in /proc; elsewhere it is left unknown.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        })
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or(u32::MAX)
 }
 
 impl Store {
@@ -158,12 +207,25 @@ impl Store {
                 let options = PgConnectOptions::from_str(url)
                     .with_context(|| format!("invalid database URL {}", redact_url(url)))?
                     .application_name("menshen");
+                // One connection first, so that a refused or refusing
+                // server is said at once and plainly; the pool would retry
+                // until its timeout and only say that it timed out.
+                let cannot = |err: sqlx::Error| {
+                    anyhow::anyhow!("cannot connect to {}: {}", redact_url(url), plain(&err))
+                };
+                use sqlx::Connection as _;
+                sqlx::PgConnection::connect_with(&options)
+                    .await
+                    .map_err(cannot)?
+                    .close()
+                    .await
+                    .map_err(cannot)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await
-                    .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
+                    .map_err(cannot)?;
                 sqlx::migrate!("../migrations/postgres")
                     .run(&pool)
                     .await
@@ -186,7 +248,7 @@ impl Store {
                     .max_connections(4)
                     .connect_with(options)
                     .await
-                    .with_context(|| format!("cannot open SQLite file {}", path.display()))?;
+                    .map_err(|err| sqlite_open_error(path, &err))?;
                 sqlx::migrate!("../migrations/sqlite")
                     .run(&pool)
                     .await

@@ -45,7 +45,8 @@ async fn push(url: &str, token: &str, host: &str, load: f64) {
     assert!(response.status().is_success());
 }
 
-#[tokio::test]
+// Two workers: the heartbeats run while the browser blocks the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_the_inventory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
@@ -66,6 +67,17 @@ async fn the_status_page_shows_the_inventory() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let live_agent = cli(&["agent", "create", "paris-new", "--data-dir", data]);
     push(&url, &live_agent, "new.paris.example.org", 0.75).await;
+    // It stays live as an agent keeps it: heartbeats while the browser
+    // starts, which on a busy machine takes longer than the TTL.
+    let heartbeats = {
+        let (url, token) = (url.clone(), live_agent.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                push(&url, &token, "new.paris.example.org", 0.75).await;
+            }
+        })
+    };
 
     let viewer = cli(&[
         "admin",
@@ -80,6 +92,7 @@ async fn the_status_page_shows_the_inventory() {
     // The token travels in the fragment, which the browser never sends.
     let page = format!("{url}/status#token={viewer}");
     let dom = chromium_dom(&page, 4000);
+    heartbeats.abort();
 
     // Every location, every resource, with its status.
     for label in ["amsterdam", "paris", "montreal"] {

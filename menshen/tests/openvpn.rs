@@ -278,7 +278,7 @@ async fn the_config_names_the_gateways_of_the_request() {
         "persist-key",
         "nobind",
         "keepalive 10 30",
-        "cipher AES-256-GCM",
+        "data-ciphers AES-256-GCM:CHACHA20-POLY1305",
         "remote-cert-tls server",
     ] {
         assert!(lines.contains(&option), "{option} in\n{config}");

@@ -47,6 +47,8 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 pub struct Process {
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Collects stderr until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -59,12 +61,16 @@ impl Process {
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        Process { child, lines }
+        Process {
+            child,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -94,6 +100,10 @@ impl Process {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(s) = self.child.try_wait().unwrap() {
+                // Everything it wrote is in the log once it has exited.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(s);
             }
             std::thread::sleep(Duration::from_millis(20));

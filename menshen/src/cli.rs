@@ -574,6 +574,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         response_cache_bytes: args.geo.response_cache,
         oidc: args.oidc.settings(),
         public_status: args.public_status,
+        store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

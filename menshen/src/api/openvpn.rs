@@ -57,6 +57,7 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
         .issue_for_request()
         .await
         .map_err(ApiError::internal)?;
+    state.metrics.certificate_issued(state.pki.key_type());
     Ok(plain_text(credentials.leap_text()))
 }
 
@@ -144,6 +145,7 @@ async fn config_for(
         .issue_for_request()
         .await
         .map_err(ApiError::internal)?;
+    state.metrics.certificate_issued(state.pki.key_type());
     Ok(plain_text(client_config(
         &snapshot.openvpn_configuration,
         &remotes,

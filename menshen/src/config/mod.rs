@@ -56,6 +56,9 @@ pub struct Settings {
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Whether the status page shows a summary to anyone.
     pub public_status: bool,
+    /// How often the store is asked whether it answers, besides what
+    /// reloads and the change listener find out.
+    pub store_check_interval: Duration,
 }
 
 impl Settings {
@@ -78,6 +81,7 @@ impl Settings {
             response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             oidc: None,
             public_status: false,
+            store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
         }
     }
 }

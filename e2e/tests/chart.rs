@@ -726,6 +726,8 @@ fn the_deployment_keeps_replicas_serving_and_runs_locked_down() {
     // helm test asks the Service for /provider.json and /readyz.
     let test_pod = only(&manifests, "Pod");
     assert!(test_pod.contains("helm.sh/hook: test"));
+    // ... and is not taken for a replica by the Service or the budget.
+    assert!(!test_pod.contains("app.kubernetes.io/name: menshen\n"));
     for path in ["/provider.json", "/readyz"] {
         assert!(
             test_pod.contains(&format!("\"http://menshen.vpn.svc:8443{path}\"")),

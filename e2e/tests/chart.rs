@@ -329,6 +329,10 @@ fn the_schema_refuses_typos_wrong_types_and_sqlite_with_several_replicas() {
         ),
         ("replicaCount: 2\ndatabase:\n  type: sqlite", "replicaCount"),
         ("pki:\n  existingSecret: \"\"", "existingSecret"),
+        (
+            "ingress:\n  enabled: true\ningressRoute:\n  enabled: true",
+            "/ingress/enabled",
+        ),
     ];
     for (i, (yaml, key)) in refused.iter().enumerate() {
         let file = dir.path().join(format!("bad-{i}.yaml"));

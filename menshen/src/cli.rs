@@ -107,7 +107,59 @@ enum Command {
     /// Operators' access to the admin API (/admin/v1).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// A provider's key material: CAs and the signing key.
+    #[command(subcommand)]
+    Pki(PkiCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Make a provider's key material, once: the client CA (signs client
+    /// certificates; menshen holds its key), the provider CA (the gateways'
+    /// server certificates chain to it; clients get its certificate in
+    /// `<ca>`), and the key that signs agent and admin tokens.
+    ///
+    /// Without --secret, all five files go into --out: signing.key, ca.crt,
+    /// ca.key, provider-ca.crt, provider-ca.key (for `menshen serve
+    /// --signing-key-file --ca-cert --ca-key --provider-ca-cert`).
+    ///
+    /// With --secret, the four files menshen reads are printed as a
+    /// Kubernetes Secret (the one the menshen Helm chart mounts), and only
+    /// the provider CA (provider-ca.crt, provider-ca.key) goes into --out:
+    /// menshen never needs that key; keep it offline, with whoever signs
+    /// the gateways' server certificates.
+    #[command(after_help = PKI_INIT_HELP)]
+    Init {
+        /// Folder to write into (made if missing); see above for which
+        /// files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace files that exist in --out (their CAs and key are then
+        /// lost: clients, gateways and tokens made with them stop working).
+        #[arg(long)]
+        force: bool,
+        /// Print a Secret of this name on stdout, with keys signing.key,
+        /// ca.crt, ca.key and provider-ca.crt.
+        #[arg(long, value_name = "NAME")]
+        secret: Option<String>,
+        /// The Secret's namespace.
+        #[arg(long, value_name = "NS", requires = "secret")]
+        namespace: Option<String>,
+        /// Names the CAs: "NAME client CA", "NAME provider CA" (e.g. the
+        /// provider's domain).
+        #[arg(long, default_value = "menshen")]
+        name: String,
+    },
+}
+
+const PKI_INIT_HELP: &str = "Examples:
+  menshen pki init --out /etc/menshen/pki --name example.org
+  menshen serve --signing-key-file /etc/menshen/pki/signing.key \\
+      --ca-cert /etc/menshen/pki/ca.crt --ca-key /etc/menshen/pki/ca.key \\
+      --provider-ca-cert /etc/menshen/pki/provider-ca.crt ...
+
+  menshen pki init --secret menshen-pki --namespace vpn --out ./provider-ca > menshen-pki.yaml
+  kubectl apply -f menshen-pki.yaml    # then: helm install ... (pki.existingSecret: menshen-pki)";
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
@@ -477,6 +529,7 @@ pub fn main() -> ExitCode {
         }),
         Command::Invite(command) => run(json_logs, invite(command)),
         Command::Admin(command) => run(json_logs, admin(command)),
+        Command::Pki(command) => run(json_logs, async move { pki(command) }),
     }
 }
 
@@ -587,6 +640,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         oidc: args.oidc.settings(),
         public_status: args.public_status,
         api_v3: args.api_v3,
+        store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -668,6 +722,49 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
                         a.revoked_millis.map(format_millis).unwrap_or_default()
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pki(command: PkiCommand) -> anyhow::Result<()> {
+    use crate::pki::init::{Files, Material};
+    match command {
+        PkiCommand::Init {
+            out,
+            force,
+            secret,
+            namespace,
+            name,
+        } => {
+            if name.trim().is_empty() || name.len() > 128 {
+                return Err(Invalid("--name must be 1-128 characters".into()).into());
+            }
+            let material = Material::generate(name.trim(), time::OffsetDateTime::now_utc())?;
+            // Checked before anything is written.
+            let manifest = secret
+                .as_deref()
+                .map(|secret| material.secret_manifest(secret, namespace.as_deref()))
+                .transpose()
+                .map_err(|err| Invalid(err.to_string()))?;
+            let files = if manifest.is_some() {
+                Files::ProviderCa
+            } else {
+                Files::All
+            };
+            let written = material.write(&out, files, force)?;
+            if let Some(manifest) = manifest {
+                print!("{manifest}");
+            }
+            for path in written {
+                eprintln!("wrote {}", path.display());
+            }
+            if files == Files::ProviderCa {
+                eprintln!(
+                    "the provider CA's key stays out of the Secret: keep {} offline",
+                    out.join(crate::pki::init::PROVIDER_CA_KEY).display()
+                );
             }
         }
     }

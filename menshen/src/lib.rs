@@ -71,7 +71,9 @@ pub async fn launch(
     // Bad CA material stops the start here, not the first client.
     let pki = Arc::new(Pki::load(&settings.pki, &settings.data_dir)?);
 
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    metrics.register_store(store.health());
+    let metrics = Arc::new(metrics);
     let locator = Arc::new(Locator::new(
         settings.geoip_db.as_deref(),
         settings.trusted_proxies.clone(),
@@ -124,6 +126,12 @@ pub async fn launch(
         let stop = stop_rx.clone();
         tokio::spawn(async move { store.listen_for_changes(stop).await })
     };
+    let health_task = {
+        let store = store.clone();
+        let stop = stop_rx.clone();
+        let interval = settings.store_check_interval;
+        tokio::spawn(async move { store.check_health(interval, stop).await })
+    };
 
     let metrics_server = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
@@ -157,6 +165,7 @@ pub async fn launch(
     // After the last request: what it noted is written too.
     let _ = invite_use_writer.await;
     let _ = listener_task.await;
+    let _ = health_task.await;
     if let Some(task) = metrics_server {
         let _ = task.await;
     }

@@ -12,10 +12,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use tracing_subscriber::EnvFilter;
 
 use crate::inventory::Snapshot;
+use crate::pki::KeyType;
+use crate::store::{ResourceKind, StoreHealth};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -100,6 +103,64 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LocationLabels {
+    location: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyTypeLabels {
+    key_type: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// How an agent's push ended, as counted in `agent_pushes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Stored (200, 201).
+    Ok,
+    /// Token missing, forged or revoked, or a host of someone else (401, 403).
+    Unauthorized,
+    /// A body too large, not JSON or with invalid content (400, 413, 422).
+    Invalid,
+    /// Not stored through no fault of the agent (5xx).
+    Failed,
+}
+
+impl PushOutcome {
+    const ALL: [PushOutcome; 4] = [
+        PushOutcome::Ok,
+        PushOutcome::Unauthorized,
+        PushOutcome::Invalid,
+        PushOutcome::Failed,
+    ];
+
+    pub fn of_status(status: axum::http::StatusCode) -> PushOutcome {
+        match status.as_u16() {
+            200..=299 => PushOutcome::Ok,
+            401 | 403 => PushOutcome::Unauthorized,
+            400..=499 => PushOutcome::Invalid,
+            _ => PushOutcome::Failed,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            PushOutcome::Ok => "ok",
+            PushOutcome::Unauthorized => "unauthorized",
+            PushOutcome::Invalid => "invalid",
+            PushOutcome::Failed => "failed",
+        }
+    }
+}
+
+const KINDS: [ResourceKind; 2] = [ResourceKind::Gateway, ResourceKind::Bridge];
+
 fn latency_histogram() -> Histogram {
     // 100 µs to about 10 s.
     Histogram::new(exponential_buckets(0.0001, 2.5, 13))
@@ -113,6 +174,14 @@ pub struct Metrics {
     listed: Family<KindLabels, Gauge>,
     snapshot_builds: Counter,
     reload_failures: Counter,
+    gateways_live: Family<LocationLabels, Gauge>,
+    /// The locations `gateways_live` has a series for.
+    live_locations: Mutex<BTreeSet<String>>,
+    stale: Family<KindLabels, Gauge>,
+    /// Indexed like [`KeyType::ALL`]: counted without a lookup.
+    certificates_issued: [Counter; 3],
+    /// Indexed by [`KINDS`], then [`PushOutcome::ALL`].
+    agent_pushes: [[Counter; 4]; 2],
 }
 
 impl Default for Metrics {
@@ -131,6 +200,36 @@ impl Metrics {
         let listed = Family::<KindLabels, Gauge>::default();
         let snapshot_builds = Counter::default();
         let reload_failures = Counter::default();
+        let gateways_live = Family::<LocationLabels, Gauge>::default();
+        let stale = Family::<KindLabels, Gauge>::default();
+        for kind in KINDS {
+            stale
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .set(0);
+        }
+        // Every series exists from the start, at zero, so that rates and
+        // alerts see them before the first event.
+        let issued = Family::<KeyTypeLabels, Counter>::default();
+        let certificates_issued = KeyType::ALL.map(|key_type| {
+            issued
+                .get_or_create(&KeyTypeLabels {
+                    key_type: key_type.name(),
+                })
+                .clone()
+        });
+        let pushes = Family::<PushLabels, Counter>::default();
+        let agent_pushes = KINDS.map(|kind| {
+            PushOutcome::ALL.map(|outcome| {
+                pushes
+                    .get_or_create(&PushLabels {
+                        kind: kind.as_str(),
+                        outcome: outcome.name(),
+                    })
+                    .clone()
+            })
+        });
         registry.register(
             "http_requests",
             "HTTP requests by method, matched route and status",
@@ -156,6 +255,22 @@ impl Metrics {
             "Failed reads of the inventory from the store",
             reload_failures.clone(),
         );
+        registry.register(
+            "gateways_live",
+            "Gateways clients may be given now, per location",
+            gateways_live.clone(),
+        );
+        registry.register(
+            "resources_stale",
+            "Agent-pushed gateways and bridges not heard from within the resource TTL",
+            stale.clone(),
+        );
+        registry.register(
+            "certificates_issued",
+            "Client certificates issued, by key type",
+            issued,
+        );
+        registry.register("agent_pushes", "Agent pushes by kind and outcome", pushes);
         Metrics {
             registry,
             requests,
@@ -163,7 +278,22 @@ impl Metrics {
             listed,
             snapshot_builds,
             reload_failures,
+            gateways_live,
+            live_locations: Mutex::default(),
+            stale,
+            certificates_issued,
+            agent_pushes,
         }
+    }
+
+    /// Exports `store_up`: 1 while the store answers, 0 from a failed
+    /// round trip until one succeeds.
+    pub fn register_store(&mut self, health: &StoreHealth) {
+        self.registry.register(
+            "store_up",
+            "Whether the store answered its last round trip (1) or not (0)",
+            health.gauge(),
+        );
     }
 
     pub fn observe_snapshot(&self, snapshot: &Snapshot) {
@@ -177,6 +307,67 @@ impl Metrics {
                 .get_or_create(&KindLabels { kind })
                 .set(n as i64);
         }
+        for (kind, n) in [
+            (ResourceKind::Gateway, snapshot.stale_gateways),
+            (ResourceKind::Bridge, snapshot.stale_bridges),
+        ] {
+            self.stale
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str(),
+                })
+                .set(n as i64);
+        }
+        let mut live = std::collections::BTreeMap::<&str, i64>::new();
+        for label in snapshot.location_labels() {
+            live.insert(label, 0);
+        }
+        for gateway in &snapshot.gateways {
+            if let Some(n) = live.get_mut(gateway.location.as_str()) {
+                *n += 1;
+            }
+        }
+        let mut known = self
+            .live_locations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.retain(|location| {
+            let kept = live.contains_key(location.as_str());
+            if !kept {
+                self.gateways_live.remove(&LocationLabels {
+                    location: location.clone(),
+                });
+            }
+            kept
+        });
+        for (location, n) in live {
+            self.gateways_live
+                .get_or_create(&LocationLabels {
+                    location: location.to_owned(),
+                })
+                .set(n);
+            if !known.contains(location) {
+                known.insert(location.to_owned());
+            }
+        }
+    }
+
+    /// A client certificate with a key of `key_type` was issued.
+    pub fn certificate_issued(&self, key_type: KeyType) {
+        let i = KeyType::ALL
+            .iter()
+            .position(|k| *k == key_type)
+            .unwrap_or(0);
+        self.certificates_issued[i].inc();
+    }
+
+    /// An agent's push of `kind` ended with `outcome`.
+    pub fn agent_pushed(&self, kind: ResourceKind, outcome: PushOutcome) {
+        let k = usize::from(kind == ResourceKind::Bridge);
+        let o = PushOutcome::ALL
+            .iter()
+            .position(|x| *x == outcome)
+            .unwrap_or(3);
+        self.agent_pushes[k][o].inc();
     }
 
     pub fn reload_failed(&self) {

@@ -571,40 +571,74 @@ async fn the_periodic_reload_picks_up_changes_made_elsewhere() {
 #[tokio::test]
 async fn health_and_readiness() {
     for backend in backends().await {
-        let server = TestServer::start(&backend, CONTRACT_FILE).await;
+        let mut settings = backend.settings();
+        let path = backend.data_dir().join("provider.toml");
+        std::fs::write(&path, CONTRACT_FILE).unwrap();
+        settings.provider_file = Some(path);
+        settings.store_check_interval = Duration::from_millis(200);
+        let server = TestServer::start_with(settings).await;
         assert_eq!(
             get_json(&server.url("/healthz"), 200).await,
-            json!({"status": "ok"})
+            json!({"status": "ok", "store": backend.name(), "store_up": true})
         );
         let ready = get_json(&server.url("/readyz"), 200).await;
         assert_eq!(ready["status"], "ready");
         assert_eq!(ready["store"], backend.name());
+        assert_eq!(ready["store_up"], true);
         // live gateways, experimental and invite-only included
         assert_eq!(ready["gateways"], 4);
+        assert!(metrics(&server).await.contains("menshen_store_up 1\n"));
 
         if let Backend::Postgres(db, _) = &backend {
-            // Cut the database off: not ready, but still alive and serving
-            // clients from the snapshot.
+            // Cut the database off: still ready and serving clients from
+            // the snapshot, at once; /healthz and the metrics say the store
+            // is down.
             let name = db.url.rsplit('/').next().unwrap().to_owned();
             set_connections_allowed(&name, false).await;
-            let body = get_json(&server.url("/readyz"), 503).await;
-            assert_eq!(body["error"], "unavailable");
-            get_json(&server.url("/healthz"), 200).await;
+            let health = wait_for_health(&server, false).await;
+            let error = health["store_error"].as_str().unwrap_or_default();
+            assert!(!error.is_empty(), "{health}");
+            assert!(!error.contains("postgres://"), "{health}");
+            let started = std::time::Instant::now();
+            let ready = get_json(&server.url("/readyz"), 200).await;
+            assert!(started.elapsed() < Duration::from_millis(500));
+            assert_eq!(
+                (&ready["status"], &ready["store_up"]),
+                (&json!("ready"), &json!(false))
+            );
             let list = get_json(&server.url("/api/5/gateways"), 200).await;
             assert_eq!(hosts(&list).len(), 2);
+            assert!(metrics(&server).await.contains("menshen_store_up 0\n"));
+
             set_connections_allowed(&name, true).await;
-            let mut ready = false;
-            for _ in 0..100 {
-                if reqwest::get(server.url("/readyz")).await.unwrap().status() == 200 {
-                    ready = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(ready, "ready again once the database is back");
+            let health = wait_for_health(&server, true).await;
+            assert_eq!(health.get("store_error"), None, "{health}");
+            assert!(metrics(&server).await.contains("menshen_store_up 1\n"));
         }
         server.stop().await.unwrap();
     }
+}
+
+async fn metrics(server: &TestServer) -> String {
+    reqwest::get(format!("{}/metrics", server.metrics_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `/healthz` once it says the store is `up` (or not), within 10 s.
+async fn wait_for_health(server: &TestServer, up: bool) -> Value {
+    let mut health = Value::Null;
+    for _ in 0..200 {
+        health = get_json(&server.url("/healthz"), 200).await;
+        if health["store_up"] == up {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the store never showed as up={up}: {health}");
 }
 
 /// Allows or refuses new connections to database `name`, dropping the

@@ -383,7 +383,6 @@ fn the_document_says_what_the_contract_says() {
         ("/api/5/bridges", "get", &["400"]),
         ("/api/5/openvpn/config", "get", &["400", "503"]),
         ("/api/autoconf", "get", &["400", "503"]),
-        ("/readyz", "get", &["503"]),
         (
             "/api/5/agent/gateways",
             "put",

@@ -19,6 +19,7 @@ use crate::auth::{self, TokenError};
 use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
+use crate::telemetry::PushOutcome;
 
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -183,10 +184,10 @@ async fn push(
 )]
 async fn put_gateways(
     State(state): State<SharedState>,
-    agent: Agent,
+    agent: Result<Agent, ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Vec<Gateway>>), ApiError> {
-    put_all(&state, &agent, body).await
+    counted(&state, agent, body).await
 }
 
 /// The agent's whole current set of bridges.
@@ -215,10 +216,31 @@ async fn put_gateways(
 )]
 async fn put_bridges(
     State(state): State<SharedState>,
-    agent: Agent,
+    agent: Result<Agent, ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Vec<Bridge>>), ApiError> {
-    put_all(&state, &agent, body).await
+    counted(&state, agent, body).await
+}
+
+/// [`put_all`], counted by outcome in the metrics, refused tokens
+/// included.
+async fn counted<T: Pushed>(
+    state: &SharedState,
+    agent: Result<Agent, ApiError>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Vec<T>>), ApiError> {
+    let result = match agent {
+        Ok(agent) => put_all(state, &agent, body).await,
+        Err(refused) => Err(refused),
+    };
+    let status = match &result {
+        Ok((status, _)) => *status,
+        Err(err) => err.status(),
+    };
+    state
+        .metrics
+        .agent_pushed(T::KIND, PushOutcome::of_status(status));
+    result
 }
 
 /// A gateway or bridge as an agent pushes it.

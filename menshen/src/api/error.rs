@@ -106,6 +106,10 @@ impl ApiError {
         err
     }
 
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// A failure on our side. The cause is logged here, once.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "request failed");

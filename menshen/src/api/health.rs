@@ -1,7 +1,5 @@
 //! Liveness and readiness for orchestrators.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -10,7 +8,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::SharedState;
-use super::error::{ApiError, ErrorBody};
 use crate::store::now_millis;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -22,9 +19,19 @@ pub fn router() -> OpenApiRouter<SharedState> {
 /// The answer of `/healthz`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// Always `ok`.
+    /// Always `ok`: the process is up, whatever the store's state.
     #[schema(value_type = String, example = "ok")]
     status: &'static str,
+    /// `sqlite` or `postgres`.
+    #[schema(value_type = String, example = "postgres")]
+    store: &'static str,
+    /// Whether the store answered its last round trip (a reload, the
+    /// change listener, or the check every few seconds).
+    store_up: bool,
+    /// Why the store does not answer; only while it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "pool timed out while waiting for an open connection")]
+    store_error: Option<String>,
 }
 
 /// The answer of `/readyz`.
@@ -43,44 +50,54 @@ pub struct Readiness {
     /// `sqlite` or `postgres`.
     #[schema(value_type = String, example = "postgres")]
     store: &'static str,
+    /// Whether the store answered its last round trip; readiness does not
+    /// depend on it.
+    store_up: bool,
 }
 
-/// The process is up.
+/// The process is up; the body tells how the store is.
+///
+/// Always 200 while menshen runs, also when the store does not answer:
+/// menshen then keeps serving clients from its last snapshot. Answered
+/// from memory, without asking the store.
 #[utoipa::path(
     get,
     path = "/healthz",
     tag = "health",
     responses((status = 200, description = "The process is up.", body = Health)),
 )]
-async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+async fn healthz(State(state): State<SharedState>) -> Json<Health> {
+    let health = state.store.health();
+    let store_up = health.is_up();
+    Json(Health {
+        status: "ok",
+        store: state.store.engine_name(),
+        store_up,
+        store_error: if store_up { None } else { health.error() },
+    })
 }
 
-/// The store answers and a snapshot is loaded.
+/// A snapshot is loaded: clients can be served.
+///
+/// Ready does not mean the store answers: while it does not, menshen
+/// serves the last snapshot, so that a database outage does not take every
+/// replica out of rotation (`store_up` and `/healthz` show it). menshen
+/// answers only once its first snapshot is loaded, so whenever it answers
+/// it is ready. Answered from memory, without asking the store.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
-    responses(
-        (status = 200, description = "Ready to serve.", body = Readiness),
-        (status = 503, description = "The store does not answer (in time).", body = ErrorBody),
-    ),
+    responses((status = 200, description = "Ready to serve clients.", body = Readiness)),
 )]
-async fn readyz(State(state): State<SharedState>) -> Result<Json<Readiness>, ApiError> {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "readiness: store does not answer");
-            return Err(ApiError::unavailable("the store does not answer"));
-        }
-        Err(_) => return Err(ApiError::unavailable("the store did not answer in time")),
-    }
+async fn readyz(State(state): State<SharedState>) -> Json<Readiness> {
     let snapshot = state.inventory.snapshot();
-    Ok(Json(Readiness {
+    Json(Readiness {
         bridges: snapshot.bridges.len(),
         gateways: snapshot.gateways.len(),
         snapshot_age_millis: now_millis().saturating_sub(snapshot.built_at_millis),
         status: "ready",
         store: state.store.engine_name(),
-    }))
+        store_up: state.store.health().is_up(),
+    })
 }

@@ -64,6 +64,7 @@ async fn cert(
         .issue_for_request(key_type)
         .await
         .map_err(ApiError::internal)?;
+    state.metrics.certificate_issued(state.pki.key_type());
     Ok(plain_text(credentials.leap_text()))
 }
 
@@ -200,6 +201,7 @@ async fn config_for(
         .issue_for_request(key_type)
         .await
         .map_err(ApiError::internal)?;
+    state.metrics.certificate_issued(state.pki.key_type());
     Ok(plain_text(client_config(
         &snapshot.openvpn_configuration,
         &remotes,

@@ -133,11 +133,18 @@ impl SigningKey {
         }
     }
 
-    fn generate_into(path: &Path) -> anyhow::Result<SigningKey> {
-        use std::io::Write;
+    /// A new random key, as the text a signing key file holds (base64,
+    /// no line end).
+    pub fn generate_text() -> String {
         let mut secret = [0u8; MIN_KEY_BYTES];
         rand::rng().fill_bytes(&mut secret);
-        let text = base64::engine::general_purpose::STANDARD.encode(secret);
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    }
+
+    fn generate_into(path: &Path) -> anyhow::Result<SigningKey> {
+        use std::io::Write;
+        let text = Self::generate_text();
+        let secret = decode_key(&text, "generated key")?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }

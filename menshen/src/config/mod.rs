@@ -58,6 +58,9 @@ pub struct Settings {
     pub public_status: bool,
     /// Whether the LEAP API v3 is served too, for older clients.
     pub api_v3: bool,
+    /// How often the store is asked whether it answers, besides what
+    /// reloads and the change listener find out.
+    pub store_check_interval: Duration,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Settings {
             oidc: None,
             public_status: false,
             api_v3: true,
+            store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
         }
     }
 }

@@ -135,6 +135,10 @@ pub struct Snapshot {
     /// When the next listed resource expires, if any does.
     pub next_expiry_millis: Option<i64>,
     pub location_count: usize,
+    /// Agent-pushed gateways and bridges, healthy by their last report, not
+    /// heard from within the TTL (`stale` to operators).
+    pub stale_gateways: usize,
+    pub stale_bridges: usize,
     gateway_responses: ResponseCache,
     bridge_responses: ResponseCache,
     /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
@@ -273,11 +277,18 @@ impl Snapshot {
         let effective = with_overrides(inventory);
         // resources come sorted by (kind, host) from the store; order them by
         // location, then host
-        let mut live: Vec<&ResourceRow> = effective
-            .iter()
-            .map(|r| r.as_ref())
-            .filter(|r| is_live(r, now, ttl_millis))
-            .collect();
+        let (mut stale_gateways, mut stale_bridges) = (0, 0);
+        let mut live: Vec<&ResourceRow> = Vec::with_capacity(effective.len());
+        for r in effective.iter().map(|r| r.as_ref()) {
+            if is_live(r, now, ttl_millis) {
+                live.push(r);
+            } else if r.healthy && r.expires() {
+                match r.kind {
+                    ResourceKind::Gateway => stale_gateways += 1,
+                    ResourceKind::Bridge => stale_bridges += 1,
+                }
+            }
+        }
         live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));
         for r in live {
             if r.expires() {
@@ -368,10 +379,17 @@ impl Snapshot {
             eip_service: service,
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
+            stale_gateways,
+            stale_bridges,
             gateway_responses: RwLock::default(),
             bridge_responses: RwLock::default(),
             invites: invites::index(&inventory.invites),
         }
+    }
+
+    /// The labels of every location.
+    pub fn location_labels(&self) -> impl Iterator<Item = &str> {
+        self.labels.values().map(String::as_str)
     }
 
     /// The label of the location called `name`, ignoring case.

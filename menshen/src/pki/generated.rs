@@ -78,11 +78,25 @@ pub fn ensure(data_dir: &Path, now: OffsetDateTime) -> anyhow::Result<bool> {
 }
 
 fn write_ca(dir: &Path, now: OffsetDateTime) -> anyhow::Result<()> {
+    let ca = new_ca("menshen trial CA (not for production)", now)?;
+    write_new(&dir.join(KEY_FILE), ca.key_pem.as_bytes(), 0o600)?;
+    write_new(&dir.join(CERT_FILE), ca.cert_pem.as_bytes(), 0o644)
+}
+
+/// A new self-signed CA, in PEM.
+pub struct NewCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Makes a CA named `common_name`, valid from an hour before `now` for
+/// ten years, that may sign end-entity certificates only (path length 0).
+pub fn new_ca(common_name: &str, now: OffsetDateTime) -> anyhow::Result<NewCa> {
     // ECDSA P-256: verifiable by every OpenVPN build in use, and fast.
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating a CA key")?;
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "menshen trial CA (not for production)");
+    name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -94,8 +108,10 @@ fn write_ca(dir: &Path, now: OffsetDateTime) -> anyhow::Result<()> {
     params.not_after = now + LIFETIME;
     params.serial_number = Some(random_serial().context("drawing a serial number")?);
     let cert = params.self_signed(&key).context("signing the CA")?;
-    write_new(&dir.join(KEY_FILE), key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&dir.join(CERT_FILE), cert.pem().as_bytes(), 0o644)
+    Ok(NewCa {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -108,8 +124,8 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Creates `path` with `bytes`, readable as `mode` says.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+/// Creates `path` with `bytes`, readable as `mode` says; fails if it exists.
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -11,6 +11,7 @@
 //! first start (see [`generated`]): for trying menshen out only.
 
 pub mod generated;
+pub mod init;
 pub mod material;
 pub mod pool;
 

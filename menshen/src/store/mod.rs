@@ -28,6 +28,12 @@ use crate::config::file::ProviderFile;
 /// The Postgres channel on which writers announce inventory changes.
 const CHANGE_CHANNEL: &str = "menshen_inventory";
 
+/// How long [`Store::check_health`] waits for an answer.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often [`Store::check_health`] asks, by default.
+pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runs `$body` with `$pool` bound to whichever pool the store has. The body
 /// is compiled once per engine, so the same query text serves both.
 macro_rules! with_pool {
@@ -75,10 +81,12 @@ macro_rules! audit {
 
 mod admin;
 mod agents;
+mod health;
 mod invites;
 
 pub use admin::{AdminError, AuditEntry, AuditRow};
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
+pub use health::StoreHealth;
 pub use invites::{InviteRow, InviteSelection, NewInvite};
 
 #[derive(Clone)]
@@ -92,6 +100,7 @@ enum Db {
 pub struct Store {
     db: Db,
     changes: Arc<watch::Sender<u64>>,
+    health: Arc<StoreHealth>,
 }
 
 /// Which engine a database URL selects, with secrets kept out of `Debug`.
@@ -260,6 +269,7 @@ impl Store {
         Ok(Store {
             db,
             changes: Arc::new(changes),
+            health: Arc::default(),
         })
     }
 
@@ -267,6 +277,31 @@ impl Store {
         match self.db {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the store answers, as its last round trips found.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Checks every `interval` that the store answers (within
+    /// [`PING_TIMEOUT`]) and notes it in [`Store::health`], until
+    /// `shutdown` fires. Inventory reads and the change listener note their
+    /// outcomes too; this covers quiet times.
+    pub async fn check_health(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if sleep_or_shutdown(interval, &mut shutdown).await {
+                return;
+            }
+            match tokio::time::timeout(PING_TIMEOUT, self.ping()).await {
+                Ok(Ok(())) => self.health.succeeded(),
+                Ok(Err(err)) => self.health.failed(&format_args!("{err:#}")),
+                Err(_) => self.health.failed(&format_args!(
+                    "no answer within {} s",
+                    PING_TIMEOUT.as_secs()
+                )),
+            }
         }
     }
 
@@ -292,6 +327,7 @@ impl Store {
             let mut listener = match PgListener::connect_with(pool).await {
                 Ok(listener) => listener,
                 Err(err) => {
+                    self.health.failed(&err);
                     tracing::warn!(error = %err, "cannot listen for inventory changes; retrying");
                     if sleep_or_shutdown(Duration::from_secs(2), &mut shutdown).await {
                         return;
@@ -300,12 +336,14 @@ impl Store {
                 }
             };
             if let Err(err) = listener.listen(CHANGE_CHANNEL).await {
+                self.health.failed(&err);
                 tracing::warn!(error = %err, "LISTEN failed; retrying");
                 if sleep_or_shutdown(Duration::from_secs(2), &mut shutdown).await {
                     return;
                 }
                 continue;
             }
+            self.health.succeeded();
             // Changes made before LISTEN took effect are caught by this reload.
             self.announce_local_change();
             loop {
@@ -318,6 +356,7 @@ impl Store {
                             self.announce_local_change();
                         }
                         Err(err) => {
+                            self.health.failed(&err);
                             tracing::warn!(error = %err, "inventory listener failed; reconnecting");
                             break;
                         }
@@ -335,8 +374,18 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the whole inventory.
+    /// Reads the whole inventory, noting in [`Store::health`] whether the
+    /// store answered.
     pub async fn load_inventory(&self) -> anyhow::Result<Inventory> {
+        let loaded = self.read_inventory().await;
+        match &loaded {
+            Ok(_) => self.health.succeeded(),
+            Err(err) => self.health.failed(&format_args!("{err:#}")),
+        }
+        loaded
+    }
+
+    async fn read_inventory(&self) -> anyhow::Result<Inventory> {
         with_pool!(&self.db, |pool| {
             // One read transaction so that the parts agree with each other.
             let mut tx = pool.begin().await?;

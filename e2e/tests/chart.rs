@@ -1,0 +1,776 @@
+//! The backend Helm chart, `charts/menshen`: it lints, what it renders is
+//! valid Kubernetes, its schema refuses typos, the provider file it renders
+//! is one menshen accepts (and serves the same as `examples/menshen.toml`),
+//! its alerts pass promtool and their unit tests, and every metric its
+//! alerts and dashboard query is one menshen exports.
+//!
+//! The tools: `helm` (`MENSHEN_HELM`), `kubernetes-validate`
+//! (`MENSHEN_KUBERNETES_VALIDATE`) and `promtool` (`MENSHEN_PROMTOOL`), else
+//! found on PATH. A missing tool skips the test with a note, unless
+//! `MENSHEN_TEST_REQUIRE_TOOLS=1` (as in CI), which makes it a failure.
+//! No cluster is needed: everything runs offline.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use menshen_e2e::{Menshen, binary};
+use serde_json::Value;
+
+/// The release name and namespace the tests render with; the alerts' unit
+/// tests (`charts/menshen/tests/rules-test.yaml`) expect these.
+const RELEASE: &str = "menshen";
+const NAMESPACE: &str = "vpn";
+
+/// The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion),
+/// and kubernetes-validate's newest (its default).
+const KUBERNETES_VERSIONS: &[Option<&str>] = &[Some("1.27.0"), None];
+
+/// Kinds that no Kubernetes schema describes (custom resources), which the
+/// chart may render; kubernetes-validate passes them over with a warning.
+const CUSTOM_KINDS: &[&str] = &[
+    "IngressRoute",
+    "Certificate",
+    "Cluster",
+    "ServiceMonitor",
+    "PrometheusRule",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/menshen")
+}
+
+fn tools_required() -> bool {
+    std::env::var("MENSHEN_TEST_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
+/// The tool named by `env`, else `name` on PATH; `None` (with a note) when
+/// it is missing and not required.
+fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    let found = match std::env::var_os(env).filter(|v| !v.is_empty()) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "{env}={} does not exist", path.display());
+            Some(path)
+        }
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        }),
+    };
+    if found.is_none() {
+        if tools_required() {
+            panic!(
+                "{name} is required (MENSHEN_TEST_REQUIRE_TOOLS=1) but missing: set {env} or put it on PATH"
+            );
+        }
+        eprintln!("note: {name} not found (set {env} or put it on PATH); skipping this test");
+    }
+    found
+}
+
+fn helm() -> Option<PathBuf> {
+    tool("MENSHEN_HELM", "helm")
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The values files operators start from, and the podman test's: every
+/// `examples/*.yaml` and `ci/*.yaml` of the chart.
+fn values_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["examples", "ci"] {
+        let dir = chart().join(dir);
+        for entry in std::fs::read_dir(&dir).expect("values folder") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 5, "values files: {files:?}");
+    files
+}
+
+/// `None` (the chart's defaults), then each values file.
+fn every_values() -> Vec<Option<PathBuf>> {
+    std::iter::once(None)
+        .chain(values_files().into_iter().map(Some))
+        .collect()
+}
+
+fn describe(values: &Option<PathBuf>) -> String {
+    match values {
+        Some(p) => p.strip_prefix(chart()).unwrap_or(p).display().to_string(),
+        None => "default values".into(),
+    }
+}
+
+/// `helm template` of the chart; `Err` with helm's message when it refuses.
+fn template(helm: &Path, values: &[&Path], args: &[&str]) -> Result<String, String> {
+    let mut command = Command::new(helm);
+    command
+        .args(["template", RELEASE])
+        .arg(chart())
+        .args(["--namespace", NAMESPACE]);
+    for v in values {
+        command.arg("--values").arg(v);
+    }
+    command.args(args);
+    let output = run(&mut command);
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).expect("utf-8"))
+    } else {
+        Err(text(&output))
+    }
+}
+
+fn render(helm: &Path, values: &Option<PathBuf>, args: &[&str]) -> String {
+    let files: Vec<&Path> = values.iter().map(PathBuf::as_path).collect();
+    template(helm, &files, args)
+        .unwrap_or_else(|e| panic!("helm template with {}: {e}", describe(values)))
+}
+
+/// The documents of a `helm template` stream.
+fn documents(manifests: &str) -> Vec<&str> {
+    manifests
+        .split("\n---\n")
+        .map(str::trim)
+        .filter(|d| d.lines().any(|l| l.starts_with("kind: ")))
+        .collect()
+}
+
+fn kind_of(doc: &str) -> &str {
+    doc.lines()
+        .find_map(|l| l.strip_prefix("kind: "))
+        .expect("kind")
+        .trim()
+}
+
+/// The block scalar that follows the line `header` (e.g. `  menshen.toml: |`),
+/// without its indentation.
+fn block_after(doc: &str, header: &str) -> Option<String> {
+    let mut lines = doc.lines().skip_while(|l| l.trim_end() != header);
+    lines.next()?;
+    let indent = header.len() - header.trim_start().len() + 2;
+    let mut out = String::new();
+    for line in lines {
+        if !line.trim().is_empty() && line.len() - line.trim_start().len() < indent {
+            break;
+        }
+        out.push_str(line.get(indent..).unwrap_or(""));
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Everything under the top-level `spec:` key, unindented by two.
+fn spec_of(doc: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        if inside {
+            if !line.is_empty() && !line.starts_with(' ') {
+                break;
+            }
+            out.push_str(line.get(2..).unwrap_or(""));
+            out.push('\n');
+        } else if line == "spec:" {
+            inside = true;
+        }
+    }
+    out
+}
+
+/// The provider file of a render (the chart's ConfigMap), if it renders one.
+fn provider_file(manifests: &str) -> Option<String> {
+    documents(manifests)
+        .into_iter()
+        .filter(|d| kind_of(d) == "ConfigMap")
+        .find_map(|d| block_after(d, "  menshen.toml: |"))
+}
+
+fn only<'a>(manifests: &'a str, kind: &str) -> &'a str {
+    let docs: Vec<&str> = documents(manifests)
+        .into_iter()
+        .filter(|d| kind_of(d) == kind)
+        .collect();
+    assert_eq!(docs.len(), 1, "one {kind} expected in:\n{manifests}");
+    docs[0]
+}
+
+const MONITORING: &[&str] = &[
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
+    "--set",
+    "serviceMonitor.enabled=true",
+];
+
+#[test]
+fn helm_lint_strict_passes_with_default_and_example_values() {
+    let Some(helm) = helm() else { return };
+    for values in every_values() {
+        let mut command = Command::new(&helm);
+        command.args(["lint", "--strict"]).arg(chart());
+        if let Some(v) = &values {
+            command.arg("--values").arg(v);
+        }
+        let output = run(&mut command);
+        assert!(
+            output.status.success(),
+            "helm lint --strict with {}:\n{}",
+            describe(&values),
+            text(&output)
+        );
+    }
+}
+
+#[test]
+fn rendered_manifests_are_valid_kubernetes() {
+    let Some(helm) = helm() else { return };
+    let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for values in every_values() {
+        // Everything optional on as well, so that every template is checked.
+        for extra in [&[][..], MONITORING] {
+            let manifests = render(&helm, &values, extra);
+            let docs = documents(&manifests);
+            let custom = docs
+                .iter()
+                .filter(|d| CUSTOM_KINDS.contains(&kind_of(d)))
+                .count();
+            let core = docs.len() - custom;
+            let file = dir.path().join("manifests.yaml");
+            std::fs::write(&file, &manifests).unwrap();
+            for version in KUBERNETES_VERSIONS {
+                let mut command = Command::new(&validate);
+                command.arg("--strict");
+                if let Some(v) = version {
+                    command.args(["--kubernetes-version", v]);
+                }
+                let output = run(command.arg(&file));
+                let out = text(&output);
+                let what = format!(
+                    "{} {extra:?}, Kubernetes {}",
+                    describe(&values),
+                    version.unwrap_or("latest")
+                );
+                assert!(output.status.success(), "{what}:\n{out}");
+                // Every core object was checked against a schema; only the
+                // custom resources were passed over.
+                let passed = out
+                    .lines()
+                    .filter(|l| l.contains(" passed for resource "))
+                    .count();
+                assert_eq!(passed, core, "{what}: objects checked\n{out}");
+                for line in out.lines().filter(|l| l.starts_with("WARN")) {
+                    assert!(
+                        CUSTOM_KINDS
+                            .iter()
+                            .any(|k| line.contains(&format!("for kind {k} with"))),
+                        "{what}: unexpected warning {line}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_schema_refuses_typos_wrong_types_and_sqlite_with_several_replicas() {
+    let Some(helm) = helm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let refused = [
+        ("replicaCunt: 2", "replicaCunt"),
+        ("replicaCount: two", "replicaCount"),
+        ("database:\n  externl:\n    existingSecret: db", "externl"),
+        ("database:\n  type: mysql", "type"),
+        ("config:\n  provider:\n    domian: example.org", "domian"),
+        (
+            "config:\n  gateway:\n    - {host: gw1, location: paris, port: \"1194\", transport: udp}",
+            "port",
+        ),
+        (
+            "config:\n  service:\n    openvpn_configuration:\n      rcvbuf: 0",
+            "rcvbuf",
+        ),
+        ("menshen:\n  clientKeyType: rsa4096", "clientKeyType"),
+        ("menshen:\n  resourceTtl: soon", "resourceTtl"),
+        ("ingressRoute:\n  tls:\n    certManger: {}", "certManger"),
+        ("serviceMonitor:\n  enable: true", "enable"),
+        (
+            "prometheusRule:\n  disabled:\n    MenshenDwn: true",
+            "MenshenDwn",
+        ),
+        ("replicaCount: 2\ndatabase:\n  type: sqlite", "replicaCount"),
+        ("pki:\n  existingSecret: \"\"", "existingSecret"),
+        (
+            "ingress:\n  enabled: true\ningressRoute:\n  enabled: true",
+            "/ingress/enabled",
+        ),
+    ];
+    for (i, (yaml, key)) in refused.iter().enumerate() {
+        let file = dir.path().join(format!("bad-{i}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        match template(&helm, &[&file], &[]) {
+            Ok(_) => panic!("accepted:\n{yaml}"),
+            Err(message) => {
+                assert!(
+                    message.contains("values don't meet the specifications of the schema"),
+                    "{yaml}\nrefused, but not by the schema:\n{message}"
+                );
+                assert!(
+                    message.contains(key),
+                    "{yaml}\nmessage names {key}:\n{message}"
+                );
+            }
+        }
+    }
+    // The same values, right, are accepted.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "replicaCount: 1\ndatabase:\n  type: sqlite\nconfig:\n  gateway:\n    - {host: gw1, location: paris, port: 1194, transport: udp}\n",
+    )
+    .unwrap();
+    template(&helm, &[&good], &[]).expect("valid values");
+}
+
+#[test]
+fn rendered_provider_files_are_accepted_by_menshen_check_config() {
+    let Some(helm) = helm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for values in every_values() {
+        let manifests = render(&helm, &values, &[]);
+        let Some(toml) = provider_file(&manifests) else {
+            // examples/ingress.yaml names a ConfigMap of the operator's.
+            assert!(
+                manifests.contains("name: menshen-provider"),
+                "{}: no provider file rendered",
+                describe(&values)
+            );
+            continue;
+        };
+        let file = dir.path().join("menshen.toml");
+        std::fs::write(&file, &toml).unwrap();
+        let output = run(Command::new(binary("menshen"))
+            .arg("check-config")
+            .arg(&file)
+            .env_remove("MENSHEN_DATABASE_URL"));
+        assert!(
+            output.status.success(),
+            "{}: menshen check-config refused\n{toml}\n{}",
+            describe(&values),
+            text(&output)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "provider files checked: {checked}");
+
+    // config.toml is used verbatim.
+    let example = repo().join("examples/menshen.toml");
+    let set_file = format!("config.toml={}", example.display());
+    let manifests = render(&helm, &None, &["--set-file", &set_file]);
+    assert_eq!(
+        provider_file(&manifests).expect("provider file").trim_end(),
+        std::fs::read_to_string(&example).unwrap().trim_end()
+    );
+}
+
+async fn get(url: &str) -> Value {
+    let response = reqwest::get(url).await.expect("request");
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.expect("json")
+}
+
+/// What clients are told by a menshen serving `config`, with what differs
+/// between two menshens by design (each generates its own CA) left out.
+async fn served(config: &Path) -> Value {
+    let menshen = Menshen::start(&["--config", config.to_str().unwrap()]);
+    let mut provider = get(&format!("{}/provider.json", menshen.url)).await;
+    provider
+        .as_object_mut()
+        .unwrap()
+        .remove("ca_cert_fingerprint");
+    let mut lists = Vec::new();
+    for list in ["gateways", "bridges"] {
+        let mut items = get(&format!("{}/api/5/{list}", menshen.url)).await;
+        items
+            .as_array_mut()
+            .unwrap()
+            .sort_by_key(|g| g["host"].as_str().unwrap_or_default().to_owned());
+        lists.push(items);
+    }
+    serde_json::json!({
+        "provider": provider,
+        "service": get(&format!("{}/api/5/service", menshen.url)).await,
+        "gateways": lists[0],
+        "bridges": lists[1],
+    })
+}
+
+#[tokio::test]
+async fn the_provider_values_tree_serves_the_same_as_examples_menshen_toml() {
+    let Some(helm) = helm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // examples/postgres-external.yaml holds examples/menshen.toml as values
+    // (but for the API's address: behind Traefik on 443, not 4430).
+    let values = Some(chart().join("examples/postgres-external.yaml"));
+    let rendered = dir.path().join("rendered.toml");
+    let manifests = render(
+        &helm,
+        &values,
+        &[
+            "--set",
+            "config.provider.api_uri=https://api.example.org:4430",
+        ],
+    );
+    std::fs::write(&rendered, provider_file(&manifests).expect("provider file")).unwrap();
+    let from_values = served(&rendered).await;
+    let from_example = served(&repo().join("examples/menshen.toml")).await;
+    assert_eq!(from_values, from_example);
+    assert_eq!(from_values["gateways"].as_array().unwrap().len(), 4);
+
+    // Strings TOML must escape, keys it must quote, whole and fractional
+    // numbers, booleans and lists arrive as written.
+    let tricky = dir.path().join("tricky.yaml");
+    std::fs::write(
+        &tricky,
+        r#"
+config:
+  provider:
+    name:
+      en: "Exämple \"VPN\" \\ # [not a table] = 'x'"
+      pt-BR: "Exemplo\nVPN\ttab"
+      "zh.Hant": 範例
+    stun_servers: ["stun.example.org:3478"]
+  locations:
+    "saint-denis.re":
+      display_name: "Saint-Denis, Réunion"
+      country_code: RE
+      lat: -20.88
+      lon: 55
+      timezone: 4
+  gateway:
+    - host: gw1.example.org
+      ip_addr: 192.0.2.1
+      location: "saint-denis.re"
+      port: 1194
+      transport: udp
+      load: 0.25
+      experimental: false
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("tricky.toml");
+    std::fs::write(
+        &file,
+        provider_file(&render(&helm, &Some(tricky), &[])).expect("provider file"),
+    )
+    .unwrap();
+    let served = served(&file).await;
+    let name = &served["provider"]["name"];
+    assert_eq!(name["en"], "Exämple \"VPN\" \\ # [not a table] = 'x'");
+    assert_eq!(name["pt-BR"], "Exemplo\nVPN\ttab");
+    assert_eq!(name["zh.Hant"], "範例");
+    assert_eq!(
+        served["provider"]["stun_servers"][0],
+        "stun.example.org:3478"
+    );
+    let location = &served["service"]["locations"]["saint-denis.re"];
+    assert_eq!(location["display_name"], "Saint-Denis, Réunion", "{served}");
+    assert_eq!(location["lat"], "-20.88");
+    assert_eq!(location["lon"], "55");
+    assert_eq!(served["gateways"][0]["port"], 1194);
+    assert_eq!(served["gateways"][0]["location"], "saint-denis.re");
+}
+
+#[test]
+fn alerts_pass_promtool_and_their_unit_tests() {
+    let Some(helm) = helm() else { return };
+    let Some(promtool) = tool("MENSHEN_PROMTOOL", "promtool") else {
+        return;
+    };
+    let manifests = render(&helm, &None, &["--set", "prometheusRule.enabled=true"]);
+    let rules = spec_of(only(&manifests, "PrometheusRule"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), &rules).unwrap();
+    let tests = std::fs::read_to_string(chart().join("tests/rules-test.yaml")).unwrap();
+    std::fs::write(dir.path().join("rules-test.yaml"), &tests).unwrap();
+
+    let output = run(Command::new(&promtool)
+        .args(["check", "rules", "rules.yaml"])
+        .current_dir(dir.path()));
+    assert!(output.status.success(), "{}\n{rules}", text(&output));
+    let output = run(Command::new(&promtool)
+        .args(["test", "rules", "rules-test.yaml"])
+        .current_dir(dir.path()));
+    assert!(output.status.success(), "{}", text(&output));
+
+    // Each alert has a unit test, and can be switched off by name.
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 8, "{rules}");
+    let schema = std::fs::read_to_string(chart().join("values.schema.json")).unwrap();
+    for alert in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "no unit test for {alert}"
+        );
+        assert!(
+            schema.contains(&format!("\"{alert}\"")),
+            "prometheusRule.disabled lacks {alert}"
+        );
+        let one_off = format!("prometheusRule.disabled.{alert}=true");
+        let without = render(
+            &helm,
+            &None,
+            &["--set", "prometheusRule.enabled=true", "--set", &one_off],
+        );
+        assert!(!without.contains(&format!("- alert: {alert}\n")));
+    }
+}
+
+/// The `menshen_*` names in a PromQL expression.
+fn metric_names(expr: &str, into: &mut BTreeSet<String>) {
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("menshen_") {
+        let start = i + at;
+        let preceded = start > 0 && {
+            let b = bytes[start - 1];
+            b.is_ascii_alphanumeric() || b == b'_' || b == b'"'
+        };
+        let end = expr[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(expr.len(), |n| start + n);
+        if !preceded {
+            into.insert(expr[start..end].to_owned());
+        }
+        i = end;
+    }
+}
+
+/// Every string under a key named `expr` or `query` in the dashboard.
+fn dashboard_queries(value: &Value, into: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr" | "query" | "definition", Value::String(s)) => into.push(s.clone()),
+                    _ => dashboard_queries(v, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| dashboard_queries(v, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn metrics_queried_by_rules_and_dashboard_exist() {
+    let Some(helm) = helm() else { return };
+    let manifests = render(&helm, &None, MONITORING);
+
+    let mut wanted = BTreeSet::new();
+    let rules = spec_of(only(&manifests, "PrometheusRule"));
+    for line in rules.lines() {
+        if let Some(expr) = line.trim().strip_prefix("expr: ") {
+            metric_names(expr, &mut wanted);
+        }
+    }
+    let dashboard_map = documents(&manifests)
+        .into_iter()
+        .filter(|d| kind_of(d) == "ConfigMap")
+        .find(|d| d.contains("grafana_dashboard: \"1\""))
+        .expect("dashboard ConfigMap");
+    let dashboard: Value =
+        serde_json::from_str(&block_after(dashboard_map, "  menshen.json: |").expect("json"))
+            .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard, &mut queries);
+    assert!(queries.len() > 10, "{queries:?}");
+    for q in &queries {
+        metric_names(q, &mut wanted);
+    }
+    assert!(wanted.len() >= 8, "{wanted:?}");
+
+    // A real menshen, after a few requests (label sets of request metrics
+    // exist once requests were made).
+    let example = repo().join("examples/menshen.toml");
+    let menshen = Menshen::start(&["--config", example.to_str().unwrap()]);
+    for path in ["/provider.json", "/readyz", "/api/5/gateways"] {
+        reqwest::get(format!("{}{path}", menshen.url))
+            .await
+            .expect("request");
+    }
+    let exposition = reqwest::get(format!("{}/metrics", menshen.metrics_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap();
+    let exported: BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|name| !exported.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the chart's alerts or dashboard query metrics menshen does not export \
+         (charts/menshen/METRICS.md says what each must be): {missing:?}\nexported: {exported:?}"
+    );
+}
+
+#[test]
+fn the_deployment_keeps_replicas_serving_and_runs_locked_down() {
+    let Some(helm) = helm() else { return };
+    let manifests = render(&helm, &None, &[]);
+    let deployment = only(&manifests, "Deployment");
+    for expected in [
+        "replicas: 2",
+        "type: RollingUpdate",
+        "maxUnavailable: 0",
+        "runAsNonRoot: true",
+        "runAsUser: 65532",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        "- ALL",
+        "type: RuntimeDefault",
+        "automountServiceAccountToken: false",
+        "path: /healthz",
+        "path: /readyz",
+        "secretName: menshen-pki",
+        "value: /etc/menshen/pki/signing.key",
+        "value: /etc/menshen/pki/provider-ca.crt",
+        "secretKeyRef:",
+        "topologyKey: kubernetes.io/hostname",
+    ] {
+        assert!(
+            deployment.contains(expected),
+            "{expected} missing:\n{deployment}"
+        );
+    }
+    assert!(manifests.contains("kind: PodDisruptionBudget"));
+    // The startup probe asks /healthz, readiness /readyz.
+    let startup = deployment.split("startupProbe:").nth(1).unwrap();
+    assert!(
+        startup
+            .trim_start()
+            .starts_with("httpGet:\n              path: /healthz")
+    );
+    let readiness = deployment.split("readinessProbe:").nth(1).unwrap();
+    assert!(
+        readiness
+            .trim_start()
+            .starts_with("httpGet:\n              path: /readyz")
+    );
+
+    // A changed provider file rolls the pods.
+    let checksum = |m: &str| {
+        m.lines()
+            .find(|l| l.trim_start().starts_with("checksum/config: "))
+            .expect("checksum/config")
+            .to_owned()
+    };
+    let changed = render(
+        &helm,
+        &None,
+        &["--set", "config.provider.name.en=Another VPN"],
+    );
+    assert_ne!(checksum(&manifests), checksum(&changed));
+    assert_eq!(checksum(&manifests), checksum(&render(&helm, &None, &[])));
+
+    // With SQLite: one pod owns the file, so updates recreate.
+    let sqlite = render(&helm, &Some(chart().join("examples/sqlite.yaml")), &[]);
+    let deployment = only(&sqlite, "Deployment");
+    assert!(deployment.contains("type: Recreate"), "{deployment}");
+    assert!(deployment.contains("claimName: menshen-data"));
+    assert!(!deployment.contains("MENSHEN_DATABASE_URL"));
+    assert!(!sqlite.contains("kind: PodDisruptionBudget"));
+
+    // Test harnesses' switch: the same keys from ConfigMaps.
+    let podman = render(&helm, &Some(chart().join("ci/podman-values.yaml")), &[]);
+    let deployment = only(&podman, "Deployment");
+    assert!(!deployment.contains("secret"), "{deployment}");
+    assert!(deployment.contains("configMapKeyRef:"));
+
+    // helm test asks the Service for /provider.json and /readyz.
+    let test_pod = only(&manifests, "Pod");
+    assert!(test_pod.contains("helm.sh/hook: test"));
+    // ... and is not taken for a replica by the Service or the budget.
+    assert!(!test_pod.contains("app.kubernetes.io/name: menshen\n"));
+    for path in ["/provider.json", "/readyz"] {
+        assert!(
+            test_pod.contains(&format!("\"http://menshen.vpn.svc:8443{path}\"")),
+            "{test_pod}"
+        );
+    }
+}
+
+#[test]
+fn traefik_route_carries_tls_and_menshen_trusts_the_proxies() {
+    let Some(helm) = helm() else { return };
+    let manifests = render(
+        &helm,
+        &Some(chart().join("examples/postgres-external.yaml")),
+        &[],
+    );
+    let route = only(&manifests, "IngressRoute");
+    for expected in [
+        "apiVersion: traefik.io/v1alpha1",
+        "- websecure",
+        "match: Host(`api.example.org`)",
+        "name: menshen\n",
+        "port: http",
+        "secretName: menshen-tls",
+    ] {
+        assert!(route.contains(expected), "{expected} missing:\n{route}");
+    }
+    // Nothing in the route narrows TLS's ALPN (h2 stays on).
+    assert!(!route.contains("options:"), "{route}");
+    let certificate = only(&manifests, "Certificate");
+    assert!(certificate.contains("secretName: menshen-tls"));
+    assert!(certificate.contains("- \"api.example.org\""));
+    let deployment = only(&manifests, "Deployment");
+    assert!(
+        deployment.contains("name: MENSHEN_TRUSTED_PROXIES\n              value: \"10.42.0.0/16\""),
+        "{deployment}"
+    );
+    // The ServiceMonitor selects the Service, by its port name.
+    let monitor = only(&manifests, "ServiceMonitor");
+    assert!(monitor.contains("- port: metrics"));
+    assert!(only(&manifests, "Service").contains("name: metrics"));
+}

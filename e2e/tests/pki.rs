@@ -1,0 +1,259 @@
+//! `menshen pki init` with the real binary: the files it writes, and the
+//! Secret it prints, are what `menshen serve` takes; clients get the
+//! provider CA in `<ca>` (its fingerprint in `/provider.json`) and client
+//! certificates signed by the client CA. Independent checks with openssl.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use menshen_e2e::{Menshen, binary};
+
+const BACKEND_FILES: [&str; 4] = ["signing.key", "ca.crt", "ca.key", "provider-ca.crt"];
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml")
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(binary("menshen"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("menshen runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs (Debian package openssl)")
+}
+
+/// SHA-256 of a PEM certificate's DER, lowercase hex, as openssl computes it.
+fn fingerprint(cert: &Path) -> String {
+    let out = openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-fingerprint",
+        "-sha256",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    line.trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// `menshen serve` on the key material in `dir`; checks what clients get
+/// and that the signing key is the one used.
+async fn serve_and_check(dir: &Path, provider_ca: &Path) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let config = example_config();
+    let server = Menshen::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--signing-key-file",
+        &path("signing.key"),
+        "--ca-cert",
+        &path("ca.crt"),
+        "--ca-key",
+        &path("ca.key"),
+        "--provider-ca-cert",
+        provider_ca.to_str().unwrap(),
+    ]);
+    let provider: serde_json::Value = reqwest::get(format!("{}/provider.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        provider["ca_cert_fingerprint"].as_str().unwrap(),
+        fingerprint(provider_ca)
+    );
+
+    let answer = reqwest::get(format!("{}/api/5/openvpn/cert", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = |tag: &str| {
+        let start = answer.find(&format!("<{tag}>\n")).unwrap() + tag.len() + 3;
+        let end = answer.find(&format!("</{tag}>")).unwrap();
+        answer[start..end].to_owned()
+    };
+    assert_eq!(section("ca"), std::fs::read_to_string(provider_ca).unwrap());
+    let work = tempfile::tempdir().unwrap();
+    let cert = work.path().join("client.crt");
+    std::fs::write(&cert, section("cert")).unwrap();
+    let verify = |ca: &str| {
+        openssl(&["verify", "-CAfile", ca, cert.to_str().unwrap()])
+            .status
+            .success()
+    };
+    assert!(verify(&path("ca.crt")), "signed by the client CA");
+    assert!(
+        !verify(provider_ca.to_str().unwrap()),
+        "not by the provider CA"
+    );
+
+    // The signing key is the one in the files: a token the CLI mints from
+    // it is accepted.
+    let token = cli(&[
+        "admin",
+        "token",
+        "--subject",
+        "tester",
+        "--role",
+        "viewer",
+        "--signing-key-file",
+        &path("signing.key"),
+    ]);
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let status = reqwest::Client::new()
+        .get(format!("{}/admin/v1/gateways", server.url))
+        .bearer_auth(text(&token.stdout).trim())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn pki_init_writes_files_that_menshen_serves() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("pki");
+    let out = cli(&[
+        "pki",
+        "init",
+        "--out",
+        dir.to_str().unwrap(),
+        "--name",
+        "vpn.test",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "files only: {}", text(&out.stdout));
+    for name in BACKEND_FILES.iter().chain(&["provider-ca.key"]) {
+        let meta = std::fs::metadata(dir.join(name)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        let expected = if name.ends_with(".crt") { 0o644 } else { 0o600 };
+        assert_eq!(mode, expected, "{name}: {mode:o}");
+    }
+    let subject = openssl(&[
+        "x509",
+        "-in",
+        dir.join("provider-ca.crt").to_str().unwrap(),
+        "-noout",
+        "-subject",
+    ]);
+    assert!(
+        text(&subject.stdout).contains("vpn.test provider CA"),
+        "{}",
+        text(&subject.stdout)
+    );
+
+    // Once made, never replaced by accident.
+    let before = std::fs::read(dir.join("ca.key")).unwrap();
+    let again = cli(&["pki", "init", "--out", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("--force"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("ca.key")).unwrap(), before);
+
+    serve_and_check(&dir, &dir.join("provider-ca.crt")).await;
+
+    let forced = cli(&["pki", "init", "--out", dir.to_str().unwrap(), "--force"]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_ne!(std::fs::read(dir.join("ca.key")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn pki_init_prints_the_secret_the_chart_mounts() {
+    let work = tempfile::tempdir().unwrap();
+    let offline = work.path().join("provider-ca");
+    let out = cli(&[
+        "pki",
+        "init",
+        "--secret",
+        "menshen-pki",
+        "--namespace",
+        "vpn",
+        "--out",
+        offline.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Only the provider CA goes to the folder; its key stays out of the
+    // Secret.
+    let mut written: Vec<String> = std::fs::read_dir(&offline)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["provider-ca.crt", "provider-ca.key"]);
+
+    let manifest: serde_norway::Value = serde_norway::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not YAML ({e}):\n{}", text(&out.stdout)));
+    assert_eq!(manifest["apiVersion"], "v1");
+    assert_eq!(manifest["kind"], "Secret");
+    assert_eq!(manifest["type"], "Opaque");
+    assert_eq!(manifest["metadata"]["name"], "menshen-pki");
+    assert_eq!(manifest["metadata"]["namespace"], "vpn");
+    let data = manifest["data"].as_mapping().expect("data");
+    let mut keys: Vec<&str> = data.keys().map(|k| k.as_str().unwrap()).collect();
+    keys.sort();
+    let mut expected = BACKEND_FILES.to_vec();
+    expected.sort();
+    assert_eq!(keys, expected);
+
+    // The Secret's files, as the chart mounts them, are what menshen serves.
+    let mounted = work.path().join("mounted");
+    std::fs::create_dir(&mounted).unwrap();
+    for key in BACKEND_FILES {
+        let encoded = data[key].as_str().expect("a string");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap_or_else(|e| panic!("{key} is not base64: {e}"));
+        std::fs::write(mounted.join(key), bytes).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(mounted.join("provider-ca.crt")).unwrap(),
+        std::fs::read(offline.join("provider-ca.crt")).unwrap()
+    );
+    let signing = std::fs::read_to_string(mounted.join("signing.key")).unwrap();
+    let key_bytes = base64::engine::general_purpose::STANDARD
+        .decode(signing.trim())
+        .unwrap();
+    assert_eq!(key_bytes.len(), 32);
+    serve_and_check(&mounted, &mounted.join("provider-ca.crt")).await;
+
+    // Names Kubernetes would refuse are refused here, before anything is
+    // written.
+    let bad = work.path().join("bad");
+    let refused = cli(&[
+        "pki",
+        "init",
+        "--secret",
+        "Menshen_PKI",
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(!bad.exists());
+}

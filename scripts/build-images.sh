@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the menshen and menshen-agent images from binaries already built on
+# this host (menshen/Containerfile and agent/Containerfile, target
+# runtime-prebuilt), with buildah and without any registry:
+#
+#   cargo build --release -p menshen -p menshen-agent
+#   scripts/build-images.sh [--profile release|debug] [--tag TAG]
+#
+# Makes localhost/menshen:TAG and localhost/menshen-agent:TAG (TAG: the
+# workspace version). The Containerfiles' build stage needs a Debian image;
+# where no registry is reachable, one is made here once with debootstrap
+# (minbase, bookworm, apt caches and docs removed), kept as a tarball in
+# ${CARGO_TARGET_DIR:-target}/images/ and as the image
+# localhost/menshen-base:bookworm, and passed as BASE_IMAGE. With
+# MENSHEN_BASE_IMAGE=docker.io/library/debian:bookworm-slim (or any
+# bookworm image) the base is pulled instead.
+#
+# Binaries go in without their debug information (objcopy --strip-debug;
+# symbols stay, so backtraces name functions): the release profile's line
+# tables alone are about 100 MB of menshen's 134. MENSHEN_IMAGE_KEEP_DEBUG=1
+# keeps it.
+#
+# Environment: MENSHEN_IMAGE_PREFIX (default localhost), MENSHEN_BASE_IMAGE,
+# MENSHEN_DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# MENSHEN_IMAGE_SOURCE (org.opencontainers.image.source; default the git
+# remote `origin`), and what buildah reads (STORAGE_DRIVER,
+# CONTAINERS_STORAGE_CONF, ...). Needs: buildah; debootstrap for the local
+# base. Run as root (debootstrap, and buildah's chroot isolation here).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+case $target in /*) ;; *) target=$root/$target ;; esac
+images=$target/images
+
+profile=release
+tag=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --profile) profile=$2; shift 2 ;;
+        --tag) tag=$2; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$root/Cargo.toml")
+tag=${tag:-$version}
+prefix=${MENSHEN_IMAGE_PREFIX:-localhost}
+bin_dir=$target/$profile
+source_url=${MENSHEN_IMAGE_SOURCE:-$(git -C "$root" config --get remote.origin.url 2>/dev/null || true)}
+
+command -v buildah >/dev/null || { echo "missing: buildah (apt-get install buildah)" >&2; exit 1; }
+command -v objcopy >/dev/null || { echo "missing: objcopy (apt-get install binutils)" >&2; exit 1; }
+for b in menshen menshen-agent; do
+    [ -x "$bin_dir/$b" ] || {
+        echo "missing: $bin_dir/$b (cargo build$([ "$profile" = release ] && echo ' --release') -p menshen -p menshen-agent)" >&2
+        exit 1
+    }
+done
+mkdir -p "$images"
+
+image_exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }
+
+# The local Debian base, made once.
+base=${MENSHEN_BASE_IMAGE:-}
+pull=(--pull)
+if [ -z "$base" ]; then
+    base=localhost/menshen-base:bookworm
+    pull=(--pull=never)
+    tarball=$images/menshen-base-bookworm.tar
+    if ! image_exists "$base"; then
+        if [ ! -s "$tarball" ]; then
+            command -v debootstrap >/dev/null || { echo "missing: debootstrap (apt-get install debootstrap)" >&2; exit 1; }
+            dir=$(mktemp -d "$images/base-rootfs.XXXXXX")
+            trap 'rm -rf "$dir"' EXIT
+            echo "making $base with debootstrap (once; kept in $tarball)" >&2
+            debootstrap --variant=minbase --include=ca-certificates bookworm "$dir" \
+                "${MENSHEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$images/debootstrap.log" 2>&1 || {
+                tail -n 20 "$images/debootstrap.log" >&2
+                exit 1
+            }
+            # It only assembles the runtime's root: no package caches, lists,
+            # documentation or logs needed.
+            rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/var/log/* \
+                "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+                "$dir"/usr/share/locale/* "$dir"/var/cache/debconf/*-old
+            tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
+            mv "$tarball.tmp" "$tarball"
+            rm -rf "$dir"
+            trap - EXIT
+        fi
+        ctr=$(buildah from scratch)
+        buildah add --quiet "$ctr" "$tarball" / >/dev/null
+        buildah config --cmd /bin/bash --label org.opencontainers.image.title=menshen-base \
+            --label org.opencontainers.image.description="Debian bookworm minbase, made with debootstrap" "$ctr"
+        buildah commit --quiet --rm "$ctr" "$base" >/dev/null
+    fi
+fi
+
+# One context folder per image, holding just its binary.
+build() { # NAME CONTAINERFILE
+    local name=$1 containerfile=$2 ctx=$images/context-$1
+    rm -rf "$ctx"
+    mkdir -p "$ctx"
+    if [ "${MENSHEN_IMAGE_KEEP_DEBUG:-}" = 1 ]; then
+        cp "$bin_dir/$name" "$ctx/$name"
+    else
+        objcopy --strip-debug "$bin_dir/$name" "$ctx/$name"
+    fi
+    # The image this tag named before, removed below once nothing names it.
+    local previous
+    previous=$(buildah images --noheading --format '{{.ID}}' "$prefix/$name:$tag" 2>/dev/null || true)
+    buildah bud --quiet --isolation "${BUILDAH_ISOLATION:-chroot}" "${pull[@]}" \
+        --target runtime-prebuilt \
+        --build-arg BASE_IMAGE="$base" \
+        --build-arg VERSION="$version" \
+        --build-arg SOURCE="$source_url" \
+        -f "$containerfile" -t "$prefix/$name:$tag" "$ctx" >/dev/null
+    rm -rf "$ctx"
+    if [ -n "$previous" ] && [ -z "$(buildah images --noheading --format '{{.Name}}' --filter "id=$previous" 2>/dev/null | grep -v '<none>')" ]; then
+        buildah rmi "$previous" >/dev/null 2>&1 || true
+    fi
+    echo "$prefix/$name:$tag"
+}
+build menshen "$root/menshen/Containerfile"
+build menshen-agent "$root/agent/Containerfile"
+for n in menshen menshen-agent; do buildah images --format "{{.Name}}:{{.Tag}} {{.Size}}" "$prefix/$n:$tag" >&2; done

@@ -18,7 +18,6 @@ use crate::config::file::ProviderFile;
 use crate::config::import_v3::{self, ImportOptions};
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
-use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, KeyType, PkiSettings};
 use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
@@ -356,17 +355,15 @@ struct GeoArgs {
           default_value = "")]
     trusted_proxies: TrustedProxies,
 
-    /// Different random orderings kept per distinct request: more spreads
-    /// clients more evenly, fewer keeps more answers identical (and cached
-    /// by clients' ETags).
-    #[arg(long, env = "MENSHEN_ORDER_VARIANTS", default_value_t = DEFAULT_ORDER_VARIANTS as u16,
+    /// Deprecated, ignored: every request gets its own order now, and no
+    /// answers are kept. Accepted so that existing deployments still start.
+    #[arg(long, env = "MENSHEN_ORDER_VARIANTS", hide = true,
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    order_variants: u16,
+    order_variants: Option<u16>,
 
-    /// Most bytes of ready list responses kept in memory per snapshot (e.g.
-    /// 64MiB); beyond it answers are computed for each request.
-    #[arg(long, env = "MENSHEN_RESPONSE_CACHE", value_parser = parse_bytes, default_value = "64MiB")]
-    response_cache: usize,
+    /// Deprecated, ignored, like --order-variants.
+    #[arg(long, env = "MENSHEN_RESPONSE_CACHE", hide = true, value_parser = parse_bytes)]
+    response_cache: Option<usize>,
 
     /// Fixed seed for the random orderings (for tests and benchmarks).
     #[arg(long, env = "MENSHEN_ORDER_SEED", hide = true)]
@@ -558,6 +555,23 @@ fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    for (flag, given) in [
+        (
+            "--order-variants (MENSHEN_ORDER_VARIANTS)",
+            args.geo.order_variants.is_some(),
+        ),
+        (
+            "--response-cache (MENSHEN_RESPONSE_CACHE)",
+            args.geo.response_cache.is_some(),
+        ),
+    ] {
+        if given {
+            tracing::warn!(
+                "{flag} is deprecated and ignored: each request gets its own order, \
+                 assembled from ready bytes, and no answers are kept"
+            );
+        }
+    }
     let settings = Settings {
         engine: args.store.engine()?,
         data_dir: args.store.data_dir.clone(),
@@ -570,8 +584,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         geoip_db: args.geo.geoip_db,
         trusted_proxies: args.geo.trusted_proxies,
         order_seed: args.geo.order_seed,
-        order_variants: usize::from(args.geo.order_variants),
-        response_cache_bytes: args.geo.response_cache,
         oidc: args.oidc.settings(),
         public_status: args.public_status,
     };

@@ -74,8 +74,6 @@ pub async fn launch(
         ttl_millis: settings.resource_ttl.as_millis() as i64,
         ca_fingerprint: pki.ca_fingerprint().to_owned(),
         order_seed: settings.order_seed,
-        order_variants: settings.order_variants,
-        response_cache_bytes: settings.response_cache_bytes,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);

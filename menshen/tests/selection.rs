@@ -359,10 +359,9 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
     std::fs::write(&path, CROWDED).unwrap();
     let mut settings = backend.settings();
     settings.provider_file = Some(path);
-    // A fixed seed and many orderings: the counts below are the same on
-    // every run up to which of the 64 orderings each request draws.
+    // A fixed seed: every request draws its own order, and the counts below
+    // are the same on every run.
     settings.order_seed = Some(20261126);
-    settings.order_variants = 64;
     let server = TestServer::start_with(settings).await;
 
     let mut first: HashMap<String, u32> = HashMap::new();
@@ -391,6 +390,6 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
         "light first {light} times, heavy {heavy}"
     );
     assert!(heavy > 0, "the heavier gateway still gets some clients");
-    // Two gateways with room: at most two distinct answers.
-    assert_eq!(distinct.len(), 2);
+    // Every order of the same three gateways has the same tag.
+    assert_eq!(distinct.len(), 1);
 }

@@ -130,8 +130,7 @@ async fn config_for(
     let mut query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
     addr.locate(state, &mut query);
     let remotes = remotes(
-        // A fresh order for every configuration: it is never cached.
-        &select::gateways(snapshot, &query, rand::random()),
+        &select::gateways(snapshot, &query, &mut state.inventory.rng()),
         state.openvpn_max_remotes,
     );
     if remotes.is_empty() {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
-use crate::inventory::{DEFAULT_ORDER_VARIANTS, DEFAULT_RESPONSE_CACHE_BYTES};
 use crate::pki::PkiSettings;
 use crate::store::Engine;
 
@@ -46,12 +45,9 @@ pub struct Settings {
     pub geoip_db: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: TrustedProxies,
-    /// Seed for the random orderings; random when `None` (tests fix it).
+    /// Seed for the requests' random orderings; random when `None` (tests
+    /// fix it).
     pub order_seed: Option<u64>,
-    /// Distinct random orderings kept per distinct request.
-    pub order_variants: usize,
-    /// Bytes of ready list responses kept per snapshot.
-    pub response_cache_bytes: usize,
     /// An OpenID Connect provider whose tokens operators may use.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Whether the status page shows a summary to anyone.
@@ -74,8 +70,6 @@ impl Settings {
             geoip_db: None,
             trusted_proxies: TrustedProxies::default(),
             order_seed: None,
-            order_variants: DEFAULT_ORDER_VARIANTS,
-            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
             oidc: None,
             public_status: false,
         }

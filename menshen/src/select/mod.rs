@@ -2,24 +2,34 @@
 //!
 //! Filters (`loc`, `port`, `tr`, `type`) narrow the list; [`order`] sorts
 //! it for the client's position: `cc` when given, else the GeoIP position of
-//! its address (see `geo::Locator`). Experimental resources are listed only for `experimental=true`; resources
-//! in a bucket (invite-only) are listed only to requests whose invite token
-//! grants that bucket (`ClientQuery::buckets`).
+//! its address (see `geo::Locator`). Experimental resources are listed only
+//! for `experimental=true`; resources in a bucket (invite-only) are listed
+//! only to requests whose invite token grants that bucket
+//! (`ClientQuery::buckets`).
+//!
+//! An answer is assembled from the snapshot's [`Catalog`]: the matching
+//! entries, ordered for this request, their ready JSON concatenated. Its
+//! entity tag names the set, not the order, so that a client revalidating
+//! gets 304 whichever order it was given.
 
 pub mod order;
 
-use menshen_model::{Bridge, Gateway};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use menshen_model::Gateway;
+use rand::Rng;
 
 use crate::geo::{self, GridPoint};
 use crate::inventory::Snapshot;
+use crate::inventory::catalog::{Catalog, Entry};
 use crate::inventory::validate::{BRIDGE_TYPES, GATEWAY_TRANSPORTS};
+use crate::store::ResourceKind;
+use order::with_scratch;
 
 /// What `tr` may be on the bridge list: the bridge transports, and `udp`,
 /// which a client may ask for and simply gets none of.
 const BRIDGE_QUERY_TRANSPORTS: &[&str] = &["tcp", "udp", "kcp", "quic"];
-use crate::store::ResourceKind;
 
 /// A bad query parameter: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +38,13 @@ pub struct BadParameter {
     pub message: String,
 }
 
-/// A client's request for a list, validated and normalised (canonical case),
-/// usable as a cache key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// A client's request for a list, validated and normalised (canonical case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientQuery {
     /// Uppercase ISO 3166-1 alpha-2.
     pub cc: Option<&'static str>,
     /// A location label, as the inventory spells it.
-    pub loc: Option<String>,
+    pub loc: Option<Arc<str>>,
     pub port: Option<u16>,
     pub tr: Option<&'static str>,
     /// Bridge type; ignored for gateways.
@@ -120,11 +129,11 @@ impl ClientQuery {
                     query.near = Some(GridPoint::of(country.position));
                 }
                 "loc" => {
-                    let label = snapshot.location_label(value).ok_or_else(|| BadParameter {
+                    let label = snapshot.location(value).ok_or_else(|| BadParameter {
                         parameter,
                         message: format!("no location named {value:?}"),
                     })?;
-                    query.loc = Some(label.to_owned());
+                    query.loc = Some(label.clone());
                 }
                 "port" => {
                     let port = value
@@ -161,98 +170,146 @@ impl ClientQuery {
         Ok(query)
     }
 
-    fn admits(&self, c: Candidate<'_>) -> bool {
-        (c.bucket.is_empty() || self.buckets.iter().any(|b| b == c.bucket))
-            && (self.experimental || !c.experimental)
-            && self.loc.as_deref().is_none_or(|l| l == c.location)
-            && self.port.is_none_or(|p| i64::from(p) == c.port)
-            && self.tr.is_none_or(|t| t == c.transport)
-            && self.kind.is_none_or(|k| k == c.kind)
+    /// The filters of this query, against the entries of `catalog`.
+    fn filter<'q>(&'q self, catalog: &Catalog) -> Filter<'q> {
+        // A transport or type no entry has: nothing can match.
+        let none = |name: Option<&str>, find: &dyn Fn(&str) -> Option<u16>| match name {
+            None => Ok(None),
+            Some(n) => find(n).map(Some).ok_or(()),
+        };
+        let tr = none(self.tr, &|t| catalog.transport(t));
+        let kind = none(self.kind, &|k| catalog.kind(k));
+        Filter {
+            loc: self.loc.as_deref(),
+            port: self.port,
+            tr: tr.unwrap_or(None),
+            kind: kind.unwrap_or(None),
+            experimental: self.experimental,
+            buckets: &self.buckets,
+            nothing: tr.is_err() || kind.is_err(),
+        }
     }
 }
 
-/// What the filters look at, for gateways and bridges alike.
-struct Candidate<'a> {
-    location: &'a str,
-    port: i64,
-    transport: &'a str,
-    kind: &'a str,
+/// A [`ClientQuery`]'s filters in the terms of one catalog.
+struct Filter<'q> {
+    loc: Option<&'q str>,
+    port: Option<u16>,
+    tr: Option<u16>,
+    kind: Option<u16>,
     experimental: bool,
-    bucket: &'a str,
+    buckets: &'q [String],
+    /// Matches nothing (a transport or type no entry has).
+    nothing: bool,
 }
 
-impl<'a> From<&'a Gateway> for Candidate<'a> {
-    fn from(g: &'a Gateway) -> Self {
-        Candidate {
-            location: &g.location,
-            port: g.port,
-            transport: &g.transport,
-            kind: &g.kind,
-            experimental: g.experimental,
-            bucket: &g.bucket,
+impl Filter<'_> {
+    fn admits(&self, catalog: &Catalog, e: &Entry) -> bool {
+        !self.nothing
+            && (self.experimental || !e.experimental)
+            && self.port.is_none_or(|p| p == e.port)
+            && self.tr.is_none_or(|t| t == e.transport)
+            && self.kind.is_none_or(|k| k == e.kind)
+            && (e.bucket == 0 || self.buckets.iter().any(|b| b == catalog.bucket(e.bucket)))
+    }
+}
+
+/// An entity tag as it goes into a header: 16 hex digits in quotes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Etag([u8; 18]);
+
+impl Etag {
+    /// The tag of a list of the entries `found` describes, in any order:
+    /// the same on every replica with the same inventory.
+    fn of(catalog: &Catalog, found: &order::Found) -> Etag {
+        let mut input = [0u8; 24];
+        input[..8].copy_from_slice(&catalog.salt().to_le_bytes());
+        input[8..16].copy_from_slice(&found.hash_sum.to_le_bytes());
+        input[16..].copy_from_slice(&(found.count as u64).to_le_bytes());
+        let hash = xxhash_rust::xxh3::xxh3_64(&input);
+        let mut tag = [b'"'; 18];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, digit) in tag[1..17].iter_mut().enumerate() {
+            *digit = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
         }
+        Etag(tag)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Quotes and hex digits only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
-impl<'a> From<&'a Bridge> for Candidate<'a> {
-    fn from(b: &'a Bridge) -> Self {
-        Candidate {
-            location: &b.location,
-            port: b.port,
-            transport: &b.transport,
-            kind: &b.kind,
-            experimental: b.experimental,
-            bucket: &b.bucket,
+impl std::fmt::Debug for Etag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A list answer: its tag and, unless the client holds that tag already,
+/// its bytes.
+#[derive(Debug)]
+pub struct Answer {
+    pub etag: Etag,
+    /// `None` when the client holds `etag` (answer 304).
+    pub body: Option<Bytes>,
+}
+
+/// The list of `catalog` for `query`, in an order drawn with `rng`; no body
+/// when `held` says the client has this set's tag already.
+pub fn answer(
+    catalog: &Catalog,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+    held: impl Fn(&str) -> bool,
+) -> Answer {
+    let filter = query.filter(catalog);
+    with_scratch(|scratch| {
+        let found = scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        let etag = Etag::of(catalog, &found);
+        if held(etag.as_str()) {
+            return Answer { etag, body: None };
         }
-    }
+        scratch.order(catalog, query.near, rng);
+        let entries = catalog.entries();
+        // `[`, `]`, and a comma between each two.
+        let size = found.json_bytes + 2 + found.count.saturating_sub(1);
+        let mut out = Vec::with_capacity(size);
+        out.push(b'[');
+        for (n, i) in scratch.ordered().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(catalog.json(&entries[i as usize]));
+        }
+        out.push(b']');
+        debug_assert_eq!(out.len(), size);
+        Answer {
+            etag,
+            body: Some(Bytes::from(out)),
+        }
+    })
 }
 
-impl order::Ranked for Gateway {
-    fn location(&self) -> &str {
-        &self.location
-    }
-    fn load(&self) -> f64 {
-        self.load
-    }
-    fn overloaded(&self) -> bool {
-        self.overloaded
-    }
-}
-
-impl order::Ranked for Bridge {
-    fn location(&self) -> &str {
-        &self.location
-    }
-    fn load(&self) -> f64 {
-        self.load
-    }
-    fn overloaded(&self) -> bool {
-        self.overloaded
-    }
-}
-
-/// The gateways for `query`, in the order the client should try them;
-/// `seed` fixes the random part of the order.
-pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Gateway> {
-    let admitted = snapshot
-        .gateways
-        .iter()
-        .filter(|g| query.admits((*g).into()))
-        .collect();
-    let mut rng = SmallRng::seed_from_u64(seed);
-    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
-}
-
-/// The bridges for `query`, in the order the client should try them;
-/// `seed` fixes the random part of the order.
-pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Bridge> {
-    let admitted = snapshot
-        .bridges
-        .iter()
-        .filter(|b| query.admits((*b).into()))
-        .collect();
-    let mut rng = SmallRng::seed_from_u64(seed);
-    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
+/// The gateways for `query`, in the order the client should try them
+/// (as `/api/5/gateways` would list them), drawn with `rng`.
+pub fn gateways<'s>(
+    snapshot: &'s Snapshot,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+) -> Vec<&'s Gateway> {
+    let catalog = snapshot.catalog(ResourceKind::Gateway);
+    let filter = query.filter(catalog);
+    with_scratch(|scratch| {
+        scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        scratch.order(catalog, query.near, rng);
+        let entries = catalog.entries();
+        scratch
+            .ordered()
+            .filter_map(|i| snapshot.gateways.get(entries[i as usize].index as usize))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -301,6 +301,9 @@ struct ServeArgs {
     openvpn_max_remotes: u16,
 
     #[command(flatten)]
+    issue: IssueArgs,
+
+    #[command(flatten)]
     geo: GeoArgs,
 
     #[command(flatten)]
@@ -338,6 +341,42 @@ impl OidcArgs {
         let mut settings = crate::auth::oidc::OidcSettings::new(issuer, audience, url);
         settings.role_claim = self.oidc_role_claim;
         Some(settings)
+    }
+}
+
+/// How certificates (and configurations, which carry one) are handed out.
+#[derive(Debug, Clone, Args)]
+struct IssueArgs {
+    /// Certificates and configurations one client address may get (IPv6:
+    /// one /64), e.g. 10/min, 1/s, 100/h; beyond it 429 with Retry-After.
+    /// Off when not given. The client's address is the one --trusted-proxies
+    /// vouch for.
+    #[arg(long, env = "MENSHEN_CERT_RATE_LIMIT")]
+    cert_rate_limit: Option<crate::api::rate_limit::Rate>,
+
+    /// How many of those may come at once (default: the rate's count).
+    #[arg(long, env = "MENSHEN_CERT_RATE_BURST", requires = "cert_rate_limit",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    cert_rate_burst: Option<u32>,
+
+    /// Threads that issue certificates, at a lower priority than those that
+    /// answer lists; 0 for one per core.
+    #[arg(long, env = "MENSHEN_ISSUE_THREADS", default_value_t = 0)]
+    issue_threads: usize,
+
+    /// Certificate requests that may wait for an issuing thread; beyond it
+    /// 503 with Retry-After.
+    #[arg(long, env = "MENSHEN_ISSUE_QUEUE", default_value_t = crate::config::DEFAULT_ISSUE_QUEUE)]
+    issue_queue: usize,
+}
+
+impl IssueArgs {
+    fn rate_limit(&self) -> Option<crate::api::rate_limit::RateLimit> {
+        self.cert_rate_limit
+            .map(|rate| crate::api::rate_limit::RateLimit {
+                rate,
+                burst: self.cert_rate_burst.unwrap_or(rate.count),
+            })
     }
 }
 
@@ -584,6 +623,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         geoip_db: args.geo.geoip_db,
         trusted_proxies: args.geo.trusted_proxies,
         order_seed: args.geo.order_seed,
+        cert_rate_limit: args.issue.rate_limit(),
+        issue_threads: args.issue.issue_threads,
+        issue_queue: args.issue.issue_queue,
         oidc: args.oidc.settings(),
         public_status: args.public_status,
     };

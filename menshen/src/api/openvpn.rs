@@ -2,6 +2,7 @@
 //! fresh private key: nothing here is cached, by us or by anyone between.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -19,6 +20,7 @@ use super::error::{ApiError, ErrorBody};
 use super::invite::{InviteToken, Invited};
 use crate::inventory::Snapshot;
 use crate::pki::ClientCredentials;
+use crate::pki::workers::Refused;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
@@ -38,6 +40,8 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
 ///
 /// Sections `<key>`, `<cert>` and `<ca>`, each delimiter on a line of its
 /// own. A new key pair and certificate for every request; never cached.
+/// With `--cert-rate-limit`, each client address may get so many (this and
+/// configurations together).
 #[utoipa::path(
     get,
     path = "/api/5/openvpn/cert",
@@ -48,22 +52,50 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
             body = String, content_type = "text/plain",
             headers(("Cache-Control" = String, description = "`no-store`")),
             example = json!(CERT_EXAMPLE)),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+        (status = 503, description = "Too many certificates are being issued right now (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
 )]
-async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    let credentials = state
-        .pki
-        .issue_for_request()
-        .await
-        .map_err(ApiError::internal)?;
+async fn cert(State(state): State<SharedState>, addr: ClientAddr) -> Result<Response, ApiError> {
+    limit(&state, &addr)?;
+    let credentials = issue(&state).await?;
     Ok(plain_text(credentials.leap_text()))
+}
+
+/// Takes one from the client's allowance of certificates, when limited.
+fn limit(state: &SharedState, addr: &ClientAddr) -> Result<(), ApiError> {
+    match &state.cert_limit {
+        Some(limiter) => limiter
+            .check(addr.0)
+            .map_err(|wait| ApiError::rate_limited("certificate requests", wait)),
+        None => Ok(()),
+    }
+}
+
+/// Fresh credentials, made on the issuing threads.
+async fn issue(state: &SharedState) -> Result<ClientCredentials, ApiError> {
+    let pki = state.pki.clone();
+    match state.issuers.run(move || pki.issue()).await {
+        Ok(Ok(credentials)) => Ok(credentials),
+        Ok(Err(err)) => Err(ApiError::internal(err)),
+        Err(Refused::Busy) => Err(ApiError::busy(
+            "too many certificates are being issued; try again shortly",
+            Duration::from_secs(1),
+        )),
+        Err(Refused::Failed) => Err(ApiError::internal("issuing a certificate panicked")),
+    }
 }
 
 /// A complete OpenVPN client configuration, fresh credentials inline.
 ///
 /// Its `remote` lines are the gateways `/api/5/gateways` would list first
-/// for the same request (invite token included). Never cached.
+/// for the same request (invite token included). Never cached. Counts
+/// against the same per-address allowance as `/api/5/openvpn/cert`.
 #[utoipa::path(
     get,
     path = "/api/5/openvpn/config",
@@ -78,8 +110,12 @@ async fn cert(State(state): State<SharedState>) -> Result<Response, ApiError> {
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
         (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
     ),
 )]
 async fn config(
@@ -107,8 +143,12 @@ async fn config(
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
         (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
     ),
 )]
 async fn autoconf(
@@ -127,6 +167,7 @@ async fn config_for(
     addr: &ClientAddr,
     invited: &Invited,
 ) -> Result<Response, ApiError> {
+    limit(state, addr)?;
     let mut query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
     addr.locate(state, &mut query);
     let remotes = remotes(
@@ -138,11 +179,7 @@ async fn config_for(
             "no gateway is available for this request",
         ));
     }
-    let credentials = state
-        .pki
-        .issue_for_request()
-        .await
-        .map_err(ApiError::internal)?;
+    let credentials = issue(state).await?;
     Ok(plain_text(client_config(
         &snapshot.openvpn_configuration,
         &remotes,

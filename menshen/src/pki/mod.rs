@@ -12,6 +12,7 @@
 
 pub mod generated;
 pub mod material;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

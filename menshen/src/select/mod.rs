@@ -215,7 +215,7 @@ impl Filter<'_> {
 }
 
 /// An entity tag as it goes into a header: 16 hex digits in quotes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Etag([u8; 18]);
 
 impl Etag {
@@ -316,7 +316,7 @@ pub fn gateways<'s>(
 mod tests {
     use super::*;
     use crate::inventory::Snapshot;
-    use crate::store::{Inventory, LocationRow};
+    use crate::store::{Inventory, LocationRow, ResourceRow};
 
     fn snapshot() -> Snapshot {
         let inventory = Inventory {
@@ -338,6 +338,10 @@ mod tests {
 
     fn parse(raw: &str, kind: ResourceKind) -> Result<ClientQuery, BadParameter> {
         ClientQuery::parse(Some(raw), kind, &snapshot())
+    }
+
+    fn parse_with(raw: &str, kind: ResourceKind, snapshot: &Snapshot) -> ClientQuery {
+        ClientQuery::parse(Some(raw), kind, snapshot).unwrap()
     }
 
     #[test]
@@ -397,6 +401,200 @@ mod tests {
                 .parameter,
             "tr"
         );
+    }
+
+    /// `locations` locations, `per` gateways in each with loads spread out
+    /// (every fifth overloaded), half udp and half tcp, and as many bridges.
+    fn world(locations: usize, per: usize) -> Inventory {
+        let countries = ["NL", "DE", "FR", "US", "JP", "BR", "ZA", "AU"];
+        let mut inventory = Inventory::default();
+        for l in 0..locations {
+            let c = geo::country(countries[l % countries.len()]).unwrap();
+            inventory.locations.push(LocationRow {
+                label: format!("loc{l:02}"),
+                display_name: format!("Location {l}"),
+                country_code: c.code.into(),
+                lat: Some(c.position.lat),
+                lon: Some(c.position.lon),
+                timezone: None,
+                hemisphere: String::new(),
+                region: String::new(),
+                origin: "config".into(),
+            });
+            for i in 0..per {
+                for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
+                    let n = l * per + i;
+                    inventory.resources.push(ResourceRow {
+                        kind,
+                        host: format!("{}{n:04}", kind.as_str()),
+                        ip_addr: format!("10.0.{}.{}", n / 250, n % 250 + 1),
+                        ip6_addr: String::new(),
+                        location: format!("loc{l:02}"),
+                        port: 1194 + (n % 3) as i64,
+                        transport: if n.is_multiple_of(2) { "udp" } else { "tcp" }.into(),
+                        kind_type: match kind {
+                            ResourceKind::Gateway => "openvpn",
+                            ResourceKind::Bridge => "obfs4",
+                        }
+                        .into(),
+                        load: (n * 37 % 100) as f64 / 100.0,
+                        overloaded: n.is_multiple_of(5),
+                        healthy: true,
+                        experimental: false,
+                        bucket: String::new(),
+                        auth: String::new(),
+                        options: "{}".into(),
+                        last_seen_millis: 0,
+                        origin: "config".into(),
+                        agent: None,
+                    });
+                }
+            }
+        }
+        inventory
+    }
+
+    fn hosts(body: &[u8]) -> Vec<String> {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
+        list.iter()
+            .map(|g| g["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn answers_are_the_ready_bytes_of_the_set_in_a_drawn_order() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(4, 5), 0, &Default::default());
+        let catalog = s.catalog(ResourceKind::Gateway);
+        let query = parse_with("cc=DE", ResourceKind::Gateway, &s);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut orders = std::collections::HashSet::new();
+        let mut tags = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let a = answer(catalog, &query, &mut rng, |_| false);
+            let body = a.body.unwrap();
+            // The same bytes as encoding the list whole would give.
+            let list: Vec<Gateway> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(serde_json::to_vec(&list).unwrap(), body);
+            assert_eq!(list.len(), 20);
+            orders.insert(hosts(&body));
+            tags.insert(a.etag);
+        }
+        assert!(orders.len() > 10, "each request draws: {}", orders.len());
+        assert_eq!(tags.len(), 1, "one set, one tag");
+        let tag = *tags.iter().next().unwrap();
+
+        // Held: no body, the same tag.
+        let held = answer(catalog, &query, &mut rng, |t| t == tag.as_str());
+        assert_eq!((held.etag, held.body), (tag, None));
+
+        // Another set, another tag; the position alone changes nothing.
+        let udp = parse_with("cc=DE&tr=udp", ResourceKind::Gateway, &s);
+        assert_ne!(answer(catalog, &udp, &mut rng, |_| false).etag, tag);
+        let jp = parse_with("cc=JP", ResourceKind::Gateway, &s);
+        assert_eq!(answer(catalog, &jp, &mut rng, |_| false).etag, tag);
+        // Bridges are another list, even when empty.
+        let none = parse_with("port=9", ResourceKind::Gateway, &s);
+        let bridges = s.catalog(ResourceKind::Bridge);
+        assert_ne!(
+            answer(catalog, &none, &mut rng, |_| false).etag,
+            answer(bridges, &none, &mut rng, |_| false).etag
+        );
+        assert_eq!(
+            answer(catalog, &none, &mut rng, |_| false).body.unwrap(),
+            "[]"
+        );
+    }
+
+    #[test]
+    fn the_tag_is_the_same_on_every_replica() {
+        use rand::SeedableRng;
+        let inventory = world(3, 4);
+        let a = Snapshot::build(&inventory, 0, &Default::default());
+        let b = Snapshot::build(&inventory, 5_000, &Default::default());
+        for raw in ["", "tr=tcp", "loc=loc01", "port=1195&cc=US"] {
+            let tag = |s: &Snapshot, seed| {
+                let q = parse_with(raw, ResourceKind::Gateway, s);
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+                answer(s.catalog(ResourceKind::Gateway), &q, &mut rng, |_| false).etag
+            };
+            assert_eq!(tag(&a, 1), tag(&b, 2), "{raw}");
+        }
+    }
+
+    #[test]
+    fn filters_pick_as_before() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(3, 4), 0, &Default::default());
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let mut list = |raw: &str, kind| {
+            let q = parse_with(raw, kind, &s);
+            let body = answer(s.catalog(kind), &q, &mut rng, |_| false)
+                .body
+                .unwrap();
+            serde_json::from_slice::<Vec<serde_json::Value>>(&body).unwrap()
+        };
+        let all = list("", ResourceKind::Gateway);
+        assert_eq!(all.len(), 12);
+        let tcp_1195 = list("tr=tcp&port=1195", ResourceKind::Gateway);
+        assert!(!tcp_1195.is_empty());
+        assert!(
+            tcp_1195
+                .iter()
+                .all(|g| g["transport"] == "tcp" && g["port"] == 1195)
+        );
+        let loc = list("loc=LOC02", ResourceKind::Gateway);
+        assert_eq!(loc.len(), 4);
+        assert!(loc.iter().all(|g| g["location"] == "loc02"));
+        assert!(list("type=obfs4-hop", ResourceKind::Bridge).is_empty());
+        assert_eq!(list("type=obfs4", ResourceKind::Bridge).len(), 12);
+        assert!(list("tr=kcp", ResourceKind::Bridge).is_empty());
+        // Overloaded ones last in their location.
+        for g in &loc[..3] {
+            assert_eq!(g["overloaded"], serde_json::Value::Null, "{loc:?}");
+        }
+    }
+
+    #[test]
+    fn a_fill_attack_keeps_nothing() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(8, 25), 0, &Default::default());
+        let before: usize = [ResourceKind::Gateway, ResourceKind::Bridge]
+            .map(|k| s.catalog(k).heap_bytes())
+            .iter()
+            .sum();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        let mut answered = 0;
+        // Every port, every country, and both at once.
+        for port in 1..=u16::MAX {
+            let q = ClientQuery {
+                port: Some(port),
+                ..Default::default()
+            };
+            answered += answer(s.catalog(ResourceKind::Gateway), &q, &mut rng, |_| false)
+                .body
+                .unwrap()
+                .len();
+        }
+        for c in geo::countries() {
+            for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
+                let q = parse_with(&format!("cc={}&port=1194", c.code), kind, &s);
+                answered += answer(s.catalog(kind), &q, &mut rng, |_| false)
+                    .body
+                    .unwrap()
+                    .len();
+            }
+        }
+        assert!(answered > 0);
+        let after: usize = [ResourceKind::Gateway, ResourceKind::Bridge]
+            .map(|k| s.catalog(k).heap_bytes())
+            .iter()
+            .sum();
+        assert_eq!(after, before, "the snapshot keeps nothing of its answers");
+        // The working space is bounded by the inventory, not the requests.
+        let entries = s.catalog(ResourceKind::Gateway).len();
+        let scratch = order::with_scratch(|scratch| scratch.heap_bytes());
+        assert!(scratch <= 2 * entries * 64, "{scratch} bytes");
     }
 
     #[test]

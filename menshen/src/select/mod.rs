@@ -31,6 +31,9 @@ use order::with_scratch;
 /// which a client may ask for and simply gets none of.
 const BRIDGE_QUERY_TRANSPORTS: &[&str] = &["tcp", "udp", "kcp", "quic"];
 
+/// The query parameters of the lists.
+const PARAMETERS: [&str; 6] = ["cc", "loc", "port", "tr", "type", "experimental"];
+
 /// A bad query parameter: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadParameter {
@@ -95,7 +98,8 @@ impl ClientQuery {
         snapshot: &Snapshot,
     ) -> Result<ClientQuery, BadParameter> {
         let mut query = ClientQuery::default();
-        let mut seen: Vec<&'static str> = Vec::new();
+        // Parameters seen so far, by their place in PARAMETERS.
+        let mut seen = 0u8;
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             let value = value.trim();
             let parameter: &'static str = match name.as_ref() {
@@ -110,13 +114,14 @@ impl ClientQuery {
             if value.is_empty() {
                 continue;
             }
-            if seen.contains(&parameter) {
+            let bit = 1 << PARAMETERS.iter().position(|p| *p == parameter).unwrap_or(0);
+            if seen & bit != 0 {
                 return Err(BadParameter {
                     parameter,
                     message: format!("{parameter} is given more than once"),
                 });
             }
-            seen.push(parameter);
+            seen |= bit;
             match parameter {
                 "cc" => {
                     let country = geo::country(value).ok_or_else(|| BadParameter {

@@ -941,6 +941,37 @@ mod tests {
     }
 
     #[test]
+    fn the_old_ordering_flags_are_still_accepted_and_the_limits_parse() {
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--order-variants",
+            "8",
+            "--response-cache",
+            "64MiB",
+            "--cert-rate-limit",
+            "10/min",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("serve");
+        };
+        assert_eq!(args.geo.order_variants, Some(8));
+        let limit = args.issue.rate_limit().unwrap();
+        assert_eq!((limit.rate.count, limit.burst), (10, 10));
+        assert!(parse(&["serve", "--response-cache", "lots"]).is_err());
+        assert!(parse(&["serve", "--cert-rate-limit", "often"]).is_err());
+        assert!(
+            parse(&["serve", "--cert-rate-burst", "5"]).is_err(),
+            "needs a rate"
+        );
+        let Command::Serve(args) = parse(&["serve"]).unwrap().command else {
+            panic!("serve");
+        };
+        assert_eq!(args.issue.rate_limit(), None);
+    }
+
+    #[test]
     fn invite_delete_takes_exactly_one_selection() {
         for ok in [
             &["invite", "delete", "--id", "abc"][..],

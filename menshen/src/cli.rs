@@ -19,7 +19,6 @@ use crate::config::file::ProviderFile;
 use crate::config::import_v3::{self, ImportOptions};
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
-use crate::inventory::DEFAULT_ORDER_VARIANTS;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, DEFAULT_RSA_POOL, KeyType, PkiSettings};
 use crate::store::{AuditEntry, Engine, InviteRow, InviteSelection, NewInvite, Store, now_millis};
 use crate::telemetry::{self, LogFormat};
@@ -349,6 +348,9 @@ struct ServeArgs {
     openvpn_max_remotes: u16,
 
     #[command(flatten)]
+    issue: IssueArgs,
+
+    #[command(flatten)]
     geo: GeoArgs,
 
     #[command(flatten)]
@@ -395,6 +397,42 @@ impl OidcArgs {
     }
 }
 
+/// How certificates (and configurations, which carry one) are handed out.
+#[derive(Debug, Clone, Args)]
+struct IssueArgs {
+    /// Certificates and configurations one client address may get (IPv6:
+    /// one /64), e.g. 10/min, 1/s, 100/h; beyond it 429 with Retry-After.
+    /// Off when not given. The client's address is the one --trusted-proxies
+    /// vouch for.
+    #[arg(long, env = "MENSHEN_CERT_RATE_LIMIT")]
+    cert_rate_limit: Option<crate::api::rate_limit::Rate>,
+
+    /// How many of those may come at once (default: the rate's count).
+    #[arg(long, env = "MENSHEN_CERT_RATE_BURST", requires = "cert_rate_limit",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    cert_rate_burst: Option<u32>,
+
+    /// Threads that issue certificates, at a lower priority than those that
+    /// answer lists; 0 for one per core.
+    #[arg(long, env = "MENSHEN_ISSUE_THREADS", default_value_t = 0)]
+    issue_threads: usize,
+
+    /// Certificate requests that may wait for an issuing thread; beyond it
+    /// 503 with Retry-After.
+    #[arg(long, env = "MENSHEN_ISSUE_QUEUE", default_value_t = crate::config::DEFAULT_ISSUE_QUEUE)]
+    issue_queue: usize,
+}
+
+impl IssueArgs {
+    fn rate_limit(&self) -> Option<crate::api::rate_limit::RateLimit> {
+        self.cert_rate_limit
+            .map(|rate| crate::api::rate_limit::RateLimit {
+                rate,
+                burst: self.cert_rate_burst.unwrap_or(rate.count),
+            })
+    }
+}
+
 /// Where clients are, and how lists are ordered for them.
 #[derive(Debug, Clone, Args)]
 struct GeoArgs {
@@ -409,17 +447,15 @@ struct GeoArgs {
           default_value = "")]
     trusted_proxies: TrustedProxies,
 
-    /// Different random orderings kept per distinct request: more spreads
-    /// clients more evenly, fewer keeps more answers identical (and cached
-    /// by clients' ETags).
-    #[arg(long, env = "MENSHEN_ORDER_VARIANTS", default_value_t = DEFAULT_ORDER_VARIANTS as u16,
+    /// Deprecated, ignored: every request gets its own order now, and no
+    /// answers are kept. Accepted so that existing deployments still start.
+    #[arg(long, env = "MENSHEN_ORDER_VARIANTS", hide = true,
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    order_variants: u16,
+    order_variants: Option<u16>,
 
-    /// Most bytes of ready list responses kept in memory per snapshot (e.g.
-    /// 64MiB); beyond it answers are computed for each request.
-    #[arg(long, env = "MENSHEN_RESPONSE_CACHE", value_parser = parse_bytes, default_value = "64MiB")]
-    response_cache: usize,
+    /// Deprecated, ignored, like --order-variants.
+    #[arg(long, env = "MENSHEN_RESPONSE_CACHE", hide = true, value_parser = parse_bytes)]
+    response_cache: Option<usize>,
 
     /// Fixed seed for the random orderings (for tests and benchmarks).
     #[arg(long, env = "MENSHEN_ORDER_SEED", hide = true)]
@@ -623,6 +659,23 @@ fn render_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    for (flag, given) in [
+        (
+            "--order-variants (MENSHEN_ORDER_VARIANTS)",
+            args.geo.order_variants.is_some(),
+        ),
+        (
+            "--response-cache (MENSHEN_RESPONSE_CACHE)",
+            args.geo.response_cache.is_some(),
+        ),
+    ] {
+        if given {
+            tracing::warn!(
+                "{flag} is deprecated and ignored: each request gets its own order, \
+                 assembled from ready bytes, and no answers are kept"
+            );
+        }
+    }
     let settings = Settings {
         engine: args.store.engine()?,
         data_dir: args.store.data_dir.clone(),
@@ -635,8 +688,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         geoip_db: args.geo.geoip_db,
         trusted_proxies: args.geo.trusted_proxies,
         order_seed: args.geo.order_seed,
-        order_variants: usize::from(args.geo.order_variants),
-        response_cache_bytes: args.geo.response_cache,
+        cert_rate_limit: args.issue.rate_limit(),
+        issue_threads: args.issue.issue_threads,
+        issue_queue: args.issue.issue_queue,
         oidc: args.oidc.settings(),
         public_status: args.public_status,
         api_v3: args.api_v3,
@@ -994,6 +1048,37 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("menshen").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_old_ordering_flags_are_still_accepted_and_the_limits_parse() {
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--order-variants",
+            "8",
+            "--response-cache",
+            "64MiB",
+            "--cert-rate-limit",
+            "10/min",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("serve");
+        };
+        assert_eq!(args.geo.order_variants, Some(8));
+        let limit = args.issue.rate_limit().unwrap();
+        assert_eq!((limit.rate.count, limit.burst), (10, 10));
+        assert!(parse(&["serve", "--response-cache", "lots"]).is_err());
+        assert!(parse(&["serve", "--cert-rate-limit", "often"]).is_err());
+        assert!(
+            parse(&["serve", "--cert-rate-burst", "5"]).is_err(),
+            "needs a rate"
+        );
+        let Command::Serve(args) = parse(&["serve"]).unwrap().command else {
+            panic!("serve");
+        };
+        assert_eq!(args.issue.rate_limit(), None);
     }
 
     #[test]

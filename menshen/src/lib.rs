@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::AppState;
+use crate::api::rate_limit::RateLimiter;
 use crate::auth::SigningKey;
 use crate::auth::oidc::OidcVerifier;
 use crate::config::Settings;
@@ -31,6 +32,7 @@ use crate::geo::Locator;
 use crate::inventory::invites::{INVITE_USE_FLUSH_INTERVAL, InviteUses};
 use crate::inventory::{InventoryHandle, SnapshotOptions};
 use crate::pki::Pki;
+use crate::pki::workers::Workers;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -70,6 +72,21 @@ pub async fn launch(
 
     // Bad CA material stops the start here, not the first client.
     let pki = Arc::new(Pki::load(&settings.pki, &settings.data_dir)?);
+    let issue_threads = match settings.issue_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let issuers = Workers::new("menshen-issue", issue_threads, settings.issue_queue)
+        .context("starting the certificate issuing threads")?;
+    let cert_limit = settings.cert_rate_limit.map(|limit| {
+        tracing::info!(
+            count = limit.rate.count,
+            per_seconds = limit.rate.per.as_secs_f64(),
+            burst = limit.burst,
+            "certificates and configurations are rate limited per client address"
+        );
+        RateLimiter::new(limit)
+    });
 
     let mut metrics = Metrics::new();
     metrics.register_store(store.health());
@@ -87,8 +104,6 @@ pub async fn launch(
             vec!["5".into()]
         },
         order_seed: settings.order_seed,
-        order_variants: settings.order_variants,
-        response_cache_bytes: settings.response_cache_bytes,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
@@ -107,6 +122,8 @@ pub async fn launch(
         signing_key,
         resource_ttl: settings.resource_ttl,
         pki,
+        issuers,
+        cert_limit,
         openvpn_max_remotes: settings.openvpn_max_remotes,
         locator,
         invite_uses: invite_uses.clone(),

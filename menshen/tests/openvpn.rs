@@ -331,6 +331,89 @@ async fn the_number_of_remotes_is_configurable() {
 }
 
 #[tokio::test]
+async fn certificates_are_rate_limited_per_client_address_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.cert_rate_limit = Some(menshen::api::rate_limit::RateLimit {
+        rate: "2/h".parse().unwrap(),
+        burst: 2,
+    });
+    // The tests' peer is a trusted proxy: X-Forwarded-For names the client.
+    settings.trusted_proxies = menshen::geo::client_ip::TrustedProxies::parse("127.0.0.1").unwrap();
+    let server = Server::start(settings).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, from: &str| {
+        client
+            .get(format!("{}{path}", server.url))
+            .header("x-forwarded-for", from)
+            .send()
+    };
+    // Certificates and configurations share one allowance.
+    assert_eq!(
+        get("/api/5/openvpn/cert", "203.0.113.1")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/api/5/openvpn/config", "203.0.113.1")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for path in [
+        "/api/5/openvpn/cert",
+        "/api/5/openvpn/config",
+        "/api/autoconf",
+    ] {
+        let refused = get(path, "203.0.113.1").await.unwrap();
+        assert_eq!(refused.status(), 429, "{path}");
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=1800).contains(&wait), "{wait}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "rate_limited", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("try again"),
+            "{body}"
+        );
+    }
+    // Another address has its own; the lists are never limited.
+    assert_eq!(
+        get("/api/5/openvpn/cert", "203.0.113.2")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            get("/api/5/gateways", "203.0.113.1")
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_limit_certificates_are_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(settings(dir.path())).await;
+    for _ in 0..20 {
+        assert_eq!(server.get("/api/5/openvpn/cert").await.status(), 200);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn bad_ca_material_stops_the_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, _) = write_ca(dir.path(), "one");

@@ -359,10 +359,9 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
     std::fs::write(&path, CROWDED).unwrap();
     let mut settings = backend.settings();
     settings.provider_file = Some(path);
-    // A fixed seed and many orderings: the counts below are the same on
-    // every run up to which of the 64 orderings each request draws.
+    // A fixed seed: every request draws its own order, and the counts below
+    // are the same on every run.
     settings.order_seed = Some(20261126);
-    settings.order_variants = 64;
     let server = TestServer::start_with(settings).await;
 
     let mut first: HashMap<String, u32> = HashMap::new();
@@ -391,8 +390,88 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
         "light first {light} times, heavy {heavy}"
     );
     assert!(heavy > 0, "the heavier gateway still gets some clients");
-    // Two gateways with room: at most two distinct answers.
-    assert_eq!(distinct.len(), 2);
+    // Every order of the same three gateways has the same tag.
+    assert_eq!(distinct.len(), 1);
+}
+
+#[tokio::test]
+async fn every_order_of_the_same_set_revalidates_with_304() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let path = backend.data_dir().join("provider.toml");
+    std::fs::write(&path, CROWDED).unwrap();
+    let mut settings = backend.settings();
+    settings.provider_file = Some(path);
+    let server = TestServer::start_with(settings).await;
+    let client = reqwest::Client::new();
+
+    let mut orders = std::collections::HashSet::new();
+    let mut etags = std::collections::HashSet::new();
+    for _ in 0..100 {
+        let r = client
+            .get(server.url("/api/5/gateways?cc=FR"))
+            .send()
+            .await
+            .unwrap();
+        etags.insert(r.headers()["etag"].to_str().unwrap().to_owned());
+        orders.insert(r.text().await.unwrap());
+    }
+    assert!(orders.len() >= 2, "requests draw different orders");
+    assert_eq!(etags.len(), 1, "but the set has one tag");
+    let etag = etags.into_iter().next().unwrap();
+    // Whichever order a client holds, and wherever it is, it is current.
+    for query in ["cc=FR", "cc=JP", "", "tr=udp"] {
+        for _ in 0..20 {
+            let r = client
+                .get(server.url(&format!("/api/5/gateways?{query}")))
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 304, "{query}");
+            assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+        }
+    }
+    // A smaller set is another answer.
+    let r = client
+        .get(server.url("/api/5/gateways?cc=FR&tr=tcp"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "[]");
+}
+
+#[tokio::test]
+async fn a_port_fill_leaves_the_answers_as_they_were() {
+    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let server = world(&backend, |_| {}).await;
+    let client = reqwest::Client::new();
+    let before = client
+        .get(server.url("/api/5/gateways?cc=NL"))
+        .send()
+        .await
+        .unwrap();
+    let etag = before.headers()["etag"].to_str().unwrap().to_owned();
+    for port in 1..=2_000u32 {
+        let r = client
+            .get(server.url(&format!("/api/5/gateways?port={port}&cc=NL")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let list: Value = r.json().await.unwrap();
+        let expected = if port == 1194 { 6 } else { 0 };
+        assert_eq!(list.as_array().unwrap().len(), expected, "port={port}");
+    }
+    let list = get_json(&server.url("/api/5/gateways?cc=NL"), 200).await;
+    assert_eq!(first_host(&list), "ams");
+    let after = client
+        .get(server.url("/api/5/gateways?cc=NL"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.headers()["etag"].to_str().unwrap(), etag);
 }
 
 /// `byload=true` (in the clients' generated API): least loaded first,

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::request::Parts;
@@ -13,6 +13,7 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::inventory::Cached;
+use crate::select::Answer;
 
 /// The request's `If-None-Match` values, taken without copying the other
 /// headers.
@@ -69,19 +70,35 @@ impl IfNoneMatch {
 
 /// 200 with the body, or 304 when the client already has these bytes.
 pub fn respond(cached: &Cached, if_none_match: &IfNoneMatch) -> Response {
-    let not_modified = if_none_match.matches(&cached.etag);
-    let mut response = if not_modified {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = Response::new(Body::from(cached.body.clone()));
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(cached.content_type));
-        r
+    let body = (!if_none_match.matches(&cached.etag)).then(|| cached.body.clone());
+    reply(cached.etag_header.clone(), body, cached.content_type)
+}
+
+/// A list answer: 200 with its JSON, or 304 when there is no body because
+/// the client holds the tag (see `select::answer`).
+pub fn respond_list(answer: Answer) -> Response {
+    // Quotes and hex digits: always a valid header value.
+    let etag = HeaderValue::from_str(answer.etag.as_str()).expect("hex etag");
+    reply(etag, answer.body, "application/json")
+}
+
+/// 200 with `body`, or 304 without one; tagged `etag` either way.
+fn reply(etag: HeaderValue, body: Option<Bytes>, content_type: &'static str) -> Response {
+    let mut response = match body {
+        None => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        }
+        Some(body) => {
+            let mut r = Response::new(Body::from(body));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            r
+        }
     };
     let headers = response.headers_mut();
-    headers.insert(ETAG, cached.etag_header.clone());
+    headers.insert(ETAG, etag);
     // Clients may keep it, but must ask again before using it.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response

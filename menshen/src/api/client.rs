@@ -13,10 +13,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::SharedState;
-use super::cached::{IfNoneMatch, respond};
+use super::cached::{IfNoneMatch, respond, respond_list};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
-use crate::inventory::Cached;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
@@ -226,7 +225,8 @@ async fn bridges(
 }
 
 /// The list of `kind` for this request: parsed, placed, granted its invite
-/// buckets, and answered from the snapshot's ready responses.
+/// buckets, and assembled from the snapshot's ready bytes in an order drawn
+/// for this request.
 fn list(
     state: &SharedState,
     kind: ResourceKind,
@@ -235,19 +235,20 @@ fn list(
     if_none_match: &IfNoneMatch,
     token: InviteToken,
 ) -> Response {
-    let snapshot = state.inventory.snapshot();
+    let snapshot = state.inventory.current();
     let invited = token.check(state, &snapshot);
     let response = ClientQuery::parse(raw, kind, &snapshot)
         .map_err(ApiError::from)
         .map(|query| {
             let mut query = invited.grant(query);
             addr.locate(state, &mut query);
-            let held = |etag: &str| if_none_match.matches(etag);
-            let cached = snapshot.cached(kind, &query, held, |seed| match kind {
-                ResourceKind::Gateway => Cached::json(&select::gateways(&snapshot, &query, seed)),
-                ResourceKind::Bridge => Cached::json(&select::bridges(&snapshot, &query, seed)),
-            });
-            respond(&cached, if_none_match)
+            let answer = select::answer(
+                snapshot.catalog(kind),
+                &query,
+                &mut state.inventory.rng(),
+                |etag| if_none_match.matches(etag),
+            );
+            respond_list(answer)
         });
     invited.finish(response)
 }

@@ -13,6 +13,8 @@ use crate::select::BadParameter;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// Seconds, for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 /// The body of every error answer.
@@ -43,6 +45,7 @@ impl ApiError {
                 parameter: None,
                 fields: Vec::new(),
             },
+            retry_after: None,
         }
     }
 
@@ -95,6 +98,25 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// Too busy now; worth trying again after `retry_after`.
+    pub fn busy(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        let mut err = ApiError::unavailable(message);
+        err.retry_after = Some(retry_after.as_secs_f64().ceil().max(1.0) as u64);
+        err
+    }
+
+    /// This client asked too often; it may again after `retry_after`.
+    pub fn rate_limited(what: &str, retry_after: std::time::Duration) -> ApiError {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many {what} from this address; try again in {seconds} s"),
+        );
+        err.retry_after = Some(seconds);
+        err
+    }
+
     /// Input that parsed but broke the rules, field by field.
     pub fn invalid_fields(fields: Vec<FieldError>) -> ApiError {
         let mut err = ApiError::new(
@@ -125,6 +147,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         if unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

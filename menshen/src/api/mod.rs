@@ -10,6 +10,7 @@ pub mod error;
 mod health;
 pub mod invite;
 mod openvpn;
+pub mod rate_limit;
 mod status;
 mod v3;
 
@@ -26,9 +27,11 @@ use crate::geo::Locator;
 use crate::inventory::InventoryHandle;
 use crate::inventory::invites::InviteUses;
 use crate::pki::Pki;
+use crate::pki::workers::Workers;
 use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 use error::ApiError;
+use rate_limit::RateLimiter;
 
 /// What every handler may use.
 pub struct AppState {
@@ -43,6 +46,10 @@ pub struct AppState {
     pub resource_ttl: Duration,
     /// Issues client certificates.
     pub pki: Arc<Pki>,
+    /// Where certificates are issued, off the request threads.
+    pub issuers: Workers,
+    /// Certificates and configurations per client address, when limited.
+    pub cert_limit: Option<RateLimiter>,
     /// At most this many gateways in a served OpenVPN configuration.
     pub openvpn_max_remotes: usize,
     /// Where clients are, when they do not say.

@@ -2,6 +2,7 @@
 //! fresh private key: nothing here is cached, by us or by anyone between.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -19,6 +20,7 @@ use super::client::{ClientAddr, GatewayQuery};
 use super::error::{ApiError, ErrorBody};
 use super::invite::{InviteToken, Invited};
 use crate::inventory::Snapshot;
+use crate::pki::workers::Refused;
 use crate::pki::{ClientCredentials, KeyType};
 use crate::select::{self, BadParameter, ClientQuery};
 use crate::store::ResourceKind;
@@ -39,6 +41,8 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
 ///
 /// Sections `<key>`, `<cert>` and `<ca>`, each delimiter on a line of its
 /// own. A new key pair and certificate for every request; never cached.
+/// With `--cert-rate-limit`, each client address may get so many (this and
+/// configurations together).
 #[utoipa::path(
     get,
     path = "/api/5/openvpn/cert",
@@ -51,20 +55,23 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
             headers(("Cache-Control" = String, description = "`no-store`")),
             example = json!(CERT_EXAMPLE)),
         (status = 400, description = "A bad or unoffered `algo` (`invalid_parameter`).", body = ErrorBody),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+        (status = 503, description = "Too many certificates are being issued right now (`unavailable`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
 )]
 async fn cert(
     State(state): State<SharedState>,
     RawQuery(raw): RawQuery,
+    addr: ClientAddr,
 ) -> Result<Response, ApiError> {
     let key_type = requested_key_type(raw.as_deref(), state.pki.offered())?;
-    let credentials = state
-        .pki
-        .issue_for_request(key_type)
-        .await
-        .map_err(ApiError::internal)?;
-    state.metrics.certificate_issued(state.pki.key_type());
+    limit(&state, &addr)?;
+    let credentials = issue(&state, key_type).await?;
     Ok(plain_text(credentials.leap_text()))
 }
 
@@ -116,10 +123,45 @@ fn requested_key_type(raw: Option<&str>, offered: &[KeyType]) -> Result<Option<K
     Ok(wanted)
 }
 
+/// Takes one from the client's allowance of certificates, when limited.
+pub(super) fn limit(state: &SharedState, addr: &ClientAddr) -> Result<(), ApiError> {
+    match &state.cert_limit {
+        Some(limiter) => limiter
+            .check(addr.0)
+            .map_err(|wait| ApiError::rate_limited("certificate requests", wait)),
+        None => Ok(()),
+    }
+}
+
+/// Fresh credentials with a key of `key_type` (`None`: the default), made
+/// on the issuing threads.
+pub(super) async fn issue(
+    state: &SharedState,
+    key_type: Option<KeyType>,
+) -> Result<ClientCredentials, ApiError> {
+    let pki = state.pki.clone();
+    let made = match state.issuers.run(move || pki.issue_for(key_type)).await {
+        Ok(Ok(credentials)) => credentials,
+        Ok(Err(err)) => return Err(ApiError::internal(err)),
+        Err(Refused::Busy) => {
+            return Err(ApiError::busy(
+                "too many certificates are being issued; try again shortly",
+                Duration::from_secs(1),
+            ));
+        }
+        Err(Refused::Failed) => return Err(ApiError::internal("issuing a certificate panicked")),
+    };
+    state
+        .metrics
+        .certificate_issued(key_type.unwrap_or(state.pki.key_type()));
+    Ok(made)
+}
+
 /// A complete OpenVPN client configuration, fresh credentials inline.
 ///
 /// Its `remote` lines are the gateways `/api/5/gateways` would list first
-/// for the same request (invite token included). Never cached.
+/// for the same request (invite token included). Never cached. Counts
+/// against the same per-address allowance as `/api/5/openvpn/cert`.
 #[utoipa::path(
     get,
     path = "/api/5/openvpn/config",
@@ -134,8 +176,12 @@ fn requested_key_type(raw: Option<&str>, offered: &[KeyType]) -> Result<Option<K
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
         (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
     ),
 )]
 async fn config(
@@ -163,8 +209,12 @@ async fn config(
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
         (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
         (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request.", body = ErrorBody),
+        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
     ),
 )]
 async fn autoconf(
@@ -183,12 +233,12 @@ async fn config_for(
     addr: &ClientAddr,
     invited: &Invited,
 ) -> Result<Response, ApiError> {
+    limit(state, addr)?;
     let mut query = invited.grant(ClientQuery::parse(raw, ResourceKind::Gateway, snapshot)?);
     let key_type = requested_key_type(raw, state.pki.offered())?;
     addr.locate(state, &mut query);
     let remotes = remotes(
-        // A fresh order for every configuration: it is never cached.
-        &select::gateways(snapshot, &query, rand::random()),
+        &select::gateways(snapshot, &query, &mut state.inventory.rng()),
         state.openvpn_max_remotes,
     );
     if remotes.is_empty() {
@@ -196,12 +246,7 @@ async fn config_for(
             "no gateway is available for this request",
         ));
     }
-    let credentials = state
-        .pki
-        .issue_for_request(key_type)
-        .await
-        .map_err(ApiError::internal)?;
-    state.metrics.certificate_issued(state.pki.key_type());
+    let credentials = issue(state, key_type).await?;
     Ok(plain_text(client_config(
         &snapshot.openvpn_configuration,
         &remotes,

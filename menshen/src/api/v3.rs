@@ -146,7 +146,7 @@ fn eip_service(
         .map(|query| {
             let mut query = invited.grant(query);
             addr.locate(state, &mut query);
-            let document = describe(&snapshot, &query, rand::random());
+            let document = describe(&snapshot, &query, &mut state.inventory.rng());
             respond(&tagged_by_set(&document), if_none_match)
         });
     invited.finish(response)
@@ -166,9 +166,9 @@ fn tagged_by_set(document: &EipService) -> Cached {
 }
 
 /// The v3 service description for `query`.
-pub fn describe(snapshot: &Snapshot, query: &ClientQuery, seed: u64) -> EipService {
-    let gateways = select::gateways(snapshot, query, seed);
-    let bridges = select::bridges(snapshot, query, seed);
+pub fn describe(snapshot: &Snapshot, query: &ClientQuery, rng: &mut impl rand::Rng) -> EipService {
+    let gateways = select::gateways(snapshot, query, rng);
+    let bridges = select::bridges(snapshot, query, rng);
     EipService {
         gateways: group_by_host(&gateways, &bridges),
         locations: snapshot
@@ -356,10 +356,6 @@ async fn cert(state: &SharedState) -> Result<Response, ApiError> {
         .offered()
         .contains(&KeyType::Rsa2048)
         .then_some(KeyType::Rsa2048);
-    let credentials = state
-        .pki
-        .issue_for_request(key_type)
-        .await
-        .map_err(ApiError::internal)?;
+    let credentials = super::openvpn::issue(state, key_type).await?;
     Ok(super::openvpn::plain_text(credentials.v3_text()))
 }

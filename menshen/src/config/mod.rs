@@ -7,9 +7,9 @@ pub mod import_v3;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::rate_limit::RateLimit;
 use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
-use crate::inventory::{DEFAULT_ORDER_VARIANTS, DEFAULT_RESPONSE_CACHE_BYTES};
 use crate::pki::PkiSettings;
 use crate::store::Engine;
 
@@ -22,6 +22,10 @@ pub const DEFAULT_RESOURCE_TTL: &str = "60s";
 /// Default number of `remote` lines in a served OpenVPN configuration: what
 /// the desktop client uses.
 pub const DEFAULT_OPENVPN_MAX_REMOTES: usize = 3;
+
+/// Default number of certificate requests that may wait for an issuing
+/// thread.
+pub const DEFAULT_ISSUE_QUEUE: usize = 128;
 
 /// Everything [`crate::launch`] needs besides its listeners.
 #[derive(Debug, Clone)]
@@ -46,12 +50,17 @@ pub struct Settings {
     pub geoip_db: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
     pub trusted_proxies: TrustedProxies,
-    /// Seed for the random orderings; random when `None` (tests fix it).
+    /// Seed for the requests' random orderings; random when `None` (tests
+    /// fix it).
     pub order_seed: Option<u64>,
-    /// Distinct random orderings kept per distinct request.
-    pub order_variants: usize,
-    /// Bytes of ready list responses kept per snapshot.
-    pub response_cache_bytes: usize,
+    /// Certificates (and configurations) per client address; unlimited
+    /// when `None`.
+    pub cert_rate_limit: Option<RateLimit>,
+    /// Threads that issue certificates; 0 for one per core.
+    pub issue_threads: usize,
+    /// Certificate requests that may wait for an issuing thread; more are
+    /// answered 503.
+    pub issue_queue: usize,
     /// An OpenID Connect provider whose tokens operators may use.
     pub oidc: Option<crate::auth::oidc::OidcSettings>,
     /// Whether the status page shows a summary to anyone.
@@ -79,8 +88,9 @@ impl Settings {
             geoip_db: None,
             trusted_proxies: TrustedProxies::default(),
             order_seed: None,
-            order_variants: DEFAULT_ORDER_VARIANTS,
-            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
+            cert_rate_limit: None,
+            issue_threads: 0,
+            issue_queue: DEFAULT_ISSUE_QUEUE,
             oidc: None,
             public_status: false,
             api_v3: true,

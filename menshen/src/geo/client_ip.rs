@@ -51,19 +51,23 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) ->
     if !trusted.contains(peer) {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .map(canonical)
-        .collect();
-    if let Some(ip) = forwarded.iter().rev().find(|ip| !trusted.contains(**ip)) {
-        return *ip;
+    // From the right, without collecting: this runs for every request.
+    let mut leftmost = None;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.rsplit(',') {
+            let Ok(ip) = part.trim().parse::<IpAddr>() else {
+                continue;
+            };
+            let ip = canonical(ip);
+            if !trusted.contains(ip) {
+                return ip;
+            }
+            leftmost = Some(ip);
+        }
     }
-    if let Some(first) = forwarded.first() {
-        return *first;
+    if let Some(ip) = leftmost {
+        return ip;
     }
     headers
         .get("x-real-ip")

@@ -5,26 +5,28 @@
 //! resource expires, and periodically as a backstop. Client requests read
 //! the current snapshot and never touch the database.
 
+pub mod catalog;
 pub mod edit;
 pub mod invites;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use tokio::sync::watch;
 
 use crate::geo::Position;
-use crate::select::ClientQuery;
 use crate::store::{Inventory, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
+use catalog::{Catalog, CatalogBuilder, Item};
 
 /// Ready response bytes with their entity tag.
 #[derive(Debug)]
@@ -66,12 +68,10 @@ pub struct SnapshotOptions {
     pub ca_fingerprint: String,
     /// `api_versions` of `/provider.json`: the API versions served.
     pub api_versions: Vec<String>,
-    /// Seed of the random orderings; a fresh one per snapshot when `None`.
+    /// Seed of the requests' random orderings, for tests and benchmarks:
+    /// the n-th request draws from a generator seeded with (seed, n). Each
+    /// request draws afresh from the thread's generator when `None`.
     pub order_seed: Option<u64>,
-    /// Distinct random orderings kept per request (see `select`).
-    pub order_variants: usize,
-    /// Bytes of cached list responses kept per snapshot.
-    pub response_cache_bytes: usize,
 }
 
 impl Default for SnapshotOptions {
@@ -81,14 +81,9 @@ impl Default for SnapshotOptions {
             ca_fingerprint: String::new(),
             api_versions: vec!["5".into()],
             order_seed: None,
-            order_variants: DEFAULT_ORDER_VARIANTS,
-            response_cache_bytes: DEFAULT_RESPONSE_CACHE_BYTES,
         }
     }
 }
-
-/// Default number of orderings kept per distinct request.
-pub const DEFAULT_ORDER_VARIANTS: usize = 8;
 
 /// Where a location is, for ordering.
 #[derive(Debug, Clone, Copy, Default)]
@@ -101,14 +96,6 @@ pub struct Place {
 /// Shortest time between two reloads caused by change notifications.
 pub const MIN_RELOAD_GAP: Duration = Duration::from_millis(100);
 
-/// Upper bound on distinct requests with cached responses per snapshot;
-/// beyond it responses are still served, just computed each time.
-const MAX_CACHED_RESPONSES: usize = 4096;
-
-/// Upper bound on the bytes of cached list responses per snapshot (every
-/// variant of every request); beyond it responses are computed each time.
-pub const DEFAULT_RESPONSE_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
 /// An immutable view of the inventory at one moment.
 pub struct Snapshot {
     pub built_at_millis: i64,
@@ -119,15 +106,10 @@ pub struct Snapshot {
     /// Bridges clients may be given, in stable order.
     pub bridges: Vec<Bridge>,
     /// Lowercased label to label.
-    labels: HashMap<String, String>,
-    /// Label to where it is.
-    places: HashMap<String, Place>,
-    /// Seed of this snapshot's random orderings.
-    seed: u64,
-    order_variants: usize,
-    /// Bytes held by the response caches, and the most they may hold.
-    cached_bytes: AtomicUsize,
-    cache_budget: usize,
+    labels: HashMap<String, Arc<str>>,
+    /// What the lists are assembled from.
+    gateway_catalog: Catalog,
+    bridge_catalog: Catalog,
     /// The service's OpenVPN options, for served client configurations.
     pub openvpn_configuration: serde_json::Map<String, serde_json::Value>,
     /// The service as `/api/5/service` answers it, for the v3 description.
@@ -139,19 +121,9 @@ pub struct Snapshot {
     /// heard from within the TTL (`stale` to operators).
     pub stale_gateways: usize,
     pub stale_bridges: usize,
-    gateway_responses: ResponseCache,
-    bridge_responses: ResponseCache,
     /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
     invites: HashMap<String, invites::Invite>,
 }
-
-/// Keyed by validated queries only (countries, labels, ports, granted
-/// buckets: a bounded set), so a fast hasher without flooding resistance
-/// is safe here.
-type ResponseCache = RwLock<HashMap<ClientQuery, Arc<Variants>, foldhash::fast::RandomState>>;
-
-/// The orderings of one request, each made on first use.
-struct Variants(Vec<OnceLock<Arc<Cached>>>);
 
 fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
     r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
@@ -335,15 +307,15 @@ impl Snapshot {
         let labels = inventory
             .locations
             .iter()
-            .map(|l| (l.label.to_ascii_lowercase(), l.label.clone()))
+            .map(|l| (l.label.to_ascii_lowercase(), Arc::from(l.label.as_str())))
             .collect();
-        let places = inventory
+        let places: HashMap<&str, Place> = inventory
             .locations
             .iter()
             .map(|l| {
                 let position = l.lat.zip(l.lon).map(|(lat, lon)| Position { lat, lon });
                 (
-                    l.label.clone(),
+                    l.label.as_str(),
                     Place {
                         position,
                         timezone: l.timezone,
@@ -351,6 +323,41 @@ impl Snapshot {
                 )
             })
             .collect();
+        let place = |label: &str| places.get(label).copied().unwrap_or_default();
+        let mut listed = CatalogBuilder::new("gateways");
+        for (i, g) in gateways.iter().enumerate() {
+            listed.push(Item {
+                json: serde_json::to_vec(g).unwrap_or_default(),
+                index: i as u32,
+                location: &g.location,
+                place: place(&g.location),
+                load: g.load,
+                overloaded: g.overloaded,
+                port: g.port,
+                transport: &g.transport,
+                kind: &g.kind,
+                experimental: g.experimental,
+                bucket: &g.bucket,
+            });
+        }
+        let gateway_catalog = listed.finish();
+        let mut listed = CatalogBuilder::new("bridges");
+        for (i, b) in bridges.iter().enumerate() {
+            listed.push(Item {
+                json: serde_json::to_vec(b).unwrap_or_default(),
+                index: i as u32,
+                location: &b.location,
+                place: place(&b.location),
+                load: b.load,
+                overloaded: b.overloaded,
+                port: b.port,
+                transport: &b.transport,
+                kind: &b.kind,
+                experimental: b.experimental,
+                bucket: &b.bucket,
+            });
+        }
+        let bridge_catalog = listed.finish();
         let service = EipService {
             auth: inventory.service.auth.clone(),
             locations,
@@ -370,121 +377,48 @@ impl Snapshot {
             gateways,
             bridges,
             labels,
-            places,
-            seed: options.order_seed.unwrap_or_else(rand::random),
-            order_variants: options.order_variants.max(1),
-            cached_bytes: AtomicUsize::new(0),
-            cache_budget: options.response_cache_bytes,
+            gateway_catalog,
+            bridge_catalog,
             openvpn_configuration: inventory.service.openvpn_configuration.clone(),
             eip_service: service,
             next_expiry_millis: next_expiry,
             location_count: inventory.locations.len(),
             stale_gateways,
             stale_bridges,
-            gateway_responses: RwLock::default(),
-            bridge_responses: RwLock::default(),
             invites: invites::index(&inventory.invites),
         }
     }
 
     /// The labels of every location.
     pub fn location_labels(&self) -> impl Iterator<Item = &str> {
-        self.labels.values().map(String::as_str)
+        self.labels.values().map(|l| &**l)
     }
 
     /// The label of the location called `name`, ignoring case.
     pub fn location_label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.location(name).map(|l| &**l)
     }
 
-    /// Where location `label` is.
-    pub fn place(&self, label: &str) -> Place {
-        self.places.get(label).copied().unwrap_or_default()
+    /// The label of the location called `name`, ignoring case, shared.
+    pub fn location(&self, name: &str) -> Option<&Arc<str>> {
+        // Lowercased on the stack when short, as every real label is.
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name.as_bytes());
+                lower.make_ascii_lowercase();
+                // ASCII lowercasing keeps UTF-8 valid.
+                self.labels.get(std::str::from_utf8(lower).ok()?)
+            }
+            None => self.labels.get(&name.to_ascii_lowercase()),
+        }
     }
 
-    /// A ready response for `query` on the list of `kind`. Up to
-    /// `order_variants` different orderings are kept per query, each made
-    /// by `make` from its own seed on first use and kept for the life of
-    /// this snapshot; each request gets one of them at random, except that
-    /// a client already holding one (`held` says which entity tags it
-    /// holds) gets that one back, so that it can be answered 304.
-    pub fn cached(
-        &self,
-        kind: ResourceKind,
-        query: &ClientQuery,
-        held: impl Fn(&str) -> bool,
-        make: impl FnOnce(u64) -> Cached,
-    ) -> Arc<Cached> {
-        let cache = match kind {
-            ResourceKind::Gateway => &self.gateway_responses,
-            ResourceKind::Bridge => &self.bridge_responses,
-        };
-        let variant = if self.order_variants > 1 {
-            rand::random_range(0..self.order_variants)
-        } else {
-            0
-        };
-        // Only needed when the variant is made; computed then.
-        let seed = || {
-            let mut h = std::hash::DefaultHasher::new();
-            (self.seed, kind, query, variant).hash(&mut h);
-            h.finish()
-        };
-        let existing = cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(query)
-            .cloned();
-        let variants = match existing {
-            Some(v) => v,
-            None => {
-                let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= MAX_CACHED_RESPONSES && !cache.contains_key(query) {
-                    // Full: serve without keeping.
-                    return Arc::new(make(seed()));
-                }
-                cache
-                    .entry(query.clone())
-                    .or_insert_with(|| {
-                        Arc::new(Variants(
-                            (0..self.order_variants).map(|_| OnceLock::new()).collect(),
-                        ))
-                    })
-                    .clone()
-            }
-        };
-        if let Some(known) = variants
-            .0
-            .iter()
-            .filter_map(OnceLock::get)
-            .find(|c| held(&c.etag))
-        {
-            return known.clone();
-        }
-        let slot = &variants.0[variant];
-        if let Some(made) = slot.get() {
-            return made.clone();
-        }
-        let made = Arc::new(make(seed()));
-        let size = made.body.len();
-        let within_budget = self
-            .cached_bytes
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used + size <= self.cache_budget).then_some(used + size)
-            })
-            .is_ok();
-        if !within_budget {
-            return made;
-        }
-        match slot.set(made.clone()) {
-            Ok(()) => made,
-            // Another request made the same variant meanwhile: keep one.
-            Err(_) => {
-                self.cached_bytes.fetch_sub(size, Ordering::Relaxed);
-                slot.get().cloned().unwrap_or(made)
-            }
+    /// What the list of `kind` is assembled from.
+    pub fn catalog(&self, kind: ResourceKind) -> &Catalog {
+        match kind {
+            ResourceKind::Gateway => &self.gateway_catalog,
+            ResourceKind::Bridge => &self.bridge_catalog,
         }
     }
 }
@@ -497,6 +431,8 @@ pub struct InventoryHandle {
     source: Mutex<Arc<Inventory>>,
     options: SnapshotOptions,
     metrics: Arc<Metrics>,
+    /// Requests that drew an order, for seeded draws.
+    draws: AtomicU64,
 }
 
 impl InventoryHandle {
@@ -507,13 +443,14 @@ impl InventoryHandle {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let inventory = Arc::new(store.load_inventory().await?);
-        let snapshot = Snapshot::build(&inventory, now_millis(), &options);
+        let snapshot = build_timed(&inventory, &options);
         metrics.observe_snapshot(&snapshot);
         Ok(InventoryHandle {
             current: ArcSwap::from_pointee(snapshot),
             source: Mutex::new(inventory),
             options,
             metrics,
+            draws: AtomicU64::new(0),
         })
     }
 
@@ -531,12 +468,31 @@ impl InventoryHandle {
         self.current.load_full()
     }
 
+    /// The current snapshot, for a request that does not wait on anything
+    /// while it holds it: cheaper than [`InventoryHandle::snapshot`], as no
+    /// shared count is touched.
+    pub fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// A generator for one request's random order: drawn from the thread's
+    /// generator, or with `order_seed` the n-th request's own.
+    pub fn rng(&self) -> SmallRng {
+        match self.options.order_seed {
+            Some(seed) => {
+                let n = self.draws.fetch_add(1, Ordering::Relaxed);
+                SmallRng::seed_from_u64(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            }
+            None => SmallRng::from_rng(&mut rand::rng()),
+        }
+    }
+
     fn rebuild(&self, inventory: Option<Inventory>) {
         let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(inventory) = inventory {
             *source = Arc::new(inventory);
         }
-        let snapshot = Snapshot::build(&source, now_millis(), &self.options);
+        let snapshot = build_timed(&source, &self.options);
         self.metrics.observe_snapshot(&snapshot);
         self.current.store(Arc::new(snapshot));
     }
@@ -595,6 +551,19 @@ impl InventoryHandle {
     }
 }
 
+/// Builds the snapshot of `inventory` now, and says how long that took.
+fn build_timed(inventory: &Inventory, options: &SnapshotOptions) -> Snapshot {
+    let started = Instant::now();
+    let snapshot = Snapshot::build(inventory, now_millis(), options);
+    tracing::debug!(
+        gateways = snapshot.gateways.len(),
+        bridges = snapshot.bridges.len(),
+        micros = started.elapsed().as_micros() as u64,
+        "snapshot built"
+    );
+    snapshot
+}
+
 async fn sleep_opt(duration: Option<Duration>) {
     match duration {
         Some(d) => tokio::time::sleep(d).await,
@@ -605,49 +574,6 @@ async fn sleep_opt(duration: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU32;
-
-    fn snapshot(variants: usize, budget: usize) -> Snapshot {
-        let options = SnapshotOptions {
-            order_seed: Some(1),
-            order_variants: variants,
-            response_cache_bytes: budget,
-            ..Default::default()
-        };
-        Snapshot::build(&Inventory::default(), 0, &options)
-    }
-
-    #[test]
-    fn each_variant_is_made_once_and_a_held_one_is_given_back() {
-        let s = snapshot(4, 1 << 20);
-        let made = AtomicU32::new(0);
-        let query = ClientQuery::default();
-        let mut tags = std::collections::HashSet::new();
-        for _ in 0..200 {
-            let c = s.cached(
-                ResourceKind::Gateway,
-                &query,
-                |_| false,
-                |seed| {
-                    made.fetch_add(1, Ordering::Relaxed);
-                    Cached::new(seed.to_string().into_bytes(), "application/json")
-                },
-            );
-            tags.insert(c.etag.clone());
-        }
-        assert_eq!(made.load(Ordering::Relaxed), 4);
-        assert_eq!(tags.len(), 4);
-        let held = tags.iter().next().unwrap().clone();
-        for _ in 0..20 {
-            let c = s.cached(
-                ResourceKind::Gateway,
-                &query,
-                |t| t == held,
-                |_| unreachable!(),
-            );
-            assert_eq!(c.etag, held);
-        }
-    }
 
     fn row(host: &str, origin: &str, last_seen_millis: i64) -> ResourceRow {
         ResourceRow {
@@ -738,25 +664,5 @@ mod tests {
             assert_eq!(got, status, "{r:?} at {now}");
             assert_eq!(got.listed(), is_live(&r, now, ttl) && over.is_none());
         }
-    }
-
-    #[test]
-    fn past_the_byte_budget_answers_are_made_but_not_kept() {
-        let s = snapshot(1, 10);
-        let made = AtomicU32::new(0);
-        let make = |_| {
-            made.fetch_add(1, Ordering::Relaxed);
-            Cached::new(vec![b'x'; 8], "application/json")
-        };
-        let q = |loc: &str| ClientQuery {
-            loc: Some(loc.into()),
-            ..Default::default()
-        };
-        s.cached(ResourceKind::Gateway, &q("a"), |_| false, make);
-        s.cached(ResourceKind::Gateway, &q("a"), |_| false, make);
-        assert_eq!(made.load(Ordering::Relaxed), 1, "8 bytes fit");
-        s.cached(ResourceKind::Gateway, &q("b"), |_| false, make);
-        s.cached(ResourceKind::Gateway, &q("b"), |_| false, make);
-        assert_eq!(made.load(Ordering::Relaxed), 3, "16 would not");
     }
 }

@@ -14,6 +14,7 @@ pub mod generated;
 pub mod init;
 pub mod material;
 pub mod pool;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use rcgen::{
     KeyUsagePurpose, SerialNumber,
 };
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 
 /// Default lifetime of a client certificate, as LEAP providers use.
 pub const DEFAULT_CLIENT_CERT_VALIDITY: &str = "24d";
@@ -95,12 +95,6 @@ impl KeyType {
                 KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
             }
         }
-    }
-
-    /// Whether making a key takes long enough (tens of milliseconds) that
-    /// it must not run on the async executor.
-    fn is_slow(self) -> bool {
-        matches!(self, KeyType::Rsa2048)
     }
 }
 
@@ -237,12 +231,9 @@ pub struct Pki {
     /// RSA keys made ahead, when RSA is offered.
     rsa_pool: Option<Arc<pool::KeyPool>>,
     validity: time::Duration,
-    /// Whether signing takes long enough to need the blocking pool: a
-    /// signature with an RSA CA key (RSA 4096) takes milliseconds.
+    /// Whether it signs with an RSA key: a signature takes milliseconds
+    /// then (RSA 4096), not microseconds.
     rsa_ca: bool,
-    /// Bounds how many slow issuances run at once, so that a burst of them
-    /// queues instead of filling the blocking pool.
-    slow_issuance: Semaphore,
     /// Whether the CA is the one menshen made for trying it out.
     pub generated: bool,
 }
@@ -373,7 +364,6 @@ impl Pki {
             key_type = settings.key_type.name(),
             "client certificates ready"
         );
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let rsa_pool = settings
             .offered
             .contains(&KeyType::Rsa2048)
@@ -391,7 +381,6 @@ impl Pki {
             rsa_pool,
             validity,
             rsa_ca,
-            slow_issuance: Semaphore::new(parallelism),
             generated,
         })
     }
@@ -454,40 +443,20 @@ impl Pki {
         })
     }
 
-    /// [`Pki::issue_with`] for a request (`None`: the default key type):
-    /// right here when it takes tens of microseconds, else on the blocking
-    /// pool, a few at a time. An RSA key comes from the keys made ahead
-    /// while there are any.
-    pub async fn issue_for_request(
-        self: &Arc<Self>,
-        key_type: Option<KeyType>,
-    ) -> anyhow::Result<ClientCredentials> {
+    /// A fresh key of `key_type` (`None`: the default) and a certificate
+    /// for it, as [`Pki::issue_with`] but with an RSA key from the keys
+    /// made ahead while there are any. Blocks for an RSA key made now: run
+    /// it off the async executor (see [`workers`]).
+    pub fn issue_for(&self, key_type: Option<KeyType>) -> Result<ClientCredentials, rcgen::Error> {
         let key_type = key_type.unwrap_or(self.key_type);
         let ready = match (&self.rsa_pool, key_type) {
             (Some(pool), KeyType::Rsa2048) => pool.take(),
             _ => None,
         };
-        let slow = self.rsa_ca || (key_type.is_slow() && ready.is_none());
-        if !slow {
-            let key = match ready {
-                Some(key) => key,
-                None => key_type.generate()?,
-            };
-            return Ok(self.sign(key)?);
+        match ready {
+            Some(key) => self.sign(key),
+            None => self.issue_with(key_type),
         }
-        let _permit = self
-            .slow_issuance
-            .acquire()
-            .await
-            .context("issuance is shutting down")?;
-        let pki = self.clone();
-        let credentials = tokio::task::spawn_blocking(move || match ready {
-            Some(key) => pki.sign(key),
-            None => pki.issue_with(key_type),
-        })
-        .await
-        .context("issuing a certificate")??;
-        Ok(credentials)
     }
 }
 

@@ -17,6 +17,9 @@ pub struct KeyPool {
     keys: Mutex<VecDeque<KeyPair>>,
     /// Whether a refill runs; at most one does.
     refilling: AtomicBool,
+    /// Where refills run: the runtime the pool was made in, so that a key
+    /// taken on any thread (the issuing threads have no runtime) refills.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl KeyPool {
@@ -26,6 +29,7 @@ impl KeyPool {
             size,
             keys: Mutex::new(VecDeque::with_capacity(size)),
             refilling: AtomicBool::new(false),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -51,7 +55,7 @@ impl KeyPool {
         if self.size == 0 || self.ready() >= self.size {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = &self.runtime else {
             return;
         };
         if self.refilling.swap(true, Ordering::AcqRel) {
@@ -98,6 +102,25 @@ mod tests {
                 tokio::time::Instant::now() < deadline,
                 "pool never refilled"
             );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_taken_on_a_thread_without_a_runtime_is_made_again() {
+        let pool = KeyPool::new(KeyType::EcdsaP256, 2);
+        pool.refill();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pool.ready() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "pool never filled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let taker = pool.clone();
+        std::thread::spawn(move || assert!(taker.take().is_some()))
+            .join()
+            .unwrap();
+        while pool.ready() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "pool never refilled");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

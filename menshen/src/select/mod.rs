@@ -2,24 +2,37 @@
 //!
 //! Filters (`loc`, `port`, `tr`, `type`) narrow the list; [`order`] sorts
 //! it for the client's position: `cc` when given, else the GeoIP position of
-//! its address (see `geo::Locator`). Experimental resources are listed only for `experimental=true`; resources
-//! in a bucket (invite-only) are listed only to requests whose invite token
-//! grants that bucket (`ClientQuery::buckets`).
+//! its address (see `geo::Locator`). Experimental resources are listed only
+//! for `experimental=true`; resources in a bucket (invite-only) are listed
+//! only to requests whose invite token grants that bucket
+//! (`ClientQuery::buckets`).
+//!
+//! An answer is assembled from the snapshot's [`Catalog`]: the matching
+//! entries, ordered for this request, their ready JSON concatenated. Its
+//! entity tag names the set, not the order, so that a client revalidating
+//! gets 304 whichever order it was given.
 
 pub mod order;
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use menshen_model::{Bridge, Gateway};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
+use rand::Rng;
 
 use crate::geo::{self, GridPoint};
 use crate::inventory::Snapshot;
+use crate::inventory::catalog::{Catalog, Entry};
 use crate::inventory::validate::{BRIDGE_TYPES, GATEWAY_TRANSPORTS};
+use crate::store::ResourceKind;
+use order::with_scratch;
 
 /// What `tr` may be on the bridge list: the bridge transports, and `udp`,
 /// which a client may ask for and simply gets none of.
 const BRIDGE_QUERY_TRANSPORTS: &[&str] = &["tcp", "udp", "kcp", "quic"];
-use crate::store::ResourceKind;
+
+/// The query parameters of the lists.
+const PARAMETERS: [&str; 7] = ["cc", "loc", "port", "tr", "type", "experimental", "byload"];
 
 /// A bad query parameter: which one, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +41,13 @@ pub struct BadParameter {
     pub message: String,
 }
 
-/// A client's request for a list, validated and normalised (canonical case),
-/// usable as a cache key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+/// A client's request for a list, validated and normalised (canonical case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientQuery {
     /// Uppercase ISO 3166-1 alpha-2.
     pub cc: Option<&'static str>,
     /// A location label, as the inventory spells it.
-    pub loc: Option<String>,
+    pub loc: Option<Arc<str>>,
     pub port: Option<u16>,
     pub tr: Option<&'static str>,
     /// Bridge type; ignored for gateways.
@@ -100,7 +112,8 @@ impl ClientQuery {
         snapshot: &Snapshot,
     ) -> Result<ClientQuery, BadParameter> {
         let mut query = ClientQuery::default();
-        let mut seen: Vec<&'static str> = Vec::new();
+        // Parameters seen so far, by their place in PARAMETERS.
+        let mut seen = 0u8;
         for (name, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             let value = value.trim();
             let parameter: &'static str = match name.as_ref() {
@@ -116,13 +129,14 @@ impl ClientQuery {
             if value.is_empty() {
                 continue;
             }
-            if seen.contains(&parameter) {
+            let bit = 1 << PARAMETERS.iter().position(|p| *p == parameter).unwrap_or(0);
+            if seen & bit != 0 {
                 return Err(BadParameter {
                     parameter,
                     message: format!("{parameter} is given more than once"),
                 });
             }
-            seen.push(parameter);
+            seen |= bit;
             match parameter {
                 "cc" => {
                     let country = geo::country(value).ok_or_else(|| BadParameter {
@@ -135,11 +149,11 @@ impl ClientQuery {
                     query.near = Some(GridPoint::of(country.position));
                 }
                 "loc" => {
-                    let label = snapshot.location_label(value).ok_or_else(|| BadParameter {
+                    let label = snapshot.location(value).ok_or_else(|| BadParameter {
                         parameter,
                         message: format!("no location named {value:?}"),
                     })?;
-                    query.loc = Some(label.to_owned());
+                    query.loc = Some(label.clone());
                 }
                 "port" => {
                     let port = value
@@ -164,114 +178,173 @@ impl ClientQuery {
         Ok(query)
     }
 
-    fn admits(&self, c: Candidate<'_>) -> bool {
-        (c.bucket.is_empty() || self.buckets.iter().any(|b| b == c.bucket))
-            && (self.experimental || !c.experimental)
-            && self.loc.as_deref().is_none_or(|l| l == c.location)
-            && self.port.is_none_or(|p| i64::from(p) == c.port)
-            && self.tr.is_none_or(|t| t == c.transport)
-            && self.kind.is_none_or(|k| k == c.kind)
+    /// The filters of this query, against the entries of `catalog`.
+    fn filter<'q>(&'q self, catalog: &Catalog) -> Filter<'q> {
+        // A transport or type no entry has: nothing can match.
+        let none = |name: Option<&str>, find: &dyn Fn(&str) -> Option<u16>| match name {
+            None => Ok(None),
+            Some(n) => find(n).map(Some).ok_or(()),
+        };
+        let tr = none(self.tr, &|t| catalog.transport(t));
+        let kind = none(self.kind, &|k| catalog.kind(k));
+        Filter {
+            loc: self.loc.as_deref(),
+            port: self.port,
+            tr: tr.unwrap_or(None),
+            kind: kind.unwrap_or(None),
+            experimental: self.experimental,
+            buckets: &self.buckets,
+            nothing: tr.is_err() || kind.is_err(),
+        }
     }
 }
 
-/// What the filters look at, for gateways and bridges alike.
-struct Candidate<'a> {
-    location: &'a str,
-    port: i64,
-    transport: &'a str,
-    kind: &'a str,
+/// A [`ClientQuery`]'s filters in the terms of one catalog.
+struct Filter<'q> {
+    loc: Option<&'q str>,
+    port: Option<u16>,
+    tr: Option<u16>,
+    kind: Option<u16>,
     experimental: bool,
-    bucket: &'a str,
+    buckets: &'q [String],
+    /// Matches nothing (a transport or type no entry has).
+    nothing: bool,
 }
 
-impl<'a> From<&'a Gateway> for Candidate<'a> {
-    fn from(g: &'a Gateway) -> Self {
-        Candidate {
-            location: &g.location,
-            port: g.port,
-            transport: &g.transport,
-            kind: &g.kind,
-            experimental: g.experimental,
-            bucket: &g.bucket,
+impl Filter<'_> {
+    fn admits(&self, catalog: &Catalog, e: &Entry) -> bool {
+        !self.nothing
+            && (self.experimental || !e.experimental)
+            && self.port.is_none_or(|p| p == e.port)
+            && self.tr.is_none_or(|t| t == e.transport)
+            && self.kind.is_none_or(|k| k == e.kind)
+            && (e.bucket == 0 || self.buckets.iter().any(|b| b == catalog.bucket(e.bucket)))
+    }
+}
+
+/// An entity tag as it goes into a header: 16 hex digits in quotes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Etag([u8; 18]);
+
+impl Etag {
+    /// The tag of a list of the entries `found` describes, in any order:
+    /// the same on every replica with the same inventory.
+    fn of(catalog: &Catalog, found: &order::Found) -> Etag {
+        let mut input = [0u8; 24];
+        input[..8].copy_from_slice(&catalog.salt().to_le_bytes());
+        input[8..16].copy_from_slice(&found.hash_sum.to_le_bytes());
+        input[16..].copy_from_slice(&(found.count as u64).to_le_bytes());
+        let hash = xxhash_rust::xxh3::xxh3_64(&input);
+        let mut tag = [b'"'; 18];
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, digit) in tag[1..17].iter_mut().enumerate() {
+            *digit = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
         }
+        Etag(tag)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Quotes and hex digits only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
-impl<'a> From<&'a Bridge> for Candidate<'a> {
-    fn from(b: &'a Bridge) -> Self {
-        Candidate {
-            location: &b.location,
-            port: b.port,
-            transport: &b.transport,
-            kind: &b.kind,
-            experimental: b.experimental,
-            bucket: &b.bucket,
+impl std::fmt::Debug for Etag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A list answer: its tag and, unless the client holds that tag already,
+/// its bytes.
+#[derive(Debug)]
+pub struct Answer {
+    pub etag: Etag,
+    /// `None` when the client holds `etag` (answer 304).
+    pub body: Option<Bytes>,
+}
+
+/// The list of `catalog` for `query`, in an order drawn with `rng`; no body
+/// when `held` says the client has this set's tag already.
+pub fn answer(
+    catalog: &Catalog,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+    held: impl Fn(&str) -> bool,
+) -> Answer {
+    let filter = query.filter(catalog);
+    with_scratch(|scratch| {
+        let found = scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        let etag = Etag::of(catalog, &found);
+        if held(etag.as_str()) {
+            return Answer { etag, body: None };
         }
-    }
+        scratch.order_for(catalog, query, rng);
+        let entries = catalog.entries();
+        // `[`, `]`, and a comma between each two.
+        let size = found.json_bytes + 2 + found.count.saturating_sub(1);
+        let mut out = Vec::with_capacity(size);
+        out.push(b'[');
+        for (n, i) in scratch.ordered().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(catalog.json(&entries[i as usize]));
+        }
+        out.push(b']');
+        debug_assert_eq!(out.len(), size);
+        Answer {
+            etag,
+            body: Some(Bytes::from(out)),
+        }
+    })
 }
 
-impl order::Ranked for Gateway {
-    fn location(&self) -> &str {
-        &self.location
-    }
-    fn load(&self) -> f64 {
-        self.load
-    }
-    fn overloaded(&self) -> bool {
-        self.overloaded
-    }
+/// The gateways for `query`, in the order the client should try them
+/// (as `/api/5/gateways` would list them), drawn with `rng`.
+pub fn gateways<'s>(
+    snapshot: &'s Snapshot,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+) -> Vec<&'s Gateway> {
+    let catalog = snapshot.catalog(ResourceKind::Gateway);
+    let filter = query.filter(catalog);
+    with_scratch(|scratch| {
+        scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        scratch.order_for(catalog, query, rng);
+        let entries = catalog.entries();
+        scratch
+            .ordered()
+            .filter_map(|i| snapshot.gateways.get(entries[i as usize].index as usize))
+            .collect()
+    })
 }
 
-impl order::Ranked for Bridge {
-    fn location(&self) -> &str {
-        &self.location
-    }
-    fn load(&self) -> f64 {
-        self.load
-    }
-    fn overloaded(&self) -> bool {
-        self.overloaded
-    }
-}
-
-/// The gateways for `query`, in the order the client should try them;
-/// `seed` fixes the random part of the order.
-pub fn gateways<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Gateway> {
-    let mut admitted: Vec<&Gateway> = snapshot
-        .gateways
-        .iter()
-        .filter(|g| query.admits((*g).into()))
-        .collect();
-    if query.byload {
-        // Overloaded ones last, then by load; equals keep the stable order.
-        admitted.sort_by(|a, b| {
-            (a.overloaded, a.load)
-                .partial_cmp(&(b.overloaded, b.load))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        return admitted;
-    }
-    let mut rng = SmallRng::seed_from_u64(seed);
-    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
-}
-
-/// The bridges for `query`, in the order the client should try them;
-/// `seed` fixes the random part of the order.
-pub fn bridges<'s>(snapshot: &'s Snapshot, query: &ClientQuery, seed: u64) -> Vec<&'s Bridge> {
-    let admitted = snapshot
-        .bridges
-        .iter()
-        .filter(|b| query.admits((*b).into()))
-        .collect();
-    let mut rng = SmallRng::seed_from_u64(seed);
-    order::order(admitted, query.near, |l| snapshot.place(l), &mut rng)
+/// The bridges for `query`, in the order the client should try them (as
+/// `/api/5/bridges` would list them), drawn with `rng`.
+pub fn bridges<'s>(
+    snapshot: &'s Snapshot,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+) -> Vec<&'s Bridge> {
+    let catalog = snapshot.catalog(ResourceKind::Bridge);
+    let filter = query.filter(catalog);
+    with_scratch(|scratch| {
+        scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        scratch.order_for(catalog, query, rng);
+        let entries = catalog.entries();
+        scratch
+            .ordered()
+            .filter_map(|i| snapshot.bridges.get(entries[i as usize].index as usize))
+            .collect()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::Snapshot;
-    use crate::store::{Inventory, LocationRow};
+    use crate::store::{Inventory, LocationRow, ResourceRow};
 
     fn snapshot() -> Snapshot {
         let inventory = Inventory {
@@ -293,6 +366,10 @@ mod tests {
 
     fn parse(raw: &str, kind: ResourceKind) -> Result<ClientQuery, BadParameter> {
         ClientQuery::parse(Some(raw), kind, &snapshot())
+    }
+
+    fn parse_with(raw: &str, kind: ResourceKind, snapshot: &Snapshot) -> ClientQuery {
+        ClientQuery::parse(Some(raw), kind, snapshot).unwrap()
     }
 
     #[test]
@@ -353,6 +430,200 @@ mod tests {
                 .parameter,
             "tr"
         );
+    }
+
+    /// `locations` locations, `per` gateways in each with loads spread out
+    /// (every fifth overloaded), half udp and half tcp, and as many bridges.
+    fn world(locations: usize, per: usize) -> Inventory {
+        let countries = ["NL", "DE", "FR", "US", "JP", "BR", "ZA", "AU"];
+        let mut inventory = Inventory::default();
+        for l in 0..locations {
+            let c = geo::country(countries[l % countries.len()]).unwrap();
+            inventory.locations.push(LocationRow {
+                label: format!("loc{l:02}"),
+                display_name: format!("Location {l}"),
+                country_code: c.code.into(),
+                lat: Some(c.position.lat),
+                lon: Some(c.position.lon),
+                timezone: None,
+                hemisphere: String::new(),
+                region: String::new(),
+                origin: "config".into(),
+            });
+            for i in 0..per {
+                for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
+                    let n = l * per + i;
+                    inventory.resources.push(ResourceRow {
+                        kind,
+                        host: format!("{}{n:04}", kind.as_str()),
+                        ip_addr: format!("10.0.{}.{}", n / 250, n % 250 + 1),
+                        ip6_addr: String::new(),
+                        location: format!("loc{l:02}"),
+                        port: 1194 + (n % 3) as i64,
+                        transport: if n.is_multiple_of(2) { "udp" } else { "tcp" }.into(),
+                        kind_type: match kind {
+                            ResourceKind::Gateway => "openvpn",
+                            ResourceKind::Bridge => "obfs4",
+                        }
+                        .into(),
+                        load: (n * 37 % 100) as f64 / 100.0,
+                        overloaded: n.is_multiple_of(5),
+                        healthy: true,
+                        experimental: false,
+                        bucket: String::new(),
+                        auth: String::new(),
+                        options: "{}".into(),
+                        last_seen_millis: 0,
+                        origin: "config".into(),
+                        agent: None,
+                    });
+                }
+            }
+        }
+        inventory
+    }
+
+    fn hosts(body: &[u8]) -> Vec<String> {
+        let list: Vec<serde_json::Value> = serde_json::from_slice(body).unwrap();
+        list.iter()
+            .map(|g| g["host"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn answers_are_the_ready_bytes_of_the_set_in_a_drawn_order() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(4, 5), 0, &Default::default());
+        let catalog = s.catalog(ResourceKind::Gateway);
+        let query = parse_with("cc=DE", ResourceKind::Gateway, &s);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut orders = std::collections::HashSet::new();
+        let mut tags = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let a = answer(catalog, &query, &mut rng, |_| false);
+            let body = a.body.unwrap();
+            // The same bytes as encoding the list whole would give.
+            let list: Vec<Gateway> = serde_json::from_slice(&body).unwrap();
+            assert_eq!(serde_json::to_vec(&list).unwrap(), body);
+            assert_eq!(list.len(), 20);
+            orders.insert(hosts(&body));
+            tags.insert(a.etag);
+        }
+        assert!(orders.len() > 10, "each request draws: {}", orders.len());
+        assert_eq!(tags.len(), 1, "one set, one tag");
+        let tag = *tags.iter().next().unwrap();
+
+        // Held: no body, the same tag.
+        let held = answer(catalog, &query, &mut rng, |t| t == tag.as_str());
+        assert_eq!((held.etag, held.body), (tag, None));
+
+        // Another set, another tag; the position alone changes nothing.
+        let udp = parse_with("cc=DE&tr=udp", ResourceKind::Gateway, &s);
+        assert_ne!(answer(catalog, &udp, &mut rng, |_| false).etag, tag);
+        let jp = parse_with("cc=JP", ResourceKind::Gateway, &s);
+        assert_eq!(answer(catalog, &jp, &mut rng, |_| false).etag, tag);
+        // Bridges are another list, even when empty.
+        let none = parse_with("port=9", ResourceKind::Gateway, &s);
+        let bridges = s.catalog(ResourceKind::Bridge);
+        assert_ne!(
+            answer(catalog, &none, &mut rng, |_| false).etag,
+            answer(bridges, &none, &mut rng, |_| false).etag
+        );
+        assert_eq!(
+            answer(catalog, &none, &mut rng, |_| false).body.unwrap(),
+            "[]"
+        );
+    }
+
+    #[test]
+    fn the_tag_is_the_same_on_every_replica() {
+        use rand::SeedableRng;
+        let inventory = world(3, 4);
+        let a = Snapshot::build(&inventory, 0, &Default::default());
+        let b = Snapshot::build(&inventory, 5_000, &Default::default());
+        for raw in ["", "tr=tcp", "loc=loc01", "port=1195&cc=US"] {
+            let tag = |s: &Snapshot, seed| {
+                let q = parse_with(raw, ResourceKind::Gateway, s);
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+                answer(s.catalog(ResourceKind::Gateway), &q, &mut rng, |_| false).etag
+            };
+            assert_eq!(tag(&a, 1), tag(&b, 2), "{raw}");
+        }
+    }
+
+    #[test]
+    fn filters_pick_as_before() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(3, 4), 0, &Default::default());
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        let mut list = |raw: &str, kind| {
+            let q = parse_with(raw, kind, &s);
+            let body = answer(s.catalog(kind), &q, &mut rng, |_| false)
+                .body
+                .unwrap();
+            serde_json::from_slice::<Vec<serde_json::Value>>(&body).unwrap()
+        };
+        let all = list("", ResourceKind::Gateway);
+        assert_eq!(all.len(), 12);
+        let tcp_1195 = list("tr=tcp&port=1195", ResourceKind::Gateway);
+        assert!(!tcp_1195.is_empty());
+        assert!(
+            tcp_1195
+                .iter()
+                .all(|g| g["transport"] == "tcp" && g["port"] == 1195)
+        );
+        let loc = list("loc=LOC02", ResourceKind::Gateway);
+        assert_eq!(loc.len(), 4);
+        assert!(loc.iter().all(|g| g["location"] == "loc02"));
+        assert!(list("type=obfs4-hop", ResourceKind::Bridge).is_empty());
+        assert_eq!(list("type=obfs4", ResourceKind::Bridge).len(), 12);
+        assert!(list("tr=kcp", ResourceKind::Bridge).is_empty());
+        // Overloaded ones last in their location.
+        for g in &loc[..3] {
+            assert_eq!(g["overloaded"], serde_json::Value::Null, "{loc:?}");
+        }
+    }
+
+    #[test]
+    fn a_fill_attack_keeps_nothing() {
+        use rand::SeedableRng;
+        let s = Snapshot::build(&world(8, 25), 0, &Default::default());
+        let before: usize = [ResourceKind::Gateway, ResourceKind::Bridge]
+            .map(|k| s.catalog(k).heap_bytes())
+            .iter()
+            .sum();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        let mut answered = 0;
+        // Every port, every country, and both at once.
+        for port in 1..=u16::MAX {
+            let q = ClientQuery {
+                port: Some(port),
+                ..Default::default()
+            };
+            answered += answer(s.catalog(ResourceKind::Gateway), &q, &mut rng, |_| false)
+                .body
+                .unwrap()
+                .len();
+        }
+        for c in geo::countries() {
+            for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
+                let q = parse_with(&format!("cc={}&port=1194", c.code), kind, &s);
+                answered += answer(s.catalog(kind), &q, &mut rng, |_| false)
+                    .body
+                    .unwrap()
+                    .len();
+            }
+        }
+        assert!(answered > 0);
+        let after: usize = [ResourceKind::Gateway, ResourceKind::Bridge]
+            .map(|k| s.catalog(k).heap_bytes())
+            .iter()
+            .sum();
+        assert_eq!(after, before, "the snapshot keeps nothing of its answers");
+        // The working space is bounded by the inventory, not the requests.
+        let entries = s.catalog(ResourceKind::Gateway).len();
+        let scratch = order::with_scratch(|scratch| scratch.heap_bytes());
+        assert!(scratch <= 2 * entries * 64, "{scratch} bytes");
     }
 
     #[test]

@@ -12,157 +12,279 @@
 //!   weighted by spare capacity (1 − load), so that clients spread instead of
 //!   all taking the same first gateway; overloaded ones last, least loaded
 //!   first.
+//!
+//! Every request gets its own random draw. The work is a pass over the
+//! catalog's entries and a sort of each location's picks and of the
+//! locations: no encoding, and nothing allocated but the answer itself
+//! (the working space, [`Scratch`], is reused by each thread).
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
 
 use rand::Rng;
 
-use crate::geo::{GridPoint, distance_km};
-use crate::inventory::Place;
-
-/// Weight of a resource with no spare capacity left that is not (yet)
-/// flagged overloaded: rarely first, never excluded.
-const MIN_WEIGHT: f64 = 0.02;
+use crate::geo::GridPoint;
+use crate::inventory::catalog::{Catalog, Entry, unit};
 
 /// Kilometres one hour of timezone difference stands for.
 const KM_PER_TIMEZONE_HOUR: f64 = 40_075.0 / 24.0;
 
-/// What ordering needs to know of a gateway or bridge.
-pub trait Ranked {
-    fn location(&self) -> &str;
-    fn load(&self) -> f64;
-    fn overloaded(&self) -> bool;
-}
+const EARTH_RADIUS_KM: f64 = 6371.0;
 
-fn spare(load: f64) -> f64 {
-    (1.0 - load).clamp(MIN_WEIGHT, 1.0)
-}
-
-/// A random order in which each item comes before the others with a
-/// probability proportional to its weight (Efraimidis–Spirakis: sort by
-/// an exponential race, -ln(u) / w).
-fn weighted_shuffle<T>(items: Vec<(T, f64)>, rng: &mut impl Rng) -> Vec<T> {
-    let mut keyed: Vec<(f64, T)> = items
-        .into_iter()
-        .map(|(item, weight)| {
-            let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-            (-u.ln() / weight.max(f64::MIN_POSITIVE), item)
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-    keyed.into_iter().map(|(_, item)| item).collect()
-}
-
-/// How far a location is from `near`, for sorting.
-fn distance(near: GridPoint, place: Place) -> f64 {
-    if let Some(position) = place.position {
-        return distance_km(near.position(), position);
-    }
-    if let Some(tz) = place.timezone {
-        let d = (tz - near.timezone_estimate()).rem_euclid(24);
-        return d.min(24 - d) as f64 * KM_PER_TIMEZONE_HOUR;
-    }
-    f64::INFINITY
-}
-
-struct Group<'s, T> {
-    label: &'s str,
-    ordered: Vec<&'s T>,
-    capacity: f64,
+/// A location chosen for a list, with its picks.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    /// Nothing picked here has room.
     full: bool,
+    /// Sorts the locations: distance or a random draw.
+    key: f64,
+    /// Index of the catalog's group: ties go by label.
+    group: u32,
+    /// Its entries' place in [`Scratch::picked`].
+    start: u32,
+    /// Picks from here to `end` are overloaded, in the catalog's order.
+    open_end: u32,
+    end: u32,
+    /// Spare capacity of its picks with room.
+    capacity: f64,
 }
 
-/// Orders `items` (already filtered) for a client at `near`.
-pub fn order<'s, T: Ranked>(
-    items: Vec<&'s T>,
-    near: Option<GridPoint>,
-    place: impl Fn(&str) -> Place,
-    rng: &mut impl Rng,
-) -> Vec<&'s T> {
-    let mut by_location: BTreeMap<&'s str, Vec<&'s T>> = BTreeMap::new();
-    for item in items {
-        by_location.entry(item.location()).or_default().push(item);
-    }
-    let mut groups: Vec<Group<'s, T>> = by_location
-        .into_iter()
-        .map(|(label, members)| {
-            let (open, mut overloaded): (Vec<&T>, Vec<&T>) =
-                members.into_iter().partition(|r| !r.overloaded());
-            let capacity: f64 = open.iter().map(|r| spare(r.load())).sum();
-            let full = open.is_empty();
-            let mut ordered = weighted_shuffle(
-                open.into_iter().map(|r| (r, spare(r.load()))).collect(),
-                rng,
-            );
-            overloaded.sort_by(|a, b| a.load().total_cmp(&b.load()));
-            ordered.extend(overloaded);
-            Group {
-                label,
-                ordered,
-                capacity,
-                full,
-            }
-        })
-        .collect();
+/// Working space of one answer, kept per thread and reused: it grows to the
+/// largest catalog served, never with what clients send.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Location after location, each pick's sort key (the bits of a
+    /// non-negative `f32`, which sort as integers do) in the high half and
+    /// its entry's index in the low half: sorting these is sorting by key.
+    picked: Vec<u64>,
+    groups: Vec<Pick>,
+}
 
-    match near {
-        Some(near) => {
-            let mut keyed: Vec<(bool, f64, Group<'s, T>)> = groups
-                .into_iter()
-                .map(|g| (g.full, distance(near, place(g.label)), g))
-                .collect();
-            keyed.sort_by(|a, b| {
-                (a.0, a.1)
-                    .partial_cmp(&(b.0, b.1))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then_with(|| a.2.label.cmp(b.2.label))
+fn entry_of(pick: u64) -> u32 {
+    pick as u32
+}
+
+fn keyed(key: f64, entry: u32) -> u64 {
+    (u64::from((key as f32).to_bits()) << 32) | u64::from(entry)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch space.
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with_borrow_mut(f)
+}
+
+/// What [`Scratch::pick`] found: enough to tag the set and size the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Found {
+    pub count: usize,
+    /// Wrapping sum of the picked entries' hashes: the same for any order.
+    pub hash_sum: u64,
+    /// Sum of the picked entries' JSON lengths.
+    pub json_bytes: usize,
+}
+
+/// An exponentially distributed draw (rate 1): -ln(u) for a uniform u in
+/// (0, 1], with a logarithm good to about 1e-6 that costs half of `f64::ln`
+/// (one is drawn for every resource of every answer).
+fn exp1(rng: &mut impl Rng) -> f64 {
+    let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
+    -ln(u)
+}
+
+/// ln(v) for a positive, normal v: its exponent, and ln of its mantissa m
+/// in [1, 2) from the series of atanh((m - 1) / (m + 1)).
+fn ln(v: f64) -> f64 {
+    let bits = v.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let series =
+        t * (2.0 + t2 * (2.0 / 3.0 + t2 * (2.0 / 5.0 + t2 * (2.0 / 7.0 + t2 * (2.0 / 9.0)))));
+    exponent as f64 * std::f64::consts::LN_2 + series
+}
+
+impl Scratch {
+    /// Picks the entries of `catalog` that `admits` (only in location
+    /// `loc`, when given), location by location, in the catalog's order.
+    pub fn pick(
+        &mut self,
+        catalog: &Catalog,
+        loc: Option<&str>,
+        admits: impl Fn(&Entry) -> bool,
+    ) -> Found {
+        self.picked.clear();
+        self.groups.clear();
+        let entries = catalog.entries();
+        let mut found = Found::default();
+        for (g, group) in catalog.groups().iter().enumerate() {
+            if loc.is_some_and(|l| l != &*group.label) {
+                continue;
+            }
+            let start = self.picked.len() as u32;
+            let mut capacity = 0.0;
+            let take = |found: &mut Found, picked: &mut Vec<u64>, i: u32, e: &Entry| {
+                found.count += 1;
+                found.hash_sum = found.hash_sum.wrapping_add(e.hash);
+                found.json_bytes += Catalog::json_len(e);
+                picked.push(u64::from(i));
+            };
+            for i in group.start..group.open_end {
+                let e = &entries[i as usize];
+                if admits(e) {
+                    capacity += e.weight;
+                    take(&mut found, &mut self.picked, i, e);
+                }
+            }
+            let open_end = self.picked.len() as u32;
+            for i in group.open_end..group.end {
+                let e = &entries[i as usize];
+                if admits(e) {
+                    take(&mut found, &mut self.picked, i, e);
+                }
+            }
+            let end = self.picked.len() as u32;
+            if end == start {
+                continue;
+            }
+            self.groups.push(Pick {
+                full: open_end == start,
+                key: 0.0,
+                group: g as u32,
+                start,
+                open_end,
+                end,
+                capacity,
             });
-            groups = keyed.into_iter().map(|(_, _, g)| g).collect();
         }
-        None => {
-            let (open, full): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| !g.full);
-            let open: Vec<_> = open
-                .into_iter()
-                .map(|g| {
-                    let w = g.capacity;
-                    (g, w)
-                })
-                .collect();
-            groups = weighted_shuffle(open, rng);
-            groups.extend(weighted_shuffle(
-                full.into_iter().map(|g| (g, 1.0)).collect(),
-                rng,
-            ));
+        found
+    }
+
+    /// Orders what [`Scratch::pick`] picked for a client at `near`, with
+    /// `rng` for the random part.
+    pub fn order(&mut self, catalog: &Catalog, near: Option<GridPoint>, rng: &mut impl Rng) {
+        let entries = catalog.entries();
+        let groups = catalog.groups();
+        // Within each location: a random order in which each resource with
+        // room comes first with a probability proportional to its weight
+        // (Efraimidis–Spirakis: sort by an exponential race, -ln(u) / w).
+        for pick in &self.groups {
+            let open = &mut self.picked[pick.start as usize..pick.open_end as usize];
+            if open.len() > 1 {
+                for pick in open.iter_mut() {
+                    let i = entry_of(*pick);
+                    let w = entries[i as usize].weight;
+                    *pick = keyed(exp1(rng) / w.max(f64::MIN_POSITIVE), i);
+                }
+                open.sort_unstable();
+            }
+        }
+        match near {
+            Some(near) => {
+                let client = unit(near.position());
+                for pick in &mut self.groups {
+                    let group = &groups[pick.group as usize];
+                    // Sorting by the negated cosine of the angle is sorting
+                    // by great-circle distance, without an arccosine.
+                    pick.key = if let Some(u) = group.unit {
+                        -(client[0] * u[0] + client[1] * u[1] + client[2] * u[2])
+                    } else if let Some(tz) = group.timezone {
+                        let d = (tz - near.timezone_estimate()).rem_euclid(24);
+                        let km = d.min(24 - d) as f64 * KM_PER_TIMEZONE_HOUR;
+                        -(km / EARTH_RADIUS_KM).min(std::f64::consts::PI).cos()
+                    } else {
+                        f64::INFINITY
+                    };
+                }
+            }
+            None => {
+                for pick in &mut self.groups {
+                    let weight = if pick.full { 1.0 } else { pick.capacity };
+                    pick.key = exp1(rng) / weight.max(f64::MIN_POSITIVE);
+                }
+            }
+        }
+        self.groups.sort_unstable_by(|a, b| {
+            a.full
+                .cmp(&b.full)
+                .then(a.key.total_cmp(&b.key))
+                .then(a.group.cmp(&b.group))
+        });
+    }
+
+    /// Orders what was picked by load alone (`byload=true`): those with
+    /// room before overloaded ones, least loaded first, ties in the
+    /// catalog's order; where they are does not matter.
+    pub fn order_by_load(&mut self, catalog: &Catalog) {
+        let entries = catalog.entries();
+        for pick in &self.groups {
+            let range = pick.start as usize..pick.end as usize;
+            for (n, p) in self.picked[range].iter_mut().enumerate() {
+                let i = entry_of(*p);
+                let overloaded = pick.start as usize + n >= pick.open_end as usize;
+                let load = 1.0 - entries[i as usize].weight;
+                *p = keyed(f64::from(u8::from(overloaded)) * 2.0 + load, i);
+            }
+        }
+        self.picked.sort_unstable();
+        let end = self.picked.len() as u32;
+        self.groups.clear();
+        if end > 0 {
+            self.groups.push(Pick {
+                full: false,
+                key: 0.0,
+                group: 0,
+                start: 0,
+                open_end: end,
+                end,
+                capacity: 0.0,
+            });
         }
     }
-    groups.into_iter().flat_map(|g| g.ordered).collect()
+
+    /// Orders what was picked as `query` asks: by load alone for
+    /// `byload`, else for the client's position.
+    pub fn order_for(&mut self, catalog: &Catalog, query: &super::ClientQuery, rng: &mut impl Rng) {
+        if query.byload {
+            self.order_by_load(catalog);
+        } else {
+            self.order(catalog, query.near, rng);
+        }
+    }
+
+    /// The picked entries' indices, in order (after [`Scratch::order`]).
+    pub fn ordered(&self) -> impl Iterator<Item = u32> + '_ {
+        self.groups.iter().flat_map(|pick| {
+            self.picked[pick.start as usize..pick.end as usize]
+                .iter()
+                .map(|&p| entry_of(p))
+        })
+    }
+
+    /// Bytes this scratch space holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.picked.capacity() * std::mem::size_of::<u64>()
+            + self.groups.capacity() * std::mem::size_of::<Pick>()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geo::Position;
+    use crate::inventory::Place;
+    use crate::inventory::catalog::{CatalogBuilder, Item};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
-    #[derive(Debug, PartialEq)]
     struct R {
         name: &'static str,
         location: &'static str,
         load: f64,
         overloaded: bool,
-    }
-
-    impl Ranked for R {
-        fn location(&self) -> &str {
-            self.location
-        }
-        fn load(&self) -> f64 {
-            self.load
-        }
-        fn overloaded(&self) -> bool {
-            self.overloaded
-        }
     }
 
     fn r(name: &'static str, location: &'static str, load: f64, overloaded: bool) -> R {
@@ -193,54 +315,95 @@ mod tests {
         }
     }
 
-    fn names(list: &[&R]) -> Vec<&'static str> {
-        list.iter().map(|r| r.name).collect()
+    /// Resources and their catalog, each one's JSON its name.
+    struct World {
+        rows: Vec<R>,
+        catalog: Catalog,
+    }
+
+    fn catalog<const N: usize>(items: [R; N]) -> World {
+        let mut b = CatalogBuilder::new("test");
+        for (i, r) in items.iter().enumerate() {
+            b.push(Item {
+                json: format!("{:?}", r.name).into_bytes(),
+                index: i as u32,
+                location: r.location,
+                place: places(r.location),
+                load: r.load,
+                overloaded: r.overloaded,
+                port: 1194,
+                transport: "udp",
+                kind: "openvpn",
+                experimental: false,
+                bucket: "",
+            });
+        }
+        World {
+            catalog: b.finish(),
+            rows: items.into(),
+        }
+    }
+
+    /// The names in the order a client at `near` gets them.
+    fn order(world: &World, near: Option<GridPoint>, rng: &mut SmallRng) -> Vec<&'static str> {
+        let catalog = &world.catalog;
+        let mut s = Scratch::default();
+        s.pick(catalog, None, |_| true);
+        s.order(catalog, near, rng);
+        s.ordered()
+            .map(|i| {
+                let entry = &catalog.entries()[i as usize];
+                let name = world.rows[entry.index as usize].name;
+                assert_eq!(catalog.json(entry), format!("{name:?}").as_bytes());
+                name
+            })
+            .collect()
     }
 
     #[test]
     fn nearest_location_first() {
-        let items = [
+        let items = catalog([
             r("ams", "amsterdam", 0.1, false),
             r("par", "paris", 0.1, false),
             r("tyo", "tokyo", 0.1, false),
             r("mia", "miami", 0.1, false),
-        ];
+        ]);
         let mut rng = SmallRng::seed_from_u64(1);
         let berlin = GridPoint { lat: 53, lon: 13 };
-        let list = order(items.iter().collect(), Some(berlin), places, &mut rng);
-        assert_eq!(names(&list), ["ams", "par", "mia", "tyo"]);
+        let list = order(&items, Some(berlin), &mut rng);
+        assert_eq!(list, ["ams", "par", "mia", "tyo"]);
         let sao_paulo = GridPoint { lat: -24, lon: -47 };
-        let list = order(items.iter().collect(), Some(sao_paulo), places, &mut rng);
-        assert_eq!(names(&list)[0], "mia");
+        let list = order(&items, Some(sao_paulo), &mut rng);
+        assert_eq!(list[0], "mia");
     }
 
     #[test]
     fn timezone_stands_in_for_missing_coordinates() {
-        let items = [
+        let items = catalog([
             r("ams", "amsterdam", 0.1, false),
             r("tz9", "somewhere-utc9", 0.1, false),
             r("nowhere", "unknown", 0.1, false),
-        ];
+        ]);
         let mut rng = SmallRng::seed_from_u64(1);
         let seoul = GridPoint { lat: 38, lon: 127 };
-        let list = order(items.iter().collect(), Some(seoul), places, &mut rng);
-        assert_eq!(names(&list), ["tz9", "ams", "nowhere"]);
+        let list = order(&items, Some(seoul), &mut rng);
+        assert_eq!(list, ["tz9", "ams", "nowhere"]);
     }
 
     #[test]
     fn load_spreads_and_overloaded_is_never_first() {
-        let items = [
+        let items = catalog([
             r("light", "paris", 0.1, false),
             r("heavy", "paris", 0.8, false),
             r("full", "paris", 0.95, true),
-        ];
+        ]);
         let mut rng = SmallRng::seed_from_u64(42);
         let near = Some(GridPoint { lat: 49, lon: 2 });
         let mut first = std::collections::HashMap::new();
         for _ in 0..10_000 {
-            let list = order(items.iter().collect(), near, places, &mut rng);
-            *first.entry(list[0].name).or_insert(0) += 1;
-            assert_eq!(list[2].name, "full", "overloaded last");
+            let list = order(&items, near, &mut rng);
+            *first.entry(list[0]).or_insert(0) += 1;
+            assert_eq!(list[2], "full", "overloaded last");
         }
         let light = first["light"];
         let heavy = first["heavy"];
@@ -251,29 +414,42 @@ mod tests {
     }
 
     #[test]
+    fn overloaded_ones_come_least_loaded_first() {
+        let items = catalog([
+            r("fuller", "paris", 0.99, true),
+            r("room", "paris", 0.5, false),
+            r("full", "paris", 0.95, true),
+        ]);
+        let mut rng = SmallRng::seed_from_u64(5);
+        let near = Some(GridPoint { lat: 49, lon: 2 });
+        assert_eq!(order(&items, near, &mut rng), ["room", "full", "fuller"]);
+        assert_eq!(order(&items, None, &mut rng), ["room", "full", "fuller"]);
+    }
+
+    #[test]
     fn full_locations_come_after_ones_with_room() {
-        let items = [
+        let items = catalog([
             r("ams", "amsterdam", 1.0, true),
             r("tyo", "tokyo", 0.5, false),
-        ];
+        ]);
         let mut rng = SmallRng::seed_from_u64(3);
         let near = Some(GridPoint { lat: 52, lon: 5 });
-        let list = order(items.iter().collect(), near, places, &mut rng);
-        assert_eq!(names(&list), ["tyo", "ams"]);
+        let list = order(&items, near, &mut rng);
+        assert_eq!(list, ["tyo", "ams"]);
     }
 
     #[test]
     fn without_a_position_locations_are_weighted_by_spare_capacity() {
-        let items = [
+        let items = catalog([
             r("ams1", "amsterdam", 0.1, false),
             r("ams2", "amsterdam", 0.1, false),
             r("tyo", "tokyo", 0.9, false),
-        ];
+        ]);
         let mut rng = SmallRng::seed_from_u64(7);
         let mut amsterdam_first = 0;
         for _ in 0..10_000 {
-            let list = order(items.iter().collect(), None, places, &mut rng);
-            if list[0].location == "amsterdam" {
+            let list = order(&items, None, &mut rng);
+            if list[0].starts_with("ams") {
                 amsterdam_first += 1;
             }
         }
@@ -282,5 +458,34 @@ mod tests {
             (9_300..9_700).contains(&amsterdam_first),
             "{amsterdam_first}"
         );
+    }
+
+    #[test]
+    fn the_logarithm_is_close() {
+        for i in 1..100_000 {
+            let u = f64::from(i) / 100_000.0;
+            assert!((ln(u) - u.ln()).abs() < 2e-6, "{u}");
+        }
+        assert_eq!(ln(1.0), 0.0);
+        assert!((ln(f64::MIN_POSITIVE) - f64::MIN_POSITIVE.ln()).abs() < 1e-3);
+    }
+
+    #[test]
+    fn the_set_is_found_whatever_the_order() {
+        let items = catalog([
+            r("a", "paris", 0.1, false),
+            r("b", "paris", 0.2, false),
+            r("c", "tokyo", 0.3, false),
+        ]);
+        let items = &items.catalog;
+        let mut s = Scratch::default();
+        let all = s.pick(items, None, |_| true);
+        assert_eq!(all.count, 3);
+        assert_eq!(all.json_bytes, 9);
+        let paris = s.pick(items, Some("paris"), |_| true);
+        assert_eq!(paris.count, 2);
+        assert_ne!(paris.hash_sum, all.hash_sum);
+        let none = s.pick(items, Some("paris"), |e| e.weight < 0.5);
+        assert_eq!(none, Found::default());
     }
 }

@@ -1,0 +1,272 @@
+//! The listed gateways or bridges of one snapshot, each encoded once, with
+//! what choosing and ordering need to know of them.
+//!
+//! A list answer is assembled from these ready bytes (see `select`): the
+//! matching entries are picked, ordered and concatenated; nothing is
+//! encoded, and nothing is kept, per request.
+
+use std::sync::Arc;
+
+use crate::geo::Position;
+
+use super::Place;
+
+/// One resource as given to [`CatalogBuilder::push`].
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    /// Its JSON, exactly as a list carries it.
+    pub json: Vec<u8>,
+    /// Where it is in the snapshot's own list of this kind.
+    pub index: u32,
+    pub location: &'a str,
+    pub place: Place,
+    pub load: f64,
+    pub overloaded: bool,
+    pub port: i64,
+    pub transport: &'a str,
+    pub kind: &'a str,
+    pub experimental: bool,
+    /// Empty for public resources.
+    pub bucket: &'a str,
+}
+
+/// A resource as the read path sees it: where its bytes are, and the few
+/// fields filters and ordering look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    start: u32,
+    len: u32,
+    /// xxh3 of its bytes: what a list's entity tag is made of.
+    pub hash: u64,
+    /// Spare capacity (1 − load, at least [`MIN_WEIGHT`]): how likely it
+    /// comes first among the others of its location.
+    pub weight: f64,
+    /// Index into the snapshot's `gateways` or `bridges`.
+    pub index: u32,
+    /// The port, or 0 when it has none in 1..=65535.
+    pub port: u16,
+    /// Index into the catalog's transports.
+    pub transport: u16,
+    /// Index into the catalog's types.
+    pub kind: u16,
+    /// Index into the catalog's buckets plus one; 0 for public resources.
+    pub bucket: u16,
+    pub experimental: bool,
+}
+
+/// The entries of one location: those with room first (in the order they
+/// were pushed), then the overloaded ones, least loaded first.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub label: Arc<str>,
+    /// The location's position as a unit vector, for distances.
+    pub unit: Option<[f64; 3]>,
+    /// Whole hours from UTC, for locations without coordinates.
+    pub timezone: Option<i64>,
+    pub start: u32,
+    /// Entries from here to `end` are overloaded.
+    pub open_end: u32,
+    pub end: u32,
+}
+
+/// Weight of a resource with no spare capacity left that is not (yet)
+/// flagged overloaded: rarely first, never excluded.
+pub const MIN_WEIGHT: f64 = 0.02;
+
+/// Spare capacity as an ordering weight.
+pub fn spare(load: f64) -> f64 {
+    if load.is_nan() {
+        return MIN_WEIGHT;
+    }
+    (1.0 - load).clamp(MIN_WEIGHT, 1.0)
+}
+
+/// The unit vector of a position: the dot product of two is the cosine of
+/// the angle between them, so nearer means larger.
+pub fn unit(p: Position) -> [f64; 3] {
+    let (lat, lon) = (p.lat.to_radians(), p.lon.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+/// Everything a list of one kind may hold, ready to be assembled.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Every entry's JSON, one after another.
+    bytes: Box<[u8]>,
+    entries: Box<[Entry]>,
+    /// By label.
+    groups: Box<[Group]>,
+    transports: Vec<Box<str>>,
+    kinds: Vec<Box<str>>,
+    buckets: Vec<Box<str>>,
+    /// Distinguishes the entity tags of lists of different kinds.
+    salt: u64,
+}
+
+/// Collects items, in any order, into a [`Catalog`].
+#[derive(Debug)]
+pub struct CatalogBuilder<'a> {
+    items: Vec<Item<'a>>,
+    salt: u64,
+}
+
+/// Index of `value` in `table`, added when new. Tables are tiny (a few
+/// transports, types and buckets): a scan is cheapest.
+fn intern(table: &mut Vec<Box<str>>, value: &str) -> usize {
+    match table.iter().position(|t| &**t == value) {
+        Some(i) => i,
+        None => {
+            table.push(value.into());
+            table.len() - 1
+        }
+    }
+}
+
+/// Validation allows a handful of transports and types, and buckets are
+/// few; past 65,535 distinct ones, the rest share the last index.
+fn small(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(u16::MAX)
+}
+
+impl<'a> CatalogBuilder<'a> {
+    /// `salt` tells this list's entity tags from another kind's.
+    pub fn new(salt: &str) -> CatalogBuilder<'a> {
+        CatalogBuilder {
+            items: Vec::new(),
+            salt: xxhash_rust::xxh3::xxh3_64(salt.as_bytes()),
+        }
+    }
+
+    pub fn push(&mut self, item: Item<'a>) {
+        self.items.push(item);
+    }
+
+    pub fn finish(mut self) -> Catalog {
+        // By location, those with room first in the order pushed, then the
+        // overloaded least loaded first; the sort is stable.
+        self.items.sort_by(|a, b| {
+            a.location
+                .cmp(b.location)
+                .then(a.overloaded.cmp(&b.overloaded))
+                .then_with(|| {
+                    if a.overloaded {
+                        a.load.total_cmp(&b.load)
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                })
+        });
+        let total: usize = self.items.iter().map(|i| i.json.len()).sum();
+        let mut bytes = Vec::with_capacity(total);
+        let mut entries = Vec::with_capacity(self.items.len());
+        let mut groups: Vec<Group> = Vec::new();
+        let mut transports = Vec::new();
+        let mut kinds = Vec::new();
+        let mut buckets = Vec::new();
+        for item in &self.items {
+            let at = entries.len() as u32;
+            if groups.last().is_none_or(|g| &*g.label != item.location) {
+                groups.push(Group {
+                    label: item.location.into(),
+                    unit: item.place.position.map(unit),
+                    timezone: item.place.timezone,
+                    start: at,
+                    open_end: at,
+                    end: at,
+                });
+            }
+            let group = groups.last_mut().expect("pushed above");
+            group.end = at + 1;
+            if !item.overloaded {
+                group.open_end = at + 1;
+            }
+            let start = bytes.len() as u32;
+            bytes.extend_from_slice(&item.json);
+            let bucket = if item.bucket.is_empty() {
+                0
+            } else {
+                intern(&mut buckets, item.bucket) + 1
+            };
+            entries.push(Entry {
+                start,
+                len: item.json.len() as u32,
+                hash: xxhash_rust::xxh3::xxh3_64(&item.json),
+                weight: spare(item.load),
+                index: item.index,
+                port: u16::try_from(item.port).unwrap_or(0),
+                transport: small(intern(&mut transports, item.transport)),
+                kind: small(intern(&mut kinds, item.kind)),
+                bucket: small(bucket),
+                experimental: item.experimental,
+            });
+        }
+        Catalog {
+            bytes: bytes.into_boxed_slice(),
+            entries: entries.into_boxed_slice(),
+            groups: groups.into_boxed_slice(),
+            transports,
+            kinds,
+            buckets,
+            salt: self.salt,
+        }
+    }
+}
+
+impl Catalog {
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
+    }
+
+    /// The ready JSON of `entry`.
+    pub fn json(&self, entry: &Entry) -> &[u8] {
+        &self.bytes[entry.start as usize..(entry.start + entry.len) as usize]
+    }
+
+    /// The length of the JSON of `entry`.
+    pub fn json_len(entry: &Entry) -> usize {
+        entry.len as usize
+    }
+
+    /// The index of transport `name` among this catalog's entries, if any
+    /// has it.
+    pub fn transport(&self, name: &str) -> Option<u16> {
+        self.transports.iter().position(|t| &**t == name).map(small)
+    }
+
+    /// The index of type `name` among this catalog's entries, if any has it.
+    pub fn kind(&self, name: &str) -> Option<u16> {
+        self.kinds.iter().position(|t| &**t == name).map(small)
+    }
+
+    /// The name of bucket `id` (as in [`Entry::bucket`]; not 0).
+    pub fn bucket(&self, id: u16) -> &str {
+        self.buckets
+            .get(usize::from(id).wrapping_sub(1))
+            .map_or("", |b| b)
+    }
+
+    pub fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes this catalog holds on the heap (about: the tables' strings are
+    /// not counted). It never changes after [`CatalogBuilder::finish`].
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len()
+            + std::mem::size_of_val(&*self.entries)
+            + std::mem::size_of_val(&*self.groups)
+            + self.groups.iter().map(|g| g.label.len()).sum::<usize>()
+    }
+}

@@ -8,7 +8,10 @@
 //! Postgres half of a test is skipped with a note, unless
 //! `MENSHEN_TEST_REQUIRE_POSTGRES=1` (as in CI), which makes it a failure.
 
+pub mod chart;
 pub mod peers;
+pub mod podman;
+pub mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -307,12 +307,16 @@ pub fn configmap(name: &str, entries: &[(&str, &str)]) -> String {
 /// The ids of the containers `podman kube play` started, from what it
 /// printed.
 pub fn played_containers(play_output: &str) -> Vec<String> {
-    play_output
-        .lines()
-        .skip_while(|l| !l.starts_with("Container"))
-        .skip(1)
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Pod") && !l.starts_with("Container"))
-        .map(str::to_owned)
-        .collect()
+    // "Pod:\nID\nContainer:\nID\n..." for every pod, or "Pod:" once and
+    // "Containers:" once with their ids.
+    let mut ids = Vec::new();
+    let mut in_containers = false;
+    for line in play_output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.ends_with(':') {
+            in_containers = line.starts_with("Container");
+        } else if in_containers {
+            ids.push(line.to_owned());
+        }
+    }
+    ids
 }

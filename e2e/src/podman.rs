@@ -161,9 +161,13 @@ impl<'a> Cleanup<'a> {
         }
         // Registered first: a play that fails half-way leaves pods behind.
         self.kube_files.push(file.clone());
-        run(self
-            .containers
-            .podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]))
+        // From the work folder: podman 4.3 builds an image itself when the
+        // current folder has a subfolder named like it with a Containerfile.
+        let mut command =
+            self.containers
+                .podman(&["kube", "play", "--network", "host", file.to_str().unwrap()]);
+        command.current_dir(self.work.path());
+        run(command)
     }
 
     /// `podman kube down` of what `play(name, …)` started.

@@ -6,7 +6,9 @@
 #
 # The agent watches one OpenVPN gateway (its management interface is down,
 # so it reports it unhealthy) and one obfs4 bridge whose state is a
-# bridgeline file written here. Needs python3, cargo, curl.
+# bridgeline file written here; its metrics listener is on and asked every
+# second too. MENSHEN_BENCH_PROFILE=debug measures debug binaries instead
+# of release ones (larger). Needs python3, cargo, curl.
 set -euo pipefail
 
 duration=${1:-60}
@@ -21,9 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building menshen and menshen-agent (release)..." >&2
-cargo build --release -q -p menshen -p menshen-agent --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/release"
+profile=${MENSHEN_BENCH_PROFILE:-release}
+echo "building menshen and menshen-agent ($profile)..." >&2
+if [ "$profile" = release ]; then
+    cargo build --release -q -p menshen -p menshen-agent --manifest-path "$root/Cargo.toml"
+else
+    cargo build -q -p menshen -p menshen-agent --manifest-path "$root/Cargo.toml"
+fi
+bin="${CARGO_TARGET_DIR:-$root/target}/$profile"
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -42,10 +49,12 @@ mkdir -p "$work/obfs4"
 cert=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(52)).decode().rstrip("="))')
 echo "Bridge obfs4 127.0.0.1:$(free_port) 0000000000000000000000000000000000000000 cert=$cert iat-mode=0" \
     > "$work/obfs4/obfs4_bridgeline.txt"
+metrics_port=$(free_port)
 cat > "$work/agent.toml" <<CONF
 menshen_url = "http://127.0.0.1:$port"
 token_file = "$work/token"
 interval = "1s"
+metrics_listen = "127.0.0.1:$metrics_port"
 
 [host]
 name = "rss.example.org"
@@ -69,6 +78,8 @@ RUST_LOG=warn "$bin/menshen-agent" --config "$work/agent.toml" &
 agent=$!
 pids+=($agent)
 
+( while sleep 1; do curl -s "http://127.0.0.1:$metrics_port/metrics" >/dev/null; done ) &
+pids+=($!)
 peak=0
 for _ in $(seq $((duration / 5))); do
     sleep 5
@@ -78,4 +89,4 @@ for _ in $(seq $((duration / 5))); do
     echo "VmRSS ${rss} kB  VmHWM ${hwm} kB" >&2
 done
 listed=$(curl -s "http://127.0.0.1:$port/api/5/bridges" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-echo "menshen-agent: peak RSS $((peak / 1024)).$(( (peak % 1024) * 10 / 1024 )) MB over ${duration}s of pushes every second (bridges listed: $listed)"
+echo "menshen-agent ($profile): peak RSS $((peak / 1024)).$(( (peak % 1024) * 10 / 1024 )) MB over ${duration}s of pushes every second (bridges listed: $listed)"

@@ -20,6 +20,15 @@
 # tables alone are about 100 MB of menshen's 134. MENSHEN_IMAGE_KEEP_DEBUG=1
 # keeps it.
 #
+# --gateway also makes localhost/menshen-gateway-tools:TAG
+# (charts/gateway/images/Containerfile):
+# the gateway's peers from Debian's packages (openvpn, obfs4proxy,
+# knot-resolver), one image for the chart's OpenVPN, obfs4 bridge and kresd
+# containers in tests and demos. Its root is a second debootstrap tree
+# (kept as target/images/menshen-gateway-base-bookworm.tar and the image
+# localhost/menshen-gateway-base:bookworm), made once. --gateway-only makes
+# just that image (no binaries needed).
+#
 # Environment: MENSHEN_IMAGE_PREFIX (default localhost), MENSHEN_BASE_IMAGE,
 # MENSHEN_DEBIAN_MIRROR (default http://deb.debian.org/debian),
 # MENSHEN_IMAGE_SOURCE (org.opencontainers.image.source; default the git
@@ -35,11 +44,15 @@ images=$target/images
 
 profile=release
 tag=
+gateway=
+binaries=1
 while [ $# -gt 0 ]; do
     case $1 in
         --profile) profile=$2; shift 2 ;;
         --tag) tag=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --gateway) gateway=1; shift ;;
+        --gateway-only) gateway=1; binaries=; shift ;;
+        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -51,7 +64,7 @@ source_url=${MENSHEN_IMAGE_SOURCE:-$(git -C "$root" config --get remote.origin.u
 
 command -v buildah >/dev/null || { echo "missing: buildah (apt-get install buildah)" >&2; exit 1; }
 command -v objcopy >/dev/null || { echo "missing: objcopy (apt-get install binutils)" >&2; exit 1; }
-for b in menshen menshen-agent; do
+for b in ${binaries:+menshen menshen-agent}; do
     [ -x "$bin_dir/$b" ] || {
         echo "missing: $bin_dir/$b (cargo build$([ "$profile" = release ] && echo ' --release') -p menshen -p menshen-agent)" >&2
         exit 1
@@ -61,40 +74,46 @@ mkdir -p "$images"
 
 image_exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 
-# The local Debian base, made once.
+# A local Debian base, made once: debootstrap (minbase, bookworm) with
+# INCLUDE, without package caches, lists, documentation or logs, kept as a
+# tarball in $images and committed as IMAGE.
+local_base() { # IMAGE TARBALL INCLUDE
+    local image=$1 tarball=$2 include=$3
+    image_exists "$image" && return 0
+    if [ ! -s "$tarball" ]; then
+        command -v debootstrap >/dev/null || { echo "missing: debootstrap (apt-get install debootstrap)" >&2; exit 1; }
+        local dir
+        dir=$(mktemp -d "$images/base-rootfs.XXXXXX")
+        trap 'rm -rf "$dir"' EXIT
+        echo "making $image with debootstrap (once; kept in $tarball)" >&2
+        debootstrap --variant=minbase --include="$include" bookworm "$dir" \
+            "${MENSHEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$images/debootstrap.log" 2>&1 || {
+            tail -n 20 "$images/debootstrap.log" >&2
+            exit 1
+        }
+        rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/var/log/* \
+            "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
+            "$dir"/usr/share/locale/* "$dir"/var/cache/debconf/*-old
+        tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
+        mv "$tarball.tmp" "$tarball"
+        rm -rf "$dir"
+        trap - EXIT
+    fi
+    local ctr
+    ctr=$(buildah from scratch)
+    buildah add --quiet "$ctr" "$tarball" / >/dev/null
+    buildah config --cmd /bin/bash --label org.opencontainers.image.title="${image##*/}" \
+        --label org.opencontainers.image.description="Debian bookworm minbase with $include, made with debootstrap" "$ctr"
+    buildah commit --quiet --rm "$ctr" "$image" >/dev/null
+}
+
+# The base the runtime images' roots are assembled from.
 base=${MENSHEN_BASE_IMAGE:-}
 pull=(--pull)
-if [ -z "$base" ]; then
+if [ -n "$binaries" ] && [ -z "$base" ]; then
     base=localhost/menshen-base:bookworm
     pull=(--pull=never)
-    tarball=$images/menshen-base-bookworm.tar
-    if ! image_exists "$base"; then
-        if [ ! -s "$tarball" ]; then
-            command -v debootstrap >/dev/null || { echo "missing: debootstrap (apt-get install debootstrap)" >&2; exit 1; }
-            dir=$(mktemp -d "$images/base-rootfs.XXXXXX")
-            trap 'rm -rf "$dir"' EXIT
-            echo "making $base with debootstrap (once; kept in $tarball)" >&2
-            debootstrap --variant=minbase --include=ca-certificates bookworm "$dir" \
-                "${MENSHEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$images/debootstrap.log" 2>&1 || {
-                tail -n 20 "$images/debootstrap.log" >&2
-                exit 1
-            }
-            # It only assembles the runtime's root: no package caches, lists,
-            # documentation or logs needed.
-            rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/var/log/* \
-                "$dir"/usr/share/doc/* "$dir"/usr/share/man/* "$dir"/usr/share/info/* \
-                "$dir"/usr/share/locale/* "$dir"/var/cache/debconf/*-old
-            tar -C "$dir" --numeric-owner -cf "$tarball.tmp" .
-            mv "$tarball.tmp" "$tarball"
-            rm -rf "$dir"
-            trap - EXIT
-        fi
-        ctr=$(buildah from scratch)
-        buildah add --quiet "$ctr" "$tarball" / >/dev/null
-        buildah config --cmd /bin/bash --label org.opencontainers.image.title=menshen-base \
-            --label org.opencontainers.image.description="Debian bookworm minbase, made with debootstrap" "$ctr"
-        buildah commit --quiet --rm "$ctr" "$base" >/dev/null
-    fi
+    local_base "$base" "$images/menshen-base-bookworm.tar" ca-certificates
 fi
 
 # One context folder per image, holding just its binary.
@@ -122,6 +141,31 @@ build() { # NAME CONTAINERFILE
     fi
     echo "$prefix/$name:$tag"
 }
-build menshen "$root/menshen/Containerfile"
-build menshen-agent "$root/agent/Containerfile"
-for n in menshen menshen-agent; do buildah images --format "{{.Name}}:{{.Tag}} {{.Size}}" "$prefix/$n:$tag" >&2; done
+built=()
+if [ -n "$binaries" ]; then
+    build menshen "$root/menshen/Containerfile"
+    build menshen-agent "$root/agent/Containerfile"
+    built+=(menshen menshen-agent)
+fi
+
+# The gateway's peers from Debian's packages, on a base of their own.
+if [ -n "$gateway" ]; then
+    gateway_base=localhost/menshen-gateway-base:bookworm
+    local_base "$gateway_base" "$images/menshen-gateway-base-bookworm.tar" \
+        openvpn,obfs4proxy,knot-resolver,iproute2,ca-certificates
+    ctx=$images/context-gateway
+    rm -rf "$ctx" && mkdir -p "$ctx"
+    previous=$(buildah images --noheading --format '{{.ID}}' "$prefix/menshen-gateway-tools:$tag" 2>/dev/null || true)
+    buildah bud --quiet --isolation "${BUILDAH_ISOLATION:-chroot}" --pull=never \
+        --build-arg BASE_IMAGE="$gateway_base" \
+        --build-arg VERSION="$version" \
+        --build-arg SOURCE="$source_url" \
+        -f "$root/charts/gateway/images/Containerfile" -t "$prefix/menshen-gateway-tools:$tag" "$ctx" >/dev/null
+    rm -rf "$ctx"
+    if [ -n "$previous" ] && [ -z "$(buildah images --noheading --format '{{.Name}}' --filter "id=$previous" 2>/dev/null | grep -v '<none>')" ]; then
+        buildah rmi "$previous" >/dev/null 2>&1 || true
+    fi
+    echo "$prefix/menshen-gateway-tools:$tag"
+    built+=(menshen-gateway-tools)
+fi
+for n in "${built[@]}"; do buildah images --format "{{.Name}}:{{.Tag}} {{.Size}}" "$prefix/$n:$tag" >&2; done

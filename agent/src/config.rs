@@ -195,6 +195,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// PUT empty lists on SIGTERM, so clients stop being sent here at once.
     pub withdraw_on_exit: bool,
+    /// Where `/metrics` (the agent's health and OpenVPN's clients) is
+    /// served; off when None.
+    pub metrics_listen: Option<SocketAddr>,
     pub retry: RetryConfig,
     pub host: HostConfig,
     pub openvpn: Vec<OpenvpnConfig>,
@@ -205,6 +208,7 @@ pub struct Config {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub menshen_url: Option<String>,
+    pub metrics_listen: Option<SocketAddr>,
     pub token: Option<Token>,
     pub token_file: Option<PathBuf>,
 }
@@ -240,6 +244,7 @@ struct RawConfig {
     request_timeout: Duration,
     #[serde(default)]
     withdraw_on_exit: bool,
+    metrics_listen: Option<SocketAddr>,
     #[serde(default = "default_threshold", deserialize_with = "de_threshold")]
     overload_threshold: f64,
     #[serde(default)]
@@ -530,10 +535,12 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, C
         for key in ["cert", "iatMode"] {
             if b.options.contains_key(key) {
                 return Err(ConfigError(format!(
-                    "{file}: obfs4[{i}] ({name}): options.{key} is read from obfs4proxy's state in state_dir; remove it here"
+                    "{file}: obfs4[{i}] ({name}): options.{key} is read from the bridge's state in state_dir; remove it here"
                 )));
             }
         }
+        check_hop_options(b.kind, &b.options)
+            .map_err(|m| ConfigError(format!("{file}: obfs4[{i}] ({name}): {m}")))?;
         obfs4.push(Obfs4Config {
             host: name,
             kind: b.kind,
@@ -564,6 +571,7 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, C
         probe_timeout: raw.probe_timeout,
         request_timeout: raw.request_timeout,
         withdraw_on_exit: raw.withdraw_on_exit,
+        metrics_listen: overrides.metrics_listen.or(raw.metrics_listen),
         retry: RetryConfig {
             initial: raw.retry.initial,
             max: raw.retry.max,
@@ -573,6 +581,64 @@ pub fn parse(text: &str, path: &Path, overrides: &Overrides) -> Result<Config, C
         openvpn,
         obfs4,
     })
+}
+
+/// The settings of obfsvpn's port hopping, as clients read them from a
+/// bridge's options (LEAP API v5; obfsvpn's hopping client takes the same
+/// names). Whole numbers, all of them.
+pub const HOP_OPTIONS: [&str; 6] = [
+    "min_hop_seconds",
+    "hop_jitter",
+    "min_hop_port",
+    "max_hop_port",
+    "port_count",
+    "port_seed",
+];
+
+/// Options of an `obfs4-hop` bridge must be whole numbers where they are hop
+/// settings, with the port range in order; a plain obfs4 bridge does not
+/// hop, so it carries none of them.
+fn check_hop_options(kind: BridgeType, options: &Map<String, Value>) -> Result<(), String> {
+    let number = |key: &str| -> Result<Option<i64>, String> {
+        match options.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 0) => Ok(n.as_i64()),
+            Some(other) => Err(format!("options.{key} must be a whole number, not {other}")),
+        }
+    };
+    if kind == BridgeType::Obfs4 {
+        if let Some(key) = HOP_OPTIONS.iter().find(|k| options.contains_key(**k)) {
+            return Err(format!(
+                "options.{key} is a port-hopping setting; use type = \"obfs4-hop\""
+            ));
+        }
+        return Ok(());
+    }
+    let mut values = Vec::with_capacity(HOP_OPTIONS.len());
+    for key in HOP_OPTIONS {
+        values.push(number(key)?);
+    }
+    for (key, value) in ["min_hop_port", "max_hop_port"]
+        .iter()
+        .zip([values[2], values[3]])
+    {
+        if value.is_some_and(|p| !(1..=65535).contains(&p)) {
+            return Err(format!("options.{key} must be a port (1-65535)"));
+        }
+    }
+    if let (Some(min), Some(max)) = (values[2], values[3])
+        && min > max
+    {
+        return Err("options.min_hop_port must not be above max_hop_port".into());
+    }
+    if let (Some(min), Some(max), Some(count)) = (values[2], values[3], values[4])
+        && count > max - min + 1
+    {
+        return Err(format!(
+            "options.port_count ({count}) is more than the ports between min_hop_port and max_hop_port"
+        ));
+    }
+    Ok(())
 }
 
 /// The wire `host` of entry `index` of `table`: its own, or the host name.
@@ -708,6 +774,7 @@ capacity = 100
             menshen_url: Some("http://127.0.0.1:9".into()),
             token: Token::new(" secret \n"),
             token_file: None,
+            metrics_listen: None,
         };
         let c = parse(MINIMAL, Path::new("a.toml"), &o).unwrap();
         assert_eq!(c.menshen_url.unwrap().as_str(), "http://127.0.0.1:9/");
@@ -820,6 +887,56 @@ capacity = 100
         let with_cert = text.replace("min_hop_seconds = 5", "cert = \"x\"");
         let e = parse_str(&with_cert).unwrap_err().0;
         assert!(e.contains("options.cert"), "{e}");
+
+        // obfsvpn's hopping settings: whole numbers, a sane port range, and
+        // only on hopping bridges.
+        let hop = text.replace(
+            "min_hop_seconds = 5",
+            "min_hop_seconds = 5, hop_jitter = 2, min_hop_port = 49152, max_hop_port = 65535, port_count = 100, port_seed = 1234",
+        );
+        let c = parse_str(&hop).unwrap();
+        assert_eq!(c.obfs4[1].options["port_seed"], 1234);
+        for (bad, says) in [
+            ("min_hop_seconds = \"5\"", "whole number"),
+            ("min_hop_seconds = 1.5", "whole number"),
+            ("min_hop_port = 70000", "port"),
+            (
+                "min_hop_port = 2000, max_hop_port = 1000",
+                "above max_hop_port",
+            ),
+            (
+                "min_hop_port = 1000, max_hop_port = 1009, port_count = 11",
+                "port_count",
+            ),
+        ] {
+            let e = parse_str(&text.replace("min_hop_seconds = 5", bad))
+                .unwrap_err()
+                .0;
+            assert!(e.contains("obfs4[1]") && e.contains(says), "{bad}: {e}");
+        }
+        let plain_hops = text.replace(
+            "state_dir = \"/var/lib/obfs4\"\n",
+            "state_dir = \"/var/lib/obfs4\"\noptions = { port_seed = 1 }\n",
+        );
+        let e = parse_str(&plain_hops).unwrap_err().0;
+        assert!(e.contains("obfs4[0]") && e.contains("obfs4-hop"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listener_from_the_file_or_the_flag() {
+        let c = parse_str(&format!("metrics_listen = \"127.0.0.1:9176\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9176".parse().unwrap()));
+        assert_eq!(parse_str(MINIMAL).unwrap().metrics_listen, None);
+        let o = Overrides {
+            metrics_listen: Some("0.0.0.0:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = parse(MINIMAL, Path::new("a.toml"), &o).unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let e = parse_str(&format!("metrics_listen = \"localhost\"\n{MINIMAL}"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains(":1:") && e.contains("metrics_listen"), "{e}");
     }
 
     #[test]

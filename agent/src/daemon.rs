@@ -12,6 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::backoff;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::push::{PushError, Pusher};
 use crate::report::{self, Observation, Report};
 
@@ -19,8 +20,14 @@ use crate::report::{self, Observation, Report};
 const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown` completes; then, if configured, withdraws this
-/// agent's resources before returning.
-pub async fn run(config: Arc<Config>, pusher: Pusher, shutdown: impl Future<Output = ()>) {
+/// agent's resources before returning. What it sees and does is kept in
+/// `metrics`.
+pub async fn run(
+    config: Arc<Config>,
+    pusher: Pusher,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut state = State::default();
     let mut next_push = Instant::now();
@@ -31,6 +38,7 @@ pub async fn run(config: Arc<Config>, pusher: Pusher, shutdown: impl Future<Outp
             obs = report::observe(&config) => obs,
         };
         state.log_health(&obs);
+        metrics.record_observation(&obs);
         let now = Instant::now();
         let changed = state.failures == 0
             && state
@@ -46,6 +54,7 @@ pub async fn run(config: Arc<Config>, pusher: Pusher, shutdown: impl Future<Outp
                 () = &mut shutdown => break,
                 r = pusher.push(&obs.report) => r,
             };
+            metrics.record_push(result.is_ok());
             next_push = Instant::now() + state.after_push(&config, obs.report, result);
         }
         let wake = next_push.min(Instant::now() + config.check_interval);

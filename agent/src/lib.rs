@@ -2,10 +2,11 @@
 //! on this host, and how loaded and healthy they are.
 //!
 //! - [`config`]: the TOML file and environment overrides.
-//! - [`openvpn`]: OpenVPN's management interface (`load-stats`).
-//! - [`obfs4`]: obfs4proxy's state folder (`cert`, `iat-mode`).
+//! - [`openvpn`]: OpenVPN's management interface (`load-stats`, `status 3`).
+//! - [`obfs4`]: the bridge's state folder, obfs4proxy's or obfsvpn's (`cert`, `iat-mode`).
 //! - [`probe`]: port checks.
 //! - [`report`]: what is sent, and what counts as a change.
+//! - [`metrics`]: `/metrics` (the agent's health, OpenVPN's clients).
 //! - [`push`]: the PUTs to menshen and what their answers mean.
 //! - [`backoff`]: heartbeat jitter and retry delays.
 //! - [`daemon`]: the loop.
@@ -13,6 +14,7 @@
 pub mod backoff;
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod obfs4;
 pub mod openvpn;
 pub mod probe;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use menshen_agent::config::{self, Overrides, Token};
+use menshen_agent::metrics::{self, Metrics};
 use menshen_agent::push::Pusher;
 use menshen_agent::{daemon, observe_once, push_once};
 use tracing::{error, info};
@@ -35,6 +36,11 @@ struct Cli {
     /// With --once: print the JSON that would be sent and contact nobody.
     #[arg(long, requires = "once")]
     dry_run: bool,
+    /// Serve Prometheus metrics (the agent's pushes and health, OpenVPN's
+    /// clients under the OpenVPN exporter's names) and /healthz on this
+    /// address, e.g. 127.0.0.1:9176; overrides metrics_listen of the file.
+    #[arg(long, env = "MENSHEN_AGENT_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log line format.
     #[arg(long, env = "MENSHEN_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
 
     let overrides = Overrides {
         menshen_url: cli.url.clone(),
+        metrics_listen: cli.metrics_listen,
         token: std::env::var("MENSHEN_AGENT_TOKEN")
             .ok()
             .and_then(|t| Token::new(&t)),
@@ -134,13 +141,29 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let metrics = Arc::new(Metrics::new(config.check_interval));
+        if let Some(addr) = config.metrics_listen {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let address = listener
+                        .local_addr()
+                        .map_or_else(|_| addr.to_string(), |a| a.to_string());
+                    info!(address, "metrics listening");
+                    tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
+                }
+                Err(e) => {
+                    error!("cannot listen for metrics on {addr}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         info!(
             gateways = config.openvpn.len(),
             bridges = config.obfs4.len(),
             "menshen-agent started; reporting to {}",
             config.menshen_url.as_ref().map_or("", |u| u.as_str())
         );
-        daemon::run(config, pusher, shutdown).await;
+        daemon::run(config, pusher, metrics, shutdown).await;
         ExitCode::SUCCESS
     })
 }

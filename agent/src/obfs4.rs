@@ -1,7 +1,19 @@
 //! obfs4 bridges: the `cert` and `iat-mode` clients need, read from the state
-//! obfs4proxy keeps in its state folder (`TOR_PT_STATE_LOCATION`).
+//! the bridge keeps in its state folder: obfs4proxy's
+//! (`TOR_PT_STATE_LOCATION`) or obfsvpn's (its server's state folder).
 //!
-//! obfs4proxy writes two files there at start:
+//! Both write the same two files there at start, because both make their
+//! obfs4 listener with the obfs4 library's server factory, which writes them
+//! into the folder it is given (`transports/obfs4/statefile.go` of
+//! yawning/obfs4 and its fork lyrebird: `stateFile = "obfs4_state.json"`,
+//! `bridgeFile = "obfs4_bridgeline.txt"`, and the state's JSON fields
+//! `node-id`, `private-key`, `public-key`, `drbg-seed`, `iat-mode`; obfsvpn
+//! imports that library for its obfs4 server). obfsvpn's KCP and
+//! port-hopping modes change how packets travel, not this state: a hopping
+//! bridge's settings (`min_hop_seconds`, ports, seed) are what the operator
+//! starts obfsvpn with, so they come from the agent's configuration.
+//!
+//! The files:
 //! - `obfs4_bridgeline.txt`: comments (`#`) and one line
 //!   `Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=... iat-mode=0`;
 //! - `obfs4_state.json`: `node-id` and `public-key` (hex), `iat-mode`, and
@@ -9,7 +21,8 @@
 //!   base64 of node-id followed by public-key.
 //!
 //! The bridge line is read first; the state file is the fallback (some
-//! packagings keep only the state file). Both are stable across restarts.
+//! packagings keep only the state file, and a state folder restored from a
+//! backup may hold just it). Both are stable across restarts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -262,6 +275,85 @@ Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=h8PI8ciXlSFFPgITUT6UZC1pgZPZ
         assert!(parse_state("{}").is_err());
         assert!(parse_state(r#"{"node-id":"00","public-key":"00"}"#).is_err());
         assert!(parse_state("not json").is_err());
+    }
+
+    /// A state folder as obfsvpn's server leaves it with iat-mode 1 and the
+    /// bridge line gone (a folder restored from a backup of the state file
+    /// alone): the state file's layout is the obfs4 library's
+    /// `jsonServerState` (see the module's documentation), with `iat-mode`
+    /// a number.
+    #[test]
+    fn obfsvpn_state_alone_gives_cert_and_iat_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = STATE.replace(r#""iat-mode":0"#, r#""iat-mode":1"#);
+        std::fs::write(dir.path().join(STATE_FILE), state).unwrap();
+        assert_eq!(
+            read_state_dir(dir.path()).unwrap(),
+            Obfs4Params {
+                cert: CERT.into(),
+                iat_mode: "1".into()
+            }
+        );
+        // What obfsvpn writes as its bridge line says the same.
+        std::fs::write(
+            dir.path().join(BRIDGELINE_FILE),
+            format!("# obfsvpn\n\nBridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert={CERT} iat-mode=1\n"),
+        )
+        .unwrap();
+        assert_eq!(read_state_dir(dir.path()).unwrap().iat_mode, "1");
+        // iat-mode as a string is not the library's layout.
+        std::fs::remove_file(dir.path().join(BRIDGELINE_FILE)).unwrap();
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            STATE.replace(r#""iat-mode":0"#, r#""iat-mode":"1""#),
+        )
+        .unwrap();
+        assert!(read_state_dir(dir.path()).is_err());
+    }
+
+    #[tokio::test]
+    async fn hopping_and_kcp_bridges_carry_their_options() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), STATE).unwrap();
+        let host = HostConfig {
+            name: "gw1.example.org".into(),
+            ip_addr: "192.0.2.10".parse().unwrap(),
+            ip6_addr: None,
+            location: "paris".into(),
+        };
+        let mut options = serde_json::Map::new();
+        for (k, v) in [
+            ("min_hop_seconds", 5),
+            ("hop_jitter", 2),
+            ("min_hop_port", 49152),
+            ("max_hop_port", 65535),
+            ("port_count", 100),
+            ("port_seed", 1234),
+        ] {
+            options.insert(k.into(), v.into());
+        }
+        let hop = Obfs4Config {
+            host: "br-hop.example.org".into(),
+            kind: crate::config::BridgeType::Obfs4Hop,
+            transport: BridgeTransport::Kcp,
+            port: None,
+            state_dir: dir.path().to_path_buf(),
+            probe_addr: None,
+            options,
+            experimental: false,
+            bucket: String::new(),
+        };
+        let state = observe(&hop, &host, Duration::from_secs(1)).await;
+        assert!(state.has_cert && state.bridge.healthy, "{state:?}");
+        let b = &state.bridge;
+        assert_eq!(
+            (b.kind.as_str(), b.transport.as_str(), b.port),
+            ("obfs4-hop", "kcp", 0)
+        );
+        assert_eq!(b.options["cert"], CERT);
+        assert_eq!(b.options["iatMode"], "0");
+        assert_eq!(b.options["port_seed"], 1234);
+        assert_eq!(b.options["max_hop_port"], 65535);
     }
 
     #[test]

@@ -24,6 +24,17 @@ pub struct Observation {
     pub health: Vec<(String, Option<String>)>,
     /// Bridges left out of the report because obfs4proxy's state gave no cert.
     pub left_out: Vec<String>,
+    /// Each OpenVPN server's management interface, in configuration order:
+    /// whether it answered, and its `status 3` when metrics are on.
+    pub openvpn: Vec<OpenvpnLook>,
+}
+
+/// One OpenVPN server as its management interface showed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenvpnLook {
+    pub management: std::net::SocketAddr,
+    pub up: bool,
+    pub status: Option<openvpn::ServerStatus>,
 }
 
 /// Observes every configured resource, all at once.
@@ -35,7 +46,13 @@ pub async fn observe(config: &Arc<Config>) -> Observation {
             let g = &config.openvpn[i];
             (
                 i,
-                openvpn::observe(g, &config.host, config.probe_timeout).await,
+                openvpn::observe(
+                    g,
+                    &config.host,
+                    config.probe_timeout,
+                    config.metrics_listen.is_some(),
+                )
+                .await,
             )
         });
     }
@@ -56,7 +73,12 @@ pub async fn observe(config: &Arc<Config>) -> Observation {
     bridges.sort_by_key(|(i, _)| *i);
 
     let mut obs = Observation::default();
-    for (_, g) in gateways {
+    for (i, g) in gateways {
+        obs.openvpn.push(OpenvpnLook {
+            management: config.openvpn[i].management,
+            up: g.up,
+            status: g.status,
+        });
         obs.health
             .push((format!("gateway {}", g.gateway.host), g.problem));
         obs.report.gateways.push(g.gateway);

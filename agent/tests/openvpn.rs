@@ -214,7 +214,7 @@ fn tcp_gateway_load_and_health() {
     let stats = block_on(openvpn::load_stats(mgmt, None, TIMEOUT)).unwrap();
     assert_eq!(stats.clients, 0);
     let gw = gateway(GatewayTransport::Tcp, port, management, 4);
-    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT));
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, false));
     assert_eq!(state.problem, None);
     assert!(state.gateway.healthy);
     assert_eq!(state.gateway.load, 0.0);
@@ -231,10 +231,46 @@ fn tcp_gateway_load_and_health() {
         "client did not connect: {}",
         std::fs::read_to_string(dir.path().join("client.log")).unwrap_or_default()
     );
-    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT));
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, false));
     assert!(state.gateway.healthy);
     assert_eq!(state.gateway.load, 0.25);
     assert!(!state.gateway.overloaded);
+    assert_eq!(state.status, None, "status 3 is asked only for metrics");
+
+    // With metrics: the client's row of `status 3`, as the exporter names it.
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, true));
+    assert!(state.up && state.gateway.healthy);
+    let status = state.status.expect("status 3 answered");
+    assert!(
+        status.updated.is_some_and(|t| t > 1_700_000_000),
+        "{status:?}"
+    );
+    assert_eq!(status.clients.len(), 1, "{status:?}");
+    let row = &status.clients[0];
+    assert_eq!(row.common_name, "client");
+    assert!(row.real_address.starts_with("127.0.0.1:"), "{row:?}");
+    assert!(row.virtual_address.starts_with("10."), "{row:?}");
+    assert!(row.bytes_received > 0 && row.bytes_sent > 0, "{row:?}");
+    let metrics = menshen_agent::metrics::Metrics::new(Duration::from_secs(2));
+    metrics.record_observation(&menshen_agent::report::Observation {
+        openvpn: vec![menshen_agent::report::OpenvpnLook {
+            management: mgmt,
+            up: true,
+            status: Some(status),
+        }],
+        ..Default::default()
+    });
+    let text = metrics.render();
+    assert!(
+        text.contains(&format!(
+            "openvpn_server_connected_clients{{status_path=\"{mgmt}\"}} 1\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("openvpn_server_client_received_bytes_total{common_name=\"client\","),
+        "{text}"
+    );
 
     // The binary, with a capacity of 1: full and overloaded.
     let config = write_config(
@@ -272,7 +308,7 @@ capacity = 1
     // The server goes away: reported unhealthy, without load.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT));
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, false));
     assert!(!state.gateway.healthy);
     assert_eq!(state.gateway.load, 0.0);
     let problem = state.problem.unwrap();
@@ -295,12 +331,12 @@ fn udp_gateway_with_a_management_password() {
     assert_eq!(stats.clients, 0);
     // Without the password: not answering, and the log says why.
     let mut gw = gateway(GatewayTransport::Udp, port, management, 10);
-    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT));
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, false));
     assert!(!state.gateway.healthy);
     assert!(state.problem.unwrap().contains("management_password_file"));
     // With it: healthy. (udp: the management interface is the health signal.)
     gw.management_password_file = Some(dir.path().join("mgmt-pw"));
-    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT));
+    let state = block_on(openvpn::observe(&gw, &host(), TIMEOUT, false));
     assert_eq!(state.problem, None);
     assert!(state.gateway.healthy);
     assert_eq!(state.gateway.transport, "udp");

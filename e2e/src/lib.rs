@@ -8,8 +8,11 @@
 //! Postgres half of a test is skipped with a note, unless
 //! `MENSHEN_TEST_REQUIRE_POSTGRES=1` (as in CI), which makes it a failure.
 
+pub mod chart;
 pub mod clients;
 pub mod peers;
+pub mod podman;
+pub mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

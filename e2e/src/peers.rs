@@ -247,39 +247,12 @@ impl Gateway {
 
     /// Asks the management interface; returns the answer's lines.
     pub fn manage(&self, command: &str) -> Vec<String> {
-        let stream = TcpStream::connect(("127.0.0.1", self.management)).expect("management");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap(); // >INFO: greeting
-        (&stream)
-            .write_all(format!("{command}\n").as_bytes())
-            .unwrap();
-        let mut lines = Vec::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            let l = line.trim_end().to_owned();
-            let last = l == "END" || l.starts_with("SUCCESS:") || l.starts_with("ERROR:");
-            lines.push(l);
-            if last {
-                break;
-            }
-        }
-        let _ = (&stream).write_all(b"quit\n");
-        lines
+        manage(self.management, command).expect("management interface")
     }
 
     /// The `CLIENT_LIST` rows of `status 3`.
     pub fn clients(&self) -> Vec<String> {
-        self.manage("status 3")
-            .into_iter()
-            .filter(|l| l.starts_with("CLIENT_LIST\t"))
-            .collect()
+        client_rows(self.management)
     }
 
     /// Waits until `n` clients are connected; fails with every log if not.
@@ -431,4 +404,112 @@ pub fn chromium_screenshot(url: &str, budget_ms: u32, path: &Path) {
         "chromium screenshot failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Asks the OpenVPN management interface on 127.0.0.1:`port` one command;
+/// returns the answer's lines (up to `END`, `SUCCESS:` or `ERROR:`).
+pub fn manage(port: u16, command: &str) -> std::io::Result<Vec<String>> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?; // >INFO: greeting
+    (&stream).write_all(format!("{command}\n").as_bytes())?;
+    let mut lines = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let l = line.trim_end().to_owned();
+        if l.starts_with('>') {
+            continue;
+        }
+        let last = l == "END" || l.starts_with("SUCCESS:") || l.starts_with("ERROR:");
+        lines.push(l);
+        if last {
+            break;
+        }
+    }
+    let _ = (&stream).write_all(b"quit\n");
+    Ok(lines)
+}
+
+/// The `CLIENT_LIST` rows of `status 3` of the server whose management
+/// interface is on 127.0.0.1:`port` (none when it does not answer).
+pub fn client_rows(port: u16) -> Vec<String> {
+    manage(port, "status 3")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| l.starts_with("CLIENT_LIST\t"))
+        .collect()
+}
+
+/// obfs4proxy in client mode: a SOCKS5 proxy that reaches obfs4 bridges.
+pub struct Obfs4Client {
+    child: Child,
+    _state: tempfile::TempDir,
+    /// Where its SOCKS5 proxy listens.
+    pub socks: std::net::SocketAddr,
+}
+
+impl Obfs4Client {
+    pub fn start() -> Obfs4Client {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = Command::new("obfs4proxy")
+            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+            .env("TOR_PT_STATE_LOCATION", state.path())
+            .env("TOR_PT_CLIENT_TRANSPORTS", "obfs4")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("obfs4proxy runs (Debian: apt-get install obfs4proxy)");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut socks = None;
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+            // CMETHOD obfs4 socks5 127.0.0.1:PORT
+            if let Some(addr) = line.strip_prefix("CMETHOD obfs4 socks5 ") {
+                socks = addr.trim().parse().ok();
+            }
+            if line == "CMETHODS DONE" || line.contains("ERROR") {
+                break;
+            }
+        }
+        let Some(socks) = socks else {
+            let _ = child.kill();
+            panic!("obfs4proxy announced no obfs4 client method");
+        };
+        Obfs4Client {
+            child,
+            _state: state,
+            socks,
+        }
+    }
+
+    /// An OpenVPN `socks-proxy` authfile carrying the bridge's arguments
+    /// (`cert=…;iat-mode=N`) as obfs4proxy expects them: the username and
+    /// password fields of SOCKS5 joined. They are split in two because
+    /// OpenVPN cannot send the empty (single NUL) password that the
+    /// pluggable-transport spec uses for short arguments.
+    pub fn authfile(dir: &Path, cert: &str, iat_mode: &str) -> PathBuf {
+        let args = format!("cert={cert};iat-mode={iat_mode}");
+        let (user, pass) = args.split_at(args.len() - 1);
+        let path = dir.join("socks-auth");
+        std::fs::write(&path, format!("{user}\n{pass}\n")).unwrap();
+        path
+    }
+}
+
+impl Drop for Obfs4Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

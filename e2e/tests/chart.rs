@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use menshen_e2e::chart::{self, Chart, block_after, documents, kind_of, only};
+use menshen_e2e::tools::{self, tool};
 use menshen_e2e::{Menshen, binary};
 use serde_json::Value;
 
@@ -37,48 +39,19 @@ const CUSTOM_KINDS: &[&str] = &[
 ];
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
+    tools::repo()
+}
+
+fn the_chart() -> Chart {
+    Chart::new("menshen", RELEASE, NAMESPACE)
 }
 
 fn chart() -> PathBuf {
-    repo().join("charts/menshen")
-}
-
-fn tools_required() -> bool {
-    std::env::var("MENSHEN_TEST_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-/// The tool named by `env`, else `name` on PATH; `None` (with a note) when
-/// it is missing and not required.
-fn tool(env: &str, name: &str) -> Option<PathBuf> {
-    let found = match std::env::var_os(env).filter(|v| !v.is_empty()) {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "{env}={} does not exist", path.display());
-            Some(path)
-        }
-        None => std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        }),
-    };
-    if found.is_none() {
-        if tools_required() {
-            panic!(
-                "{name} is required (MENSHEN_TEST_REQUIRE_TOOLS=1) but missing: set {env} or put it on PATH"
-            );
-        }
-        eprintln!("note: {name} not found (set {env} or put it on PATH); skipping this test");
-    }
-    found
+    the_chart().path
 }
 
 fn helm() -> Option<PathBuf> {
-    tool("MENSHEN_HELM", "helm")
+    tools::helm()
 }
 
 fn run(command: &mut Command) -> Output {
@@ -98,17 +71,7 @@ fn text(output: &Output) -> String {
 /// The values files operators start from, and the podman test's: every
 /// `examples/*.yaml` and `ci/*.yaml` of the chart.
 fn values_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["examples", "ci"] {
-        let dir = chart().join(dir);
-        for entry in std::fs::read_dir(&dir).expect("values folder") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
+    let files = the_chart().values_files(&["examples", "ci"]);
     assert!(files.len() >= 5, "values files: {files:?}");
     files
 }
@@ -127,62 +90,14 @@ fn describe(values: &Option<PathBuf>) -> String {
     }
 }
 
-/// `helm template` of the chart; `Err` with helm's message when it refuses.
 fn template(helm: &Path, values: &[&Path], args: &[&str]) -> Result<String, String> {
-    let mut command = Command::new(helm);
-    command
-        .args(["template", RELEASE])
-        .arg(chart())
-        .args(["--namespace", NAMESPACE]);
-    for v in values {
-        command.arg("--values").arg(v);
-    }
-    command.args(args);
-    let output = run(&mut command);
-    if output.status.success() {
-        Ok(String::from_utf8(output.stdout).expect("utf-8"))
-    } else {
-        Err(text(&output))
-    }
+    the_chart().template(helm, values, args)
 }
 
 fn render(helm: &Path, values: &Option<PathBuf>, args: &[&str]) -> String {
     let files: Vec<&Path> = values.iter().map(PathBuf::as_path).collect();
     template(helm, &files, args)
         .unwrap_or_else(|e| panic!("helm template with {}: {e}", describe(values)))
-}
-
-/// The documents of a `helm template` stream.
-fn documents(manifests: &str) -> Vec<&str> {
-    manifests
-        .split("\n---\n")
-        .map(str::trim)
-        .filter(|d| d.lines().any(|l| l.starts_with("kind: ")))
-        .collect()
-}
-
-fn kind_of(doc: &str) -> &str {
-    doc.lines()
-        .find_map(|l| l.strip_prefix("kind: "))
-        .expect("kind")
-        .trim()
-}
-
-/// The block scalar that follows the line `header` (e.g. `  menshen.toml: |`),
-/// without its indentation.
-fn block_after(doc: &str, header: &str) -> Option<String> {
-    let mut lines = doc.lines().skip_while(|l| l.trim_end() != header);
-    lines.next()?;
-    let indent = header.len() - header.trim_start().len() + 2;
-    let mut out = String::new();
-    for line in lines {
-        if !line.trim().is_empty() && line.len() - line.trim_start().len() < indent {
-            break;
-        }
-        out.push_str(line.get(indent..).unwrap_or(""));
-        out.push('\n');
-    }
-    Some(out)
 }
 
 /// Everything under the top-level `spec:` key, unindented by two.
@@ -211,15 +126,6 @@ fn provider_file(manifests: &str) -> Option<String> {
         .find_map(|d| block_after(d, "  menshen.toml: |"))
 }
 
-fn only<'a>(manifests: &'a str, kind: &str) -> &'a str {
-    let docs: Vec<&str> = documents(manifests)
-        .into_iter()
-        .filter(|d| kind_of(d) == kind)
-        .collect();
-    assert_eq!(docs.len(), 1, "one {kind} expected in:\n{manifests}");
-    docs[0]
-}
-
 const MONITORING: &[&str] = &[
     "--set",
     "prometheusRule.enabled=true",
@@ -233,18 +139,9 @@ const MONITORING: &[&str] = &[
 fn helm_lint_strict_passes_with_default_and_example_values() {
     let Some(helm) = helm() else { return };
     for values in every_values() {
-        let mut command = Command::new(&helm);
-        command.args(["lint", "--strict"]).arg(chart());
-        if let Some(v) = &values {
-            command.arg("--values").arg(v);
+        if let Err(e) = the_chart().lint(&helm, values.as_deref()) {
+            panic!("helm lint --strict with {}:\n{e}", describe(&values));
         }
-        let output = run(&mut command);
-        assert!(
-            output.status.success(),
-            "helm lint --strict with {}:\n{}",
-            describe(&values),
-            text(&output)
-        );
     }
 }
 
@@ -254,46 +151,16 @@ fn rendered_manifests_are_valid_kubernetes() {
     let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     for values in every_values() {
         // Everything optional on as well, so that every template is checked.
         for extra in [&[][..], MONITORING] {
             let manifests = render(&helm, &values, extra);
-            let docs = documents(&manifests);
-            let custom = docs
-                .iter()
-                .filter(|d| CUSTOM_KINDS.contains(&kind_of(d)))
-                .count();
-            let core = docs.len() - custom;
-            let file = dir.path().join("manifests.yaml");
-            std::fs::write(&file, &manifests).unwrap();
             for version in KUBERNETES_VERSIONS {
-                let mut command = Command::new(&validate);
-                command.arg("--strict");
-                if let Some(v) = version {
-                    command.args(["--kubernetes-version", v]);
-                }
-                let output = run(command.arg(&file));
-                let out = text(&output);
-                let what = format!(
-                    "{} {extra:?}, Kubernetes {}",
-                    describe(&values),
-                    version.unwrap_or("latest")
-                );
-                assert!(output.status.success(), "{what}:\n{out}");
-                // Every core object was checked against a schema; only the
-                // custom resources were passed over.
-                let passed = out
-                    .lines()
-                    .filter(|l| l.contains(" passed for resource "))
-                    .count();
-                assert_eq!(passed, core, "{what}: objects checked\n{out}");
-                for line in out.lines().filter(|l| l.starts_with("WARN")) {
-                    assert!(
-                        CUSTOM_KINDS
-                            .iter()
-                            .any(|k| line.contains(&format!("for kind {k} with"))),
-                        "{what}: unexpected warning {line}"
+                if let Err(e) = chart::validate(&validate, &manifests, *version, CUSTOM_KINDS) {
+                    panic!(
+                        "{} {extra:?}, Kubernetes {}: {e}",
+                        describe(&values),
+                        version.unwrap_or("latest")
                     );
                 }
             }

@@ -159,3 +159,89 @@ fn a_ca_key_that_is_not_the_certificates_is_refused_at_start() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A provider's PKI as operators make it: `menshen pki init`, then `menshen
+/// pki gateway-cert` for the gateway. Clients trust the provider CA (they
+/// get it in `<ca>`), the gateway trusts the client CA; a real client
+/// connects with the served configuration.
+#[tokio::test]
+async fn a_gateway_certificate_from_pki_gateway_cert_works_with_real_openvpn() {
+    require_real_peers();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let run = |args: &[&str]| {
+        let out = Command::new(binary("menshen"))
+            .args(args)
+            .output()
+            .expect("menshen runs");
+        assert!(
+            out.status.success(),
+            "menshen {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["pki", "init", "--out", path_str(&pki), "--name", "e2e.test"]);
+    let (provider_ca, provider_key) = (pki.join("provider-ca.crt"), pki.join("provider-ca.key"));
+    run(&[
+        "pki",
+        "gateway-cert",
+        "gw1.e2e.test",
+        "--ca-cert",
+        path_str(&provider_ca),
+        "--ca-key",
+        path_str(&provider_key),
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        path_str(dir.path()),
+    ]);
+    let (cert, key) = (
+        dir.path().join("gw1.e2e.test.crt"),
+        dir.path().join("gw1.e2e.test.key"),
+    );
+    // OpenSSL agrees: a TLS server certificate of the provider CA, for the host.
+    openssl(
+        dir.path(),
+        &[
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            path_str(&provider_ca),
+            path_str(&cert),
+        ],
+    );
+    let san = openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-in",
+            path_str(&cert),
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+    );
+    assert!(
+        san.contains("DNS:gw1.e2e.test") && san.contains("IP Address:127.0.0.1"),
+        "{san}"
+    );
+
+    let port = free_udp_port();
+    let provider = provider_file(dir.path(), port);
+    let menshen = Menshen::start(&[
+        "--config",
+        path_str(&provider),
+        "--ca-cert",
+        path_str(&pki.join("ca.crt")),
+        "--ca-key",
+        path_str(&pki.join("ca.key")),
+        "--provider-ca-cert",
+        path_str(&provider_ca),
+    ]);
+    let mut gateway = Gateway::start(port, &pki.join("ca.crt"), &cert, &key, "10.183.0.0");
+    let config = fetch_config(&menshen, dir.path(), "gateway-cert").await;
+    let mut clients = vec![client(&config)];
+    gateway.wait_for_clients(1, &mut clients);
+}

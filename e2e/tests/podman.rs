@@ -26,168 +26,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use menshen_e2e::podman::{
+    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers,
+    target_and_profile,
+};
+use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run, text};
 use menshen_e2e::{TestDatabase, admin_url, binary};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
-
-/// `target/` (or CARGO_TARGET_DIR), and the profile the binaries were
-/// built with (`debug` or `release`), from where this build's binaries are.
-fn target_and_profile() -> (PathBuf, String) {
-    let bin_dir = binary("menshen").parent().expect("bin dir").to_path_buf();
-    let profile = bin_dir.file_name().unwrap().to_str().unwrap().to_owned();
-    (bin_dir.parent().expect("target dir").to_path_buf(), profile)
-}
-
-fn tools_required() -> bool {
-    std::env::var("MENSHEN_TEST_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-/// Skips (returns `false`, with a note) or fails when `what` is missing.
-fn have(what: &str, found: bool) -> bool {
-    if !found {
-        assert!(
-            !tools_required(),
-            "{what} is required (MENSHEN_TEST_REQUIRE_TOOLS=1) but missing"
-        );
-        eprintln!("note: {what} missing; skipping the podman test of the chart");
-    }
-    found
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn helm() -> Option<PathBuf> {
-    match std::env::var_os("MENSHEN_HELM").filter(|v| !v.is_empty()) {
-        Some(path) => Some(PathBuf::from(path)),
-        None => on_path("helm"),
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Runs `command`, failing the test with its output unless it succeeds.
-fn run(mut command: impl std::borrow::BorrowMut<Command>) -> String {
-    let command = command.borrow_mut();
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{command:?} failed ({}):\n{}\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Podman's and buildah's settings: the caller's, else ones of our own.
-struct Containers {
-    env: Vec<(String, String)>,
-}
-
-impl Containers {
-    fn new(target: &Path) -> Containers {
-        let dir = target.join("containers");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut env = Vec::new();
-        let conf = std::env::var("CONTAINERS_CONF").unwrap_or_else(|_| {
-            let path = dir.join("containers.conf");
-            std::fs::write(
-                &path,
-                "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n\
-                 runtime = \"runc\"\n",
-            )
-            .unwrap();
-            path.to_str().unwrap().to_owned()
-        });
-        env.push(("CONTAINERS_CONF".to_owned(), conf));
-        let storage = std::env::var("CONTAINERS_STORAGE_CONF").unwrap_or_else(|_| {
-            let path = dir.join("storage.conf");
-            std::fs::write(
-                &path,
-                format!(
-                    "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-                    dir.join("storage").display(),
-                    dir.join("run").display()
-                ),
-            )
-            .unwrap();
-            path.to_str().unwrap().to_owned()
-        });
-        env.push(("CONTAINERS_STORAGE_CONF".to_owned(), storage));
-        Containers { env }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        command
-    }
-
-    fn podman(&self, args: &[&str]) -> Command {
-        let mut command = self.command("podman");
-        command.args(args);
-        command
-    }
-}
-
-/// Everything the test started or made, undone when dropped (also when the
-/// test panics): the kube play, the volumes podman made of its ConfigMaps
-/// (which `kube down` leaves), the agent's container, the images.
-struct Cleanup<'a> {
-    containers: &'a Containers,
-    /// Holds the kube file: removed only after `kube down` read it.
-    work: tempfile::TempDir,
-    kube_file: Option<PathBuf>,
-    volumes: Vec<String>,
-    agent: Option<String>,
-    images: Vec<String>,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let quiet = |mut command: Command| {
-            let _ = command.stdout(Stdio::null()).stderr(Stdio::null()).status();
-        };
-        if let Some(name) = &self.agent {
-            quiet(self.containers.podman(&["rm", "-f", "-t", "2", name]));
-        }
-        if let Some(file) = &self.kube_file {
-            quiet(
-                self.containers
-                    .podman(&["kube", "down", file.to_str().unwrap()]),
-            );
-        }
-        for volume in &self.volumes {
-            quiet(self.containers.podman(&["volume", "rm", "-f", volume]));
-        }
-        for image in &self.images {
-            quiet(self.containers.podman(&["rmi", "-f", image]));
-        }
-    }
-}
 
 /// A stand-in for OpenVPN's management interface: greets, and answers
 /// `load-stats` with `clients` connected clients.
@@ -226,71 +77,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The documents of a YAML stream, parsed (empty ones left out).
-fn documents(stream: &str) -> Vec<Yaml> {
-    let mut docs = Vec::new();
-    let mut current = String::new();
-    for line in stream.lines().chain(std::iter::once("---")) {
-        if line == "---" {
-            let doc: Yaml = serde_norway::from_str(&current)
-                .unwrap_or_else(|e| panic!("not YAML ({e}):\n{current}"));
-            if !doc.is_null() {
-                docs.push(doc);
-            }
-            current.clear();
-        } else {
-            current.push_str(line);
-            current.push('\n');
-        }
-    }
-    docs
-}
-
-/// The documents of a YAML stream, as text (empty ones left out).
-fn raw_documents(stream: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in stream.lines() {
-        if line == "---" {
-            docs.push(String::new());
-        } else {
-            let doc = docs.last_mut().unwrap();
-            doc.push_str(line);
-            doc.push('\n');
-        }
-    }
-    docs.retain(|d| {
-        d.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    docs
-}
-
-/// `doc` without the `ports:` lists of its containers (blocks indented
-/// deeper than a top-level key).
-fn without_container_ports(doc: &str) -> String {
-    let mut out = String::new();
-    let mut skipping: Option<usize> = None;
-    for line in doc.lines() {
-        let indent = line.len() - line.trim_start().len();
-        if let Some(at) = skipping {
-            if line.trim().is_empty()
-                || indent > at
-                || line.trim_start().starts_with("- ") && indent == at
-            {
-                continue;
-            }
-            skipping = None;
-        }
-        if line.trim() == "ports:" && indent > 2 {
-            skipping = Some(indent);
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
 /// The readiness probe's URL of the rendered Deployment's container.
 fn readiness_url(deployment: &Yaml) -> String {
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -308,29 +94,6 @@ fn readiness_url(deployment: &Yaml) -> String {
         other => panic!("readiness port {other:?}"),
     };
     format!("http://127.0.0.1:{port}{path}")
-}
-
-/// The pki ConfigMap the podman values ask for: the keys of the Secret
-/// `menshen pki init --secret` printed, decoded. Also writes them into `dir`
-/// for the CLI run on the host.
-fn pki_configmap(secret: &str, name: &str, dir: &Path) -> String {
-    let secret: Yaml = serde_norway::from_str(secret).unwrap();
-    assert_eq!(secret["kind"], "Secret");
-    let mut out = format!(
-        "# menshen pki init's Secret, as a ConfigMap (podman 4.3.1 cannot mount Secrets).\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n"
-    );
-    for (key, value) in secret["data"].as_mapping().unwrap() {
-        let key = key.as_str().unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(value.as_str().unwrap())
-            .unwrap();
-        let content = String::from_utf8(bytes).unwrap();
-        std::fs::write(dir.join(key), &content).unwrap();
-        // A JSON string is a YAML string.
-        out.push_str(&format!("  {key}: {}\n", Value::String(content)));
-    }
-    out
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {
@@ -419,39 +182,13 @@ async fn set_connections_allowed(name: &str, allowed: bool) {
     }
 }
 
-/// The ids of the containers `podman kube play` started, from what it
-/// printed.
-fn played_containers(play_output: &str) -> Vec<String> {
-    play_output
-        .lines()
-        .skip_while(|l| !l.starts_with("Container"))
-        .skip(1)
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The logs of the containers `podman kube play` started, for failures.
-fn logs(containers: &Containers, play_output: &str) -> String {
-    let mut out = String::new();
-    for id in played_containers(play_output) {
-        if let Ok(logs) = containers.podman(&["logs", &id]).output() {
-            out.push_str(&text(&logs.stdout));
-            out.push_str(&text(&logs.stderr));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let helm = helm();
-    let is_root = run(Command::new("id").arg("-u")).trim() == "0";
     if !have("helm (MENSHEN_HELM or PATH)", helm.is_some())
         || !have("podman", on_path("podman").is_some())
         || !have("buildah", on_path("buildah").is_some())
-        || !have("root (rootful podman)", is_root)
+        || !have("root (rootful podman)", is_root())
     {
         return;
     }
@@ -472,29 +209,16 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let release = format!("menshen-podman-{unique}");
     let (target, profile) = target_and_profile();
     let containers = Containers::new(&target);
-    let mut cleanup = Cleanup {
-        containers: &containers,
-        work: tempfile::tempdir().unwrap(),
-        kube_file: None,
-        volumes: Vec::new(),
-        agent: None,
-        images: vec![
-            format!("localhost/menshen:{tag}"),
-            format!("localhost/menshen-agent:{tag}"),
-        ],
-    };
+    let mut cleanup = Cleanup::new(&containers);
+    cleanup.images = vec![
+        format!("localhost/menshen:{tag}"),
+        format!("localhost/menshen-agent:{tag}"),
+    ];
 
     // The images, from this build's binaries.
     let built = Instant::now();
-    let images = run(containers
-        .command(repo().join("scripts/build-images.sh").to_str().unwrap())
-        .args(["--profile", &profile, "--tag", &tag])
-        .env("CARGO_TARGET_DIR", &target));
-    assert_eq!(
-        images.lines().collect::<Vec<_>>(),
-        cleanup.images,
-        "the images the script made"
-    );
+    let images = containers.build_images(&target, &profile, &tag, false);
+    assert_eq!(images, cleanup.images, "the images the script made");
     eprintln!(
         "images built from {profile} binaries in {:?}",
         built.elapsed()
@@ -556,40 +280,11 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     );
     let ready_url = readiness_url(deployment);
     let base = ready_url[..ready_url.rfind('/').unwrap()].to_owned();
-    // Podman 4.3 turns declared container ports into port mappings, which
-    // host networking refuses; on the host's network they mean nothing, so
-    // they are left out of what it plays (once the probe's port is known).
-    // Edited as text: a YAML round trip would change values such as
-    // `defaultMode: 0440` (an octal number to Kubernetes).
-    let mut played: Vec<String> = raw_documents(&rendered)
-        .into_iter()
-        .map(|doc| {
-            if doc.lines().any(|l| l == "kind: Deployment") {
-                without_container_ports(&doc)
-            } else {
-                doc
-            }
-        })
-        .collect();
-    played.push(pki_configmap(&secret, &pki_name, &pki));
-    cleanup.volumes = docs
-        .iter()
-        .filter(|d| d["kind"] == "ConfigMap")
-        .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_owned))
-        .chain([pki_name.clone()])
-        .collect();
-    let kube_file = work.join("play.yaml");
-    std::fs::write(&kube_file, played.join("---\n")).unwrap();
-
-    // Set first: a play that fails half-way leaves a pod behind.
-    cleanup.kube_file = Some(kube_file.clone());
-    let play = run(containers.podman(&[
-        "kube",
-        "play",
-        "--network",
-        "host",
-        kube_file.to_str().unwrap(),
-    ]));
+    // Container ports left out (podman 4.3 on the host's network refuses
+    // them), once the probe's port is known; the pki Secret as a ConfigMap.
+    let mut played = playable(&rendered);
+    played.push(configmap_of_secret(&secret, &pki_name, &pki));
+    let play = cleanup.play("play.yaml", &played);
 
     // Ready, on the rendered readiness path and port.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -600,7 +295,7 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
         assert!(
             Instant::now() < deadline,
             "{ready_url} never answered 200; logs:\n{}",
-            logs(&containers, &play)
+            containers.logs(&play)
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -669,7 +364,7 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
         ),
         &cleanup.images[1],
     ]));
-    cleanup.agent = Some(agent_name.clone());
+    cleanup.started.push(agent_name.clone());
     let gateways_url = format!("{base}/api/5/gateways");
     let agent_logs = |containers: &Containers| {
         let out = containers.podman(&["logs", &agent_name]).output().unwrap();

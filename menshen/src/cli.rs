@@ -149,7 +149,60 @@ enum PkiCommand {
         #[arg(long, default_value = "menshen")]
         name: String,
     },
+    /// Issue a gateway's OpenVPN server certificate, signed by the provider
+    /// CA: ECDSA P-256, CN and subjectAltName HOST (and --ip), extended key
+    /// usage serverAuth (clients ask for `remote-cert-tls server`).
+    ///
+    /// With --out, writes HOST.crt and HOST.key there; with --secret, prints
+    /// them as the Secret the gateway chart mounts (type kubernetes.io/tls:
+    /// tls.crt, tls.key, and ca.crt = --client-ca, the CA that signs client
+    /// certificates, which OpenVPN verifies clients against).
+    #[command(name = "gateway-cert", after_help = PKI_GATEWAY_CERT_HELP)]
+    GatewayCert {
+        /// The gateway's host name (or IP address), as clients reach it.
+        host: String,
+        /// The provider CA's certificate (`pki init --out`'s provider-ca.crt).
+        #[arg(long, value_name = "FILE")]
+        ca_cert: PathBuf,
+        /// The provider CA's key (`pki init --out`'s provider-ca.key).
+        #[arg(long, value_name = "FILE")]
+        ca_key: PathBuf,
+        /// Further IP addresses for the subjectAltName (repeatable).
+        #[arg(long = "ip", value_name = "ADDR")]
+        ips: Vec<std::net::IpAddr>,
+        /// How long the certificate is valid (at most as long as the CA).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "730d")]
+        validity: Duration,
+        /// Folder to write HOST.crt and HOST.key into (made if missing).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "secret",
+            conflicts_with = "secret"
+        )]
+        out: Option<PathBuf>,
+        /// Print a Secret of this name on stdout instead of writing files.
+        #[arg(long, value_name = "NAME")]
+        secret: Option<String>,
+        /// The Secret's namespace.
+        #[arg(long, value_name = "NS", requires = "secret")]
+        namespace: Option<String>,
+        /// The client CA's certificate (`pki init`'s ca.crt), put into the
+        /// Secret as ca.crt.
+        #[arg(long, value_name = "FILE", requires = "secret")]
+        client_ca: Option<PathBuf>,
+        /// Replace HOST.crt and HOST.key in --out.
+        #[arg(long)]
+        force: bool,
+    },
 }
+
+const PKI_GATEWAY_CERT_HELP: &str = "Examples:
+  menshen pki gateway-cert gw1.example.org --ca-cert provider-ca/provider-ca.crt \\
+      --ca-key provider-ca/provider-ca.key --ip 192.0.2.10 --out ./gw1
+  menshen pki gateway-cert gw1.example.org --ca-cert provider-ca/provider-ca.crt \\
+      --ca-key provider-ca/provider-ca.key --client-ca ca.crt \\
+      --secret gw1-openvpn-tls --namespace vpn | kubectl apply -f -";
 
 const PKI_INIT_HELP: &str = "Examples:
   menshen pki init --out /etc/menshen/pki --name example.org
@@ -819,6 +872,65 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
                     "the provider CA's key stays out of the Secret: keep {} offline",
                     out.join(crate::pki::init::PROVIDER_CA_KEY).display()
                 );
+            }
+        }
+        PkiCommand::GatewayCert {
+            host,
+            ca_cert,
+            ca_key,
+            ips,
+            validity,
+            out,
+            secret,
+            namespace,
+            client_ca,
+            force,
+        } => {
+            let validity = time::Duration::try_from(validity)
+                .map_err(|_| Invalid("--validity is too long".into()))?;
+            let host = host.trim().to_owned();
+            let made = crate::pki::gateway::issue(
+                &host,
+                &ips,
+                &ca_cert,
+                &ca_key,
+                validity,
+                time::OffsetDateTime::now_utc(),
+            )?;
+            if let Some(secret) = secret {
+                let client_ca = client_ca
+                    .map(|p| {
+                        std::fs::read_to_string(&p)
+                            .map_err(|e| Invalid(format!("--client-ca {}: {e}", p.display())))
+                    })
+                    .transpose()?;
+                let manifest = made
+                    .secret_manifest(&secret, namespace.as_deref(), client_ca.as_deref())
+                    .map_err(|e| Invalid(e.to_string()))?;
+                print!("{manifest}");
+            } else if let Some(out) = out {
+                let (crt, key) = (
+                    out.join(format!("{host}.crt")),
+                    out.join(format!("{host}.key")),
+                );
+                if !force && (crt.exists() || key.exists()) {
+                    anyhow::bail!(
+                        "refusing to overwrite {} or {}; use --force to replace them",
+                        crt.display(),
+                        key.display()
+                    );
+                }
+                std::fs::create_dir_all(&out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                for path in [&crt, &key] {
+                    if path.exists() {
+                        std::fs::remove_file(path)
+                            .with_context(|| format!("replacing {}", path.display()))?;
+                    }
+                }
+                crate::pki::generated::write_new(&crt, made.cert_pem.as_bytes(), 0o644)?;
+                crate::pki::generated::write_new(&key, made.key_pem.as_bytes(), 0o600)?;
+                eprintln!("wrote {}\nwrote {}", crt.display(), key.display());
             }
         }
     }

@@ -115,17 +115,7 @@ impl Material {
     /// The Secret the backend chart mounts (`charts/menshen/SECRETS.md`):
     /// the four files menshen reads, base64 in `data`.
     pub fn secret_manifest(&self, name: &str, namespace: Option<&str>) -> anyhow::Result<String> {
-        if !valid_dns_subdomain(name) {
-            bail!(
-                "Secret name {name:?}: use lowercase letters, digits, '-' and '.' \
-                 (at most 253, starting and ending with a letter or digit)"
-            );
-        }
-        if let Some(ns) = namespace
-            && !(ns.len() <= 63 && valid_dns_subdomain(ns) && !ns.contains('.'))
-        {
-            bail!("namespace {ns:?}: use lowercase letters, digits and '-' (at most 63)");
-        }
+        check_names(name, namespace)?;
         let mut out = String::from(
             "# menshen's signing key and CAs, made by `menshen pki init`. The provider\n\
              # CA's key is not in here: it stays offline, with whoever signs gateways'\n\
@@ -146,6 +136,22 @@ impl Material {
         }
         Ok(out)
     }
+}
+
+/// Refuses a Secret name or namespace Kubernetes would refuse.
+pub(crate) fn check_names(name: &str, namespace: Option<&str>) -> anyhow::Result<()> {
+    if !valid_dns_subdomain(name) {
+        bail!(
+            "Secret name {name:?}: use lowercase letters, digits, '-' and '.' \
+             (at most 253, starting and ending with a letter or digit)"
+        );
+    }
+    if let Some(ns) = namespace
+        && !(ns.len() <= 63 && valid_dns_subdomain(ns) && !ns.contains('.'))
+    {
+        bail!("namespace {ns:?}: use lowercase letters, digits and '-' (at most 63)");
+    }
+    Ok(())
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain).

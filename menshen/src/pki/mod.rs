@@ -10,6 +10,7 @@
 //! Without any configured CA, menshen makes one into its data folder on
 //! first start (see [`generated`]): for trying menshen out only.
 
+pub mod gateway;
 pub mod generated;
 pub mod init;
 pub mod material;

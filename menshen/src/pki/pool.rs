@@ -120,7 +120,10 @@ mod tests {
             .join()
             .unwrap();
         while pool.ready() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "pool never refilled");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pool never refilled"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -78,7 +78,9 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
         .await
         .unwrap();
     assert_eq!(
-        provider["ca_cert_fingerprint"].as_str().unwrap(),
+        menshen_e2e::clients::bitmask_core_ca_pin(
+            provider["ca_cert_fingerprint"].as_str().unwrap()
+        ),
         fingerprint(provider_ca)
     );
 

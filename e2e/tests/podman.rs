@@ -307,7 +307,9 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let provider = get_json(&format!("{base}/provider.json")).await;
     assert_eq!(provider["domain"], "example.org", "{provider}");
     assert_eq!(
-        provider["ca_cert_fingerprint"].as_str().unwrap(),
+        menshen_e2e::clients::bitmask_core_ca_pin(
+            provider["ca_cert_fingerprint"].as_str().unwrap()
+        ),
         fingerprint(&pki.join("provider-ca.crt")),
         "the provider CA of the Secret"
     );

@@ -307,17 +307,13 @@ pub fn gateways<'s>(
     query: &ClientQuery,
     rng: &mut impl Rng,
 ) -> Vec<&'s Gateway> {
-    let catalog = snapshot.catalog(ResourceKind::Gateway);
-    let filter = query.filter(catalog);
-    with_scratch(|scratch| {
-        scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
-        scratch.order_for(catalog, query, rng);
-        let entries = catalog.entries();
-        scratch
-            .ordered()
-            .filter_map(|i| snapshot.gateways.get(entries[i as usize].index as usize))
-            .collect()
-    })
+    ordered(
+        snapshot,
+        ResourceKind::Gateway,
+        &snapshot.gateways,
+        query,
+        rng,
+    )
 }
 
 /// The bridges for `query`, in the order the client should try them (as
@@ -327,7 +323,25 @@ pub fn bridges<'s>(
     query: &ClientQuery,
     rng: &mut impl Rng,
 ) -> Vec<&'s Bridge> {
-    let catalog = snapshot.catalog(ResourceKind::Bridge);
+    ordered(
+        snapshot,
+        ResourceKind::Bridge,
+        &snapshot.bridges,
+        query,
+        rng,
+    )
+}
+
+/// The resources of `kind` (`all` of them, as the snapshot holds them) for
+/// `query`, in the order its answer lists them.
+fn ordered<'s, T>(
+    snapshot: &Snapshot,
+    kind: ResourceKind,
+    all: &'s [T],
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+) -> Vec<&'s T> {
+    let catalog = snapshot.catalog(kind);
     let filter = query.filter(catalog);
     with_scratch(|scratch| {
         scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
@@ -335,7 +349,7 @@ pub fn bridges<'s>(
         let entries = catalog.entries();
         scratch
             .ordered()
-            .filter_map(|i| snapshot.bridges.get(entries[i as usize].index as usize))
+            .filter_map(|i| all.get(entries[i as usize].index as usize))
             .collect()
     })
 }

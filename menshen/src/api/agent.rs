@@ -10,6 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use menshen_model::{Bridge, Gateway};
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,6 +20,11 @@ use crate::auth::{self, TokenError};
 use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
+
+/// Longest a push waits for its transaction before it is answered 503 (the
+/// transaction still finishes or rolls back on its own); below the agent's
+/// request timeout, so that the agent hears why.
+const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -117,21 +123,31 @@ async fn push(
 ) -> Result<(StatusCode, Vec<ResourceRow>), ApiError> {
     let ttl = state.resource_ttl.as_millis() as i64;
     let now = rows.first().map_or_else(now_millis, |r| r.last_seen_millis);
+    if !state.store.health().is_up() {
+        return Err(ApiError::store_unavailable());
+    }
     // Written in a task of its own: a client that hangs up mid-way must not
     // cut a transaction short.
     let write = {
         let store = state.store.clone();
         let (name, token_id) = (agent.name.clone(), agent.token_id.clone());
         let count = rows.len();
-        tokio::spawn(async move {
-            store
-                .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
-                .await
-                .map(|pushed| (pushed, count))
-        })
+        tokio::spawn(
+            async move {
+                store
+                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
+                    .await
+                    .map(|pushed| (pushed, count))
+            }
+            .in_current_span(),
+        )
     };
-    let (pushed, count) = write
+    let (pushed, count) = tokio::time::timeout(WRITE_DEADLINE, write)
         .await
+        .map_err(|_| {
+            tracing::warn!(agent = %agent.name, "push not stored within {WRITE_DEADLINE:?}");
+            ApiError::store_unavailable()
+        })?
         .map_err(ApiError::internal)?
         .map_err(|err| match err {
             PushError::NotAuthorized => {
@@ -146,7 +162,12 @@ async fn push(
                 "location",
                 "a location does not exist",
             )]),
-            PushError::Database(err) => ApiError::internal(err),
+            PushError::Database(err) => {
+                if crate::store::is_unavailable(&err) {
+                    state.store.health().unreachable(&err);
+                }
+                ApiError::store(err)
+            }
         })?;
     tracing::debug!(agent = %agent.name, kind = kind.as_str(), count, changed = pushed.changed, "push stored");
     let status = if pushed.created {
@@ -179,6 +200,8 @@ async fn push(
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn put_gateways(
@@ -211,6 +234,8 @@ async fn put_gateways(
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn put_bridges(

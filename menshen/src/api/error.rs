@@ -13,6 +13,8 @@ use crate::select::BadParameter;
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u32>,
 }
 
 /// The body of every error answer.
@@ -43,6 +45,7 @@ impl ApiError {
                 parameter: None,
                 fields: Vec::new(),
             },
+            retry_after: None,
         }
     }
 
@@ -95,6 +98,29 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// The store cannot be reached (or cannot take writes) now: 503 with
+    /// `Retry-After`. Clients are still served; writes should be retried.
+    pub fn store_unavailable() -> ApiError {
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the database cannot be reached; nothing was changed, try again shortly",
+        );
+        err.retry_after = Some(STORE_RETRY_AFTER_SECS);
+        err
+    }
+
+    /// A failed database operation: 503 when the database cannot be
+    /// reached, else an internal error.
+    pub fn store(err: sqlx::Error) -> ApiError {
+        if crate::store::is_unavailable(&err) {
+            tracing::info!(error = %err, "write refused: the store is unavailable");
+            ApiError::store_unavailable()
+        } else {
+            ApiError::internal(err)
+        }
+    }
+
     /// Input that parsed but broke the rules, field by field.
     pub fn invalid_fields(fields: Vec<FieldError>) -> ApiError {
         let mut err = ApiError::new(
@@ -117,10 +143,21 @@ impl ApiError {
     }
 }
 
+/// What `Retry-After` says while the store is unavailable: agents come back
+/// about a second after it does.
+pub const STORE_RETRY_AFTER_SECS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let retry_after = self.retry_after;
         let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(secs),
+            );
+        }
         if unauthorized {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -140,7 +177,7 @@ impl From<crate::store::AdminError> for ApiError {
             AdminError::Invalid { field, message } => {
                 ApiError::invalid_fields(vec![FieldError::new(field, message)])
             }
-            AdminError::Database(err) => ApiError::internal(err),
+            AdminError::Database(err) => ApiError::store(err),
         }
     }
 }

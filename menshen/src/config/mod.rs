@@ -11,6 +11,7 @@ use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
 use crate::inventory::{DEFAULT_ORDER_VARIANTS, DEFAULT_RESPONSE_CACHE_BYTES};
 use crate::pki::PkiSettings;
+use crate::server::ConnectionLimits;
 use crate::store::Engine;
 
 /// Default interval at which agents push.
@@ -58,6 +59,14 @@ pub struct Settings {
     pub public_status: bool,
     /// Whether the LEAP API v3 is served too, for older clients.
     pub api_v3: bool,
+    /// Timeouts and the connection cap of the public listener (the metrics
+    /// listener has the same timeouts).
+    pub connections: ConnectionLimits,
+    /// The connection cap of the metrics listener.
+    pub metrics_max_connections: usize,
+    /// How long a write may wait for a database connection before it is
+    /// refused as "store unavailable".
+    pub store_timeout: Duration,
 }
 
 impl Settings {
@@ -81,6 +90,9 @@ impl Settings {
             oidc: None,
             public_status: false,
             api_v3: true,
+            connections: crate::server::DEFAULT_LIMITS,
+            metrics_max_connections: crate::server::DEFAULT_METRICS_MAX_CONNECTIONS,
+            store_timeout: crate::store::DEFAULT_STORE_TIMEOUT,
         }
     }
 }

@@ -45,7 +45,10 @@ macro_rules! with_pool {
 macro_rules! commit_and_announce {
     ($store:expr, $tx:ident) => {{
         if $store.is_postgres() {
-            sqlx::query("SELECT pg_notify('menshen_inventory', '')")
+            // Signed with this process's id, so that its own listener can
+            // tell its own changes (already announced locally) from others'.
+            sqlx::query("SELECT pg_notify('menshen_inventory', $1)")
+                .bind(&*$store.id)
                 .execute(&mut *$tx)
                 .await?;
         }
@@ -75,11 +78,19 @@ macro_rules! audit {
 
 mod admin;
 mod agents;
+mod health;
 mod invites;
 
 pub use admin::{AdminError, AuditEntry, AuditRow};
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
+pub use health::{Outage, Outages, StoreHealth, is_unavailable};
 pub use invites::{InviteRow, InviteSelection, NewInvite};
+
+/// Default of how long a request waits for a database connection.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a store that does not answer is waited for at start.
+const START_PATIENCE: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 enum Db {
@@ -92,6 +103,9 @@ enum Db {
 pub struct Store {
     db: Db,
     changes: Arc<watch::Sender<u64>>,
+    health: Arc<StoreHealth>,
+    /// Names this process in its change notifications.
+    id: Arc<str>,
 }
 
 /// Which engine a database URL selects, with secrets kept out of `Debug`.
@@ -153,6 +167,13 @@ impl Store {
     /// Connects and applies the embedded migrations. Safe when several
     /// replicas start at once: Postgres migrations run under an advisory lock.
     pub async fn connect(engine: &Engine) -> anyhow::Result<Store> {
+        Self::connect_with_timeout(engine, DEFAULT_STORE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with requests waiting at most `timeout` for a
+    /// Postgres connection (so that they fail fast while the database is
+    /// unreachable). At start the database is waited for a little longer.
+    pub async fn connect_with_timeout(engine: &Engine, timeout: Duration) -> anyhow::Result<Store> {
         let db = match engine {
             Engine::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url)
@@ -160,10 +181,21 @@ impl Store {
                     .application_name("menshen");
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
-                    .await
-                    .with_context(|| format!("cannot connect to {}", redact_url(url)))?;
+                    .acquire_timeout(timeout)
+                    .connect_lazy_with(options);
+                let started = std::time::Instant::now();
+                loop {
+                    match pool.acquire().await {
+                        Ok(_) => break,
+                        Err(err) if is_unavailable(&err) && started.elapsed() < START_PATIENCE => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(err) => {
+                            return Err(err)
+                                .with_context(|| format!("cannot connect to {}", redact_url(url)));
+                        }
+                    }
+                }
                 sqlx::migrate!("../migrations/postgres")
                     .run(&pool)
                     .await
@@ -198,6 +230,8 @@ impl Store {
         Ok(Store {
             db,
             changes: Arc::new(changes),
+            health: Arc::default(),
+            id: crate::auth::random_id(8).into(),
         })
     }
 
@@ -212,6 +246,11 @@ impl Store {
     /// changed, through this process or (on Postgres) any other replica.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// How many changes were announced so far (see [`Store::subscribe`]).
+    pub fn change_count(&self) -> u64 {
+        *self.changes.borrow()
     }
 
     fn announce_local_change(&self) {
@@ -250,6 +289,8 @@ impl Store {
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     received = listener.try_recv() => match received {
+                        // Our own were announced when they were committed.
+                        Ok(Some(n)) if n.payload() == &*self.id => {}
                         Ok(Some(_)) => self.announce_local_change(),
                         Ok(None) => {
                             tracing::info!("inventory listener reconnected");
@@ -274,6 +315,8 @@ impl Store {
     }
 
     /// Reads the whole inventory.
+    #[tracing::instrument(name = "store.load_inventory", skip_all,
+        fields(db.system.name = self.engine_name(), otel.kind = "client"))]
     pub async fn load_inventory(&self) -> anyhow::Result<Inventory> {
         with_pool!(&self.db, |pool| {
             // One read transaction so that the parts agree with each other.

@@ -1,0 +1,51 @@
+//! Writes through this replica: refused at once while the store is
+//! unreachable, and visible to the writer's next read.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
+
+use super::SharedState;
+use super::error::ApiError;
+
+/// Longest a successful write waits for the snapshot to include it.
+const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(2);
+
+fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Refuses writes with 503 while the store is known to be unreachable, and
+/// answers a successful write only once this replica's snapshot includes
+/// it, so that a list read right after one's own change shows it.
+pub async fn own_writes(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !is_write(request.method()) {
+        return next.run(request).await;
+    }
+    if !state.store.health().is_up() {
+        return ApiError::store_unavailable().into_response();
+    }
+    let before = state.store.change_count();
+    let response = next.run(request).await;
+    let after = state.store.change_count();
+    // Nothing announced (e.g. a bare heartbeat): nothing to wait for.
+    if response.status().is_success() && after != before {
+        let included = state
+            .inventory
+            .includes(after, OWN_WRITE_PATIENCE)
+            .instrument(tracing::info_span!("snapshot.wait"))
+            .await;
+        if !included {
+            tracing::debug!("a write was answered before the snapshot included it");
+        }
+    }
+    response
+}

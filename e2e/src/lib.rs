@@ -10,6 +10,7 @@
 
 pub mod clients;
 pub mod peers;
+pub mod tools;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -101,18 +101,28 @@ async fn idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_refused() {
-    let (server, _dir) = server(short(100)).await;
-    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
-    stream
-        .write_all(
-            b"PUT /api/5/agent/gateways HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer x\r\n\
-              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{\"host\"",
-        )
+    let (server, dir) = server(short(100)).await;
+    // A valid agent token, so that the body is read.
+    let settings = menshen::config::Settings::with_data_dir(dir.path());
+    let key = menshen::auth::SigningKey::load(&settings.signing_key, dir.path()).unwrap();
+    let store = menshen::store::Store::connect(&settings.engine)
         .await
         .unwrap();
-    let sent = read_to_close(&mut stream).await.expect("closed");
-    // Refused (token first, or the body), never left hanging.
-    assert!(!sent.contains(" 200 "), "{sent}");
+    let now = menshen::store::now_millis();
+    store.create_agent("gw", "id", now).await.unwrap();
+    store.close().await;
+    let token = key.mint_agent_token("gw", "id", now / 1000, 600);
+    let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+    let head = format!(
+        "PUT /api/5/agent/gateways HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"host\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let sent = read_to_close(&mut stream)
+        .await
+        .expect("answered and closed");
+    assert!(sent.starts_with("HTTP/1.1 408"), "{sent}");
+    assert!(sent.contains(r#""error":"body_timeout""#), "{sent}");
     server.stop().await.unwrap();
 }
 

@@ -84,6 +84,8 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(MAX_BODY_BYTES)
+        } else if timed_out(&rejection) {
+            ApiError::request_timeout()
         } else {
             ApiError::bad_request("invalid_body", rejection.body_text())
         }
@@ -106,6 +108,18 @@ pub(super) fn parse_body<T: DeserializeOwned>(
             ApiError::invalid_fields(vec![FieldError::new(field, inner.to_string())])
         }
     })
+}
+
+/// Whether the body stopped arriving (see `--body-timeout`).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = source {
+        if err.is::<crate::server::BodyTimeout>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Clients name locations case-insensitively; store the canonical label.
@@ -197,6 +211,7 @@ async fn push(
         (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),
@@ -231,6 +246,7 @@ async fn put_gateways(
         (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),

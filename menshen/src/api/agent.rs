@@ -8,7 +8,9 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse as _, Response};
 use menshen_model::{Bridge, Gateway};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -134,7 +136,7 @@ async fn push(
     agent: &Agent,
     kind: ResourceKind,
     rows: Vec<ResourceRow>,
-) -> Result<(StatusCode, Vec<ResourceRow>), ApiError> {
+) -> Result<(StatusCode, Vec<ResourceRow>, bool), ApiError> {
     let ttl = state.resource_ttl.as_millis() as i64;
     let now = rows.first().map_or_else(now_millis, |r| r.last_seen_millis);
     if !state.store.health().is_up() {
@@ -189,7 +191,7 @@ async fn push(
     } else {
         StatusCode::OK
     };
-    Ok((status, pushed.stored))
+    Ok((status, pushed.stored, pushed.changed))
 }
 
 /// The agent's whole current set of gateways.
@@ -223,8 +225,8 @@ async fn put_gateways(
     State(state): State<SharedState>,
     agent: Agent,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<Gateway>>), ApiError> {
-    put_all(&state, &agent, body).await
+) -> Result<Response, ApiError> {
+    put_all::<Gateway>(&state, &agent, body).await
 }
 
 /// The agent's whole current set of bridges.
@@ -258,12 +260,12 @@ async fn put_bridges(
     State(state): State<SharedState>,
     agent: Agent,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<Bridge>>), ApiError> {
-    put_all(&state, &agent, body).await
+) -> Result<Response, ApiError> {
+    put_all::<Bridge>(&state, &agent, body).await
 }
 
 /// A gateway or bridge as an agent pushes it.
-trait Pushed: DeserializeOwned + Sized {
+trait Pushed: DeserializeOwned + Serialize + Sized {
     const KIND: ResourceKind;
     /// The body's name in field errors.
     const LIST: &'static str;
@@ -329,7 +331,7 @@ async fn put_all<T: Pushed>(
     state: &SharedState,
     agent: &Agent,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<T>>), ApiError> {
+) -> Result<Response, ApiError> {
     let mut items: Vec<T> = parse_body(body, T::LIST)?;
     // the server's receipt time, never the agent's word
     let now = now_millis();
@@ -342,6 +344,14 @@ async fn put_all<T: Pushed>(
         return Err(ApiError::invalid_fields(errors));
     }
     let rows = items.iter().map(|item| item.row(&agent.name)).collect();
-    let (status, stored) = push(state, agent, T::KIND, rows).await?;
-    Ok((status, Json(stored.iter().map(T::from_row).collect())))
+    let (status, stored, changed) = push(state, agent, T::KIND, rows).await?;
+    let items: Vec<T> = stored.iter().map(T::from_row).collect();
+    let mut response = (status, Json(items)).into_response();
+    if !changed {
+        // A bare heartbeat: clients' lists are the same, nothing to wait for.
+        response
+            .extensions_mut()
+            .insert(super::consistency::Unchanged);
+    }
+    Ok(response)
 }

@@ -12,6 +12,11 @@ use tracing::Instrument as _;
 use super::SharedState;
 use super::error::ApiError;
 
+/// Marks the answer to a write that changed nothing clients see (an
+/// agent's bare heartbeat): it is not held back for a rebuild.
+#[derive(Debug, Clone, Copy)]
+pub struct Unchanged;
+
 /// Longest a successful write waits for the snapshot to include it.
 const OWN_WRITE_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -36,8 +41,10 @@ pub async fn own_writes(
     let before = state.store.change_count();
     let response = next.run(request).await;
     let after = state.store.change_count();
-    // Nothing announced (e.g. a bare heartbeat): nothing to wait for.
-    if response.status().is_success() && after != before {
+    // Nothing announced meanwhile, or nothing changed by this write (a bare
+    // heartbeat while others' changes come in): nothing to wait for.
+    let unchanged = response.extensions().get::<Unchanged>().is_some();
+    if response.status().is_success() && after != before && !unchanged {
         let included = state
             .inventory
             .includes(after, OWN_WRITE_PATIENCE)

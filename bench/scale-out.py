@@ -348,6 +348,7 @@ def outage(work, pg):
             time.sleep(0.05)
         lost += len(wrong)
     lat = [l for l, _, _ in push_latency_down]
+    print("  slowest pushes while down:", [(round(l * 1000), s, r) for l, s, r in sorted(push_latency_down)[-6:]])
     statuses = sorted({s for _, s, _ in push_latency_down})
     print("Postgres stopped 60 s under load: clients %d answered, %d failed during the run (%d/%d before the stop);"
           % (client_ok[0], client_bad[0], ok0, bad0))

@@ -45,11 +45,16 @@ pub async fn own_writes(
     // heartbeat while others' changes come in): nothing to wait for.
     let unchanged = response.extensions().get::<Unchanged>().is_some();
     if response.status().is_success() && after != before && !unchanged {
-        let included = state
-            .inventory
-            .includes(after, OWN_WRITE_PATIENCE)
-            .instrument(tracing::info_span!("snapshot.wait"))
-            .await;
+        // A store that went away right after the write cannot be reloaded
+        // from: answer (the write is stored) instead of waiting in vain.
+        let mut health = state.store.health().subscribe();
+        let included = tokio::select! {
+            included = state
+                .inventory
+                .includes(after, OWN_WRITE_PATIENCE)
+                .instrument(tracing::info_span!("snapshot.wait")) => included,
+            _ = health.wait_for(|up| !*up) => false,
+        };
         if !included {
             tracing::debug!("a write was answered before the snapshot included it");
         }

@@ -641,6 +641,11 @@ impl InventoryHandle {
     async fn reload_logged(&self, store: &Store) {
         if let Err(err) = self.reload(store).await {
             self.metrics.reload_failed();
+            if let Some(db) = err.downcast_ref::<sqlx::Error>()
+                && crate::store::is_unavailable(db)
+            {
+                store.health().unreachable(db);
+            }
             tracing::warn!(error = %err, "inventory reload failed; serving the previous snapshot");
             // Time still passes (outside outages): drop what has expired by now.
             self.rebuild(None);

@@ -24,6 +24,16 @@ pub fn ceiling(failures: u32, initial: Duration, max: Duration) -> Duration {
     initial.saturating_mul(1 << doublings).min(max)
 }
 
+/// Delay after menshen asked to come back after `retry_after`: that, plus
+/// up to 20 % so that agents spread out, at most `max` (and at least
+/// [`FLOOR`]).
+pub fn retry_after(retry_after: Duration, max: Duration) -> Duration {
+    retry_after
+        .mul_f64(1.0 + 0.2 * fastrand::f64())
+        .min(max)
+        .max(FLOOR)
+}
+
 /// Delay after menshen refused the agent (bad token, foreign host, ...):
 /// slow and steady, since only an operator can fix it.
 pub fn refused(interval: Duration, refused: Duration) -> Duration {
@@ -59,6 +69,17 @@ mod tests {
             .map(|_| transient(10, S, cap).as_millis())
             .collect();
         assert!(spread.len() > 50);
+    }
+
+    #[test]
+    fn retry_after_is_kept_with_a_little_jitter() {
+        let cap = Duration::from_secs(60);
+        for _ in 0..1000 {
+            let d = retry_after(S, cap);
+            assert!(d >= S && d <= Duration::from_millis(1200), "{d:?}");
+        }
+        assert_eq!(retry_after(Duration::from_secs(600), cap), cap);
+        assert_eq!(retry_after(Duration::ZERO, cap), FLOOR);
     }
 
     #[test]

@@ -159,6 +159,12 @@ impl State {
                         self.transient += 1;
                         backoff::transient(self.transient, config.retry.initial, config.retry.max)
                     }
+                    // menshen said when: come back then (a little later, so
+                    // that agents do not all come back at once), without
+                    // growing the backoff.
+                    PushError::Unavailable { retry_after, .. } => {
+                        backoff::retry_after(*retry_after, config.retry.max)
+                    }
                     PushError::Refused { .. } => {
                         self.transient = 0;
                         backoff::refused(config.interval, config.retry.refused)
@@ -171,7 +177,9 @@ impl State {
                 let retry =
                     humantime::format_duration(Duration::from_millis(delay.as_millis() as u64));
                 match &e {
-                    PushError::Transient(_) => warn!("push failed: {e}; retrying in {retry}"),
+                    PushError::Transient(_) | PushError::Unavailable { .. } => {
+                        warn!("push failed: {e}; retrying in {retry}")
+                    }
                     _ => error!("push failed: {e}; retrying in {retry}"),
                 }
                 delay

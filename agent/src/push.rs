@@ -16,6 +16,12 @@ use crate::report::Report;
 pub enum PushError {
     /// No answer, a timeout or a 5xx (or 408/429): retry soon, backing off.
     Transient(String),
+    /// menshen cannot store anything now and said when to come back (a 503
+    /// or 429 with `Retry-After`, e.g. while its database is unreachable).
+    Unavailable {
+        detail: String,
+        retry_after: Duration,
+    },
     /// menshen refused the agent: 401 (token), 403 (a host owned by another
     /// agent) or another 4xx. Only an operator can fix it: retry slowly.
     Refused { status: u16, detail: String },
@@ -34,6 +40,9 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PushError::Transient(m) => write!(f, "menshen unreachable or failing: {m}"),
+            PushError::Unavailable { detail, .. } => {
+                write!(f, "menshen cannot store pushes now: {detail}")
+            }
             PushError::Refused {
                 status: 401,
                 detail,
@@ -131,14 +140,17 @@ impl Pusher {
     }
 
     /// Sends both lists. The gateways go first; if that fails, the bridges
-    /// are not sent (the next attempt sends both).
+    /// are not sent (the next attempt sends both). Both requests belong to
+    /// one trace (W3C `traceparent`), whose id is logged.
     pub async fn push(&self, report: &Report) -> Result<Pushed, PushError> {
         let token = self.token.read().map_err(PushError::Token)?;
+        let trace = TraceId::new();
+        tracing::debug!(trace_id = %trace, "pushing");
         let g = self
-            .put(&self.gateways_url, &report.gateways, token.expose())
+            .put(&self.gateways_url, &report.gateways, token.expose(), &trace)
             .await?;
         let b = self
-            .put(&self.bridges_url, &report.bridges, token.expose())
+            .put(&self.bridges_url, &report.bridges, token.expose(), &trace)
             .await?;
         Ok(Pushed {
             created: g.0 || b.0,
@@ -157,22 +169,69 @@ impl Pusher {
         url: &Url,
         items: &[T],
         token: &str,
+        trace: &TraceId,
     ) -> Result<(bool, usize), PushError> {
         let response = self
             .client
             .put(url.clone())
             .bearer_auth(token)
+            .header("traceparent", trace.traceparent())
             .json(items)
             .send()
             .await
-            .map_err(|e| PushError::Transient(describe(&e, url)))?;
+            .map_err(|e| PushError::Transient(format!("{} (trace {trace})", describe(&e, url))))?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let body = response
             .text()
             .await
-            .map_err(|e| PushError::Transient(describe(&e, url)))?;
-        classify(status, &body, url)
+            .map_err(|e| PushError::Transient(format!("{} (trace {trace})", describe(&e, url))))?;
+        classify(status, retry_after, &body, url)
     }
+}
+
+/// The trace of one push: a W3C trace id, and a fresh span id per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(u128);
+
+impl TraceId {
+    pub fn new() -> TraceId {
+        // All zeroes is invalid.
+        TraceId(fastrand::u128(1..))
+    }
+
+    /// A `traceparent` header value: this trace, a new span, sampled.
+    pub fn traceparent(&self) -> String {
+        format!("00-{:032x}-{:016x}-01", self.0, fastrand::u64(1..))
+    }
+}
+
+impl Default for TraceId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// Longest `Retry-After` heeded: a server asking for more is asked again sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// `Retry-After` in seconds (an HTTP date is not expected from menshen and
+/// is ignored).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// A reqwest error with its causes (reqwest's own text is terse).
@@ -187,7 +246,12 @@ fn describe(e: &reqwest::Error, url: &Url) -> String {
 }
 
 /// Turns menshen's answer into an outcome.
-fn classify(status: StatusCode, body: &str, url: &Url) -> Result<(bool, usize), PushError> {
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &str,
+    url: &Url,
+) -> Result<(bool, usize), PushError> {
     let json: Option<Value> = serde_json::from_str(body).ok();
     if status.is_success() {
         let stored = json.as_ref().and_then(Value::as_array).map_or(0, Vec::len);
@@ -195,6 +259,14 @@ fn classify(status: StatusCode, body: &str, url: &Url) -> Result<(bool, usize), 
     }
     let code = status.as_u16();
     let detail = format!("PUT {url}: {}", summary(json.as_ref(), body));
+    if let Some(retry_after) = retry_after
+        && (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
+    {
+        return Err(PushError::Unavailable {
+            detail: format!("{code}, {detail}"),
+            retry_after,
+        });
+    }
     if status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -277,20 +349,21 @@ mod tests {
     #[test]
     fn answers_are_classified() {
         assert_eq!(
-            classify(StatusCode::CREATED, "[{},{}]", &url()),
+            classify(StatusCode::CREATED, None, "[{},{}]", &url()),
             Ok((true, 2))
         );
-        assert_eq!(classify(StatusCode::OK, "[]", &url()), Ok((false, 0)));
+        assert_eq!(classify(StatusCode::OK, None, "[]", &url()), Ok((false, 0)));
         assert!(matches!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, "", &url()),
+            classify(StatusCode::SERVICE_UNAVAILABLE, None, "", &url()),
             Err(PushError::Transient(_))
         ));
         assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, "", &url()),
+            classify(StatusCode::TOO_MANY_REQUESTS, None, "", &url()),
             Err(PushError::Transient(_))
         ));
         let e = classify(
             StatusCode::UNAUTHORIZED,
+            None,
             r#"{"error":"unauthorized","message":"token expired"}"#,
             &url(),
         )
@@ -299,6 +372,7 @@ mod tests {
         assert!(e.to_string().contains("token expired"), "{e}");
         let e = classify(
             StatusCode::FORBIDDEN,
+            None,
             r#"{"error":"forbidden","message":"host is owned by another agent","host":"gw1"}"#,
             &url(),
         )
@@ -310,6 +384,7 @@ mod tests {
         );
         let e = classify(
             StatusCode::UNPROCESSABLE_ENTITY,
+            None,
             r#"{"error":"invalid_fields","message":"invalid","fields":[{"field":"gateways[0].ip_addr","message":"not an IPv4 address"}]}"#,
             &url(),
         )
@@ -319,13 +394,79 @@ mod tests {
         };
         assert_eq!(fields, &["gateways[0].ip_addr: not an IPv4 address"]);
         assert!(matches!(
-            classify(StatusCode::PAYLOAD_TOO_LARGE, "too big", &url()),
+            classify(StatusCode::PAYLOAD_TOO_LARGE, None, "too big", &url()),
             Err(PushError::Invalid { status: 413, .. })
         ));
         assert!(matches!(
-            classify(StatusCode::NOT_FOUND, "<html>", &url()),
+            classify(StatusCode::NOT_FOUND, None, "<html>", &url()),
             Err(PushError::Refused { status: 404, .. })
         ));
+    }
+
+    #[test]
+    fn retry_after_is_heeded_on_503_and_429() {
+        let e = classify(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(Duration::from_secs(1)),
+            r#"{"error":"store_unavailable","message":"the database cannot be reached"}"#,
+            &url(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            PushError::Unavailable {
+                detail: "503, PUT http://m/api/5/agent/gateways: the database cannot be reached"
+                    .into(),
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        assert!(matches!(
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(Duration::from_secs(3)),
+                "",
+                &url()
+            ),
+            Err(PushError::Unavailable { .. })
+        ));
+        // elsewhere it means nothing
+        assert!(matches!(
+            classify(
+                StatusCode::BAD_GATEWAY,
+                Some(Duration::from_secs(3)),
+                "",
+                &url()
+            ),
+            Err(PushError::Transient(_))
+        ));
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(reqwest::header::RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn traceparents_are_w3c() {
+        let trace = TraceId::new();
+        let a = trace.traceparent();
+        let b = trace.traceparent();
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            (parts[0], parts[1].len(), parts[2].len(), parts[3]),
+            ("00", 32, 16, "01")
+        );
+        assert_eq!(parts[1], trace.to_string());
+        // one trace, a span per request
+        assert_eq!(a[..35], b[..35]);
+        assert_ne!(a, b);
     }
 
     #[test]

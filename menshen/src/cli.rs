@@ -10,6 +10,7 @@ use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::admin::Role;
@@ -414,11 +415,101 @@ struct ServeArgs {
     #[arg(long, env = "MENSHEN_PUBLIC_STATUS")]
     public_status: bool,
 
+    #[command(flatten)]
+    connections: ConnectionArgs,
+
+    #[command(flatten)]
+    traces: TraceArgs,
+
+    /// How long a write (agent push, admin change) waits for a database
+    /// connection before it is answered 503 with Retry-After.
+    #[arg(long, env = "MENSHEN_STORE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "1s")]
+    store_timeout: Duration,
+
     /// Serve the LEAP API v3 too (/3/config/eip-service.json, /3/cert),
     /// from the same inventory, for older clients; `false` turns it off.
     #[arg(long, env = "MENSHEN_API_V3", default_value_t = true, action = clap::ArgAction::Set,
           value_name = "BOOL")]
     api_v3: bool,
+}
+
+/// Traces over OTLP: off unless an endpoint is given. The standard
+/// OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG choose the sampler, and
+/// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as it is) works too.
+#[derive(Debug, Clone, Args)]
+struct TraceArgs {
+    /// Where to send traces: the collector's base URL (http/protobuf:
+    /// `/v1/traces` is appended) or gRPC address, e.g. http://otel:4317.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
+    /// The OTLP transport.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value = "http/protobuf"
+    )]
+    otlp_protocol: telemetry::OtlpProtocol,
+
+    /// `service.name` of menshen's spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "menshen")]
+    otel_service_name: String,
+}
+
+impl TraceArgs {
+    fn settings(&self) -> telemetry::TraceSettings {
+        telemetry::TraceSettings {
+            endpoint: self.otlp_endpoint.clone(),
+            protocol: self.otlp_protocol,
+            service_name: self.otel_service_name.clone(),
+        }
+    }
+}
+
+/// How long connections may take, and how many there may be, per listener.
+#[derive(Debug, Clone, Args)]
+struct ConnectionArgs {
+    /// A new connection that has not sent a complete request head within
+    /// this is closed.
+    #[arg(long, env = "MENSHEN_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "30s")]
+    header_read_timeout: Duration,
+
+    /// A connection with no request in progress (keep-alive) is closed after
+    /// this. Keep it above the proxy's idle timeout for its backend
+    /// connections.
+    #[arg(long, env = "MENSHEN_IDLE_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "60s")]
+    idle_timeout: Duration,
+
+    /// A request body must arrive whole within this of its head.
+    #[arg(long, env = "MENSHEN_BODY_TIMEOUT", value_parser = humantime::parse_duration,
+          default_value = "30s")]
+    body_timeout: Duration,
+
+    /// Most connections open at once on the public listener; more wait in
+    /// the backlog.
+    #[arg(long, env = "MENSHEN_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_LIMITS.max_connections,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    max_connections: usize,
+
+    /// Most connections open at once on the metrics listener.
+    #[arg(long, env = "MENSHEN_METRICS_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_METRICS_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    metrics_max_connections: usize,
+}
+
+impl ConnectionArgs {
+    fn limits(&self) -> crate::server::ConnectionLimits {
+        crate::server::ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// Operators' tokens from an external OpenID Connect provider (besides
@@ -586,11 +677,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
-    telemetry::init_logging(cli.log_format, &cli.log_level);
     let json_logs = cli.log_format == LogFormat::Json;
+    // `serve` sets up logs and traces itself, inside its runtime.
+    if !matches!(cli.command, Command::Serve(_)) {
+        telemetry::init_logging(cli.log_format, &cli.log_level);
+    }
     match cli.command {
+        Command::Serve(args) => serve_main(cli.log_format, &cli.log_level, *args),
         Command::CheckConfig { file } => run(json_logs, async move { check_config(&file) }),
-        Command::Serve(args) => run(json_logs, serve(*args)),
         Command::Location(command) => run(json_logs, operators::location(command)),
         Command::Gateway(command) => run(
             json_logs,
@@ -661,14 +755,34 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
 /// logs are JSON, else as `error: …`), with the exit status of
 /// [`exit_code`].
 fn run(json_logs: bool, fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
-    match runtime.block_on(fut) {
+    finish(json_logs, runtime.block_on(fut))
+}
+
+/// `menshen serve`: logs and traces are set up inside the runtime (the gRPC
+/// trace exporter needs it), and traces are flushed before it stops.
+fn serve_main(format: LogFormat, level: &str, args: ServeArgs) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let traces = args.traces.settings();
+    let guard = runtime.block_on(async { telemetry::init(format, level, Some(&traces)) });
+    let result = runtime.block_on(serve(args));
+    drop(guard);
+    finish(format == LogFormat::Json, result)
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|err| eprintln!("error: cannot start the runtime: {err}"))
+        .ok()
+}
+
+/// A command's outcome as its exit status, its error said once.
+fn finish(json_logs: bool, result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if json_logs {
@@ -748,7 +862,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_status: args.public_status,
         api_v3: args.api_v3,
         store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
+        connections: args.connections.limits(),
+        metrics_max_connections: args.connections.metrics_max_connections,
+        store_timeout: args.store_timeout,
     };
+    if let Some(limit) = crate::server::raise_fd_limit() {
+        let wanted =
+            (settings.connections.max_connections + settings.metrics_max_connections) as u64;
+        if wanted + 256 > limit {
+            tracing::warn!(
+                limit,
+                "the open file limit is below --max-connections plus --metrics-max-connections; \
+                 connections beyond it fail to be accepted"
+            );
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

@@ -11,6 +11,7 @@ pub mod geo;
 pub mod inventory;
 pub mod pki;
 pub mod select;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 
@@ -18,7 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -33,6 +33,7 @@ use crate::inventory::invites::{INVITE_USE_FLUSH_INTERVAL, InviteUses};
 use crate::inventory::{InventoryHandle, SnapshotOptions};
 use crate::pki::Pki;
 use crate::pki::workers::Workers;
+use crate::server::ConnectionLimits;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -55,7 +56,7 @@ pub async fn launch(
         }
         None => None,
     };
-    let store = Store::connect(&settings.engine).await?;
+    let store = Store::connect_with_timeout(&settings.engine, settings.store_timeout).await?;
     tracing::info!(store = %settings.engine.describe(), "store ready");
     if let Some(file) = &provider_file {
         store
@@ -147,7 +148,7 @@ pub async fn launch(
         let store = store.clone();
         let stop = stop_rx.clone();
         let interval = settings.store_check_interval;
-        tokio::spawn(async move { store.check_health(interval, stop).await })
+        tokio::spawn(async move { store.watch_health(interval, stop).await })
     };
 
     let metrics_server = metrics_listener.map(|l| {
@@ -155,25 +156,24 @@ pub async fn launch(
         if let Ok(address) = l.local_addr() {
             tracing::info!(%address, "metrics listening");
         }
-        tokio::spawn(async move {
-            axum::serve(l, api::metrics_router(metrics))
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        })
+        let limits = ConnectionLimits {
+            max_connections: settings.metrics_max_connections,
+            ..settings.connections
+        };
+        tokio::spawn(server::serve(
+            l,
+            api::metrics_router(metrics),
+            limits,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ))
     });
 
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "menshen listening");
     }
-    // Responses are written whole; Nagle's algorithm would only delay them.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let result = server::serve(listener, api::router(state), settings.connections, shutdown)
         .await
         .context("serving HTTP");
 

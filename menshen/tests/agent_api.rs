@@ -499,11 +499,13 @@ async fn silent_resources_expire_and_return_with_the_next_heartbeat() {
         let ttl = Duration::from_millis(1500);
         let h = Harness::start(backend, ttl).await;
         let token = h.agent("gw-ams").await;
+        // Before the push: menshen stamps it on receipt, and answers only
+        // once its snapshot includes it.
+        let pushed_at = Instant::now();
         let (status, _) = h
             .put("gateways", Some(&token), &json!([gateway("a.ams", 1194)]))
             .await;
         assert_eq!(status, 201);
-        let pushed_at = Instant::now();
         h.wait_list("/api/5/gateways", |hs| hs.contains(&"a.ams"))
             .await;
 

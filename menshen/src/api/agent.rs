@@ -8,8 +8,11 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse as _, Response};
 use menshen_model::{Bridge, Gateway};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +23,11 @@ use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
 use crate::telemetry::PushOutcome;
+
+/// Longest a push waits for its transaction before it is answered 503 (the
+/// transaction still finishes or rolls back on its own); below the agent's
+/// request timeout, so that the agent hears why.
+const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest accepted body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -79,6 +87,8 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(MAX_BODY_BYTES)
+        } else if timed_out(&rejection) {
+            ApiError::request_timeout()
         } else {
             ApiError::bad_request("invalid_body", rejection.body_text())
         }
@@ -103,6 +113,18 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     })
 }
 
+/// Whether the body stopped arriving (see `--body-timeout`).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = source {
+        if err.is::<crate::server::BodyTimeout>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Clients name locations case-insensitively; store the canonical label.
 fn canonical_location(state: &SharedState, location: &mut String) {
     if let Some(label) = state.inventory.snapshot().location_label(location) {
@@ -115,24 +137,34 @@ async fn push(
     agent: &Agent,
     kind: ResourceKind,
     rows: Vec<ResourceRow>,
-) -> Result<(StatusCode, Vec<ResourceRow>), ApiError> {
+) -> Result<(StatusCode, Vec<ResourceRow>, bool), ApiError> {
     let ttl = state.resource_ttl.as_millis() as i64;
     let now = rows.first().map_or_else(now_millis, |r| r.last_seen_millis);
+    if !state.store.health().is_up() {
+        return Err(ApiError::store_unavailable());
+    }
     // Written in a task of its own: a client that hangs up mid-way must not
     // cut a transaction short.
     let write = {
         let store = state.store.clone();
         let (name, token_id) = (agent.name.clone(), agent.token_id.clone());
         let count = rows.len();
-        tokio::spawn(async move {
-            store
-                .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
-                .await
-                .map(|pushed| (pushed, count))
-        })
+        tokio::spawn(
+            async move {
+                store
+                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
+                    .await
+                    .map(|pushed| (pushed, count))
+            }
+            .in_current_span(),
+        )
     };
-    let (pushed, count) = write
+    let (pushed, count) = tokio::time::timeout(WRITE_DEADLINE, write)
         .await
+        .map_err(|_| {
+            tracing::warn!(agent = %agent.name, "push not stored within {WRITE_DEADLINE:?}");
+            ApiError::store_unavailable()
+        })?
         .map_err(ApiError::internal)?
         .map_err(|err| match err {
             PushError::NotAuthorized => {
@@ -147,7 +179,12 @@ async fn push(
                 "location",
                 "a location does not exist",
             )]),
-            PushError::Database(err) => ApiError::internal(err),
+            PushError::Database(err) => {
+                if crate::store::is_unavailable(&err) {
+                    state.store.health().failed(&err);
+                }
+                ApiError::store(err)
+            }
         })?;
     tracing::debug!(agent = %agent.name, kind = kind.as_str(), count, changed = pushed.changed, "push stored");
     let status = if pushed.created {
@@ -155,7 +192,7 @@ async fn push(
     } else {
         StatusCode::OK
     };
-    Ok((status, pushed.stored))
+    Ok((status, pushed.stored, pushed.changed))
 }
 
 /// The agent's whole current set of gateways.
@@ -177,17 +214,20 @@ async fn push(
         (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn put_gateways(
     State(state): State<SharedState>,
     agent: Result<Agent, ApiError>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<Gateway>>), ApiError> {
-    counted(&state, agent, body).await
+) -> Result<Response, ApiError> {
+    counted::<Gateway>(&state, agent, body).await
 }
 
 /// The agent's whole current set of bridges.
@@ -209,17 +249,20 @@ async fn put_gateways(
         (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
         (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
         (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
         (status = 500, description = "The push could not be stored.", body = ErrorBody),
+        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn put_bridges(
     State(state): State<SharedState>,
     agent: Result<Agent, ApiError>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<Bridge>>), ApiError> {
-    counted(&state, agent, body).await
+) -> Result<Response, ApiError> {
+    counted::<Bridge>(&state, agent, body).await
 }
 
 /// [`put_all`], counted by outcome in the metrics, refused tokens
@@ -228,13 +271,13 @@ async fn counted<T: Pushed>(
     state: &SharedState,
     agent: Result<Agent, ApiError>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<T>>), ApiError> {
+) -> Result<Response, ApiError> {
     let result = match agent {
-        Ok(agent) => put_all(state, &agent, body).await,
+        Ok(agent) => put_all::<T>(state, &agent, body).await,
         Err(refused) => Err(refused),
     };
     let status = match &result {
-        Ok((status, _)) => *status,
+        Ok(response) => response.status(),
         Err(err) => err.status(),
     };
     state
@@ -244,7 +287,7 @@ async fn counted<T: Pushed>(
 }
 
 /// A gateway or bridge as an agent pushes it.
-trait Pushed: DeserializeOwned + Sized {
+trait Pushed: DeserializeOwned + Serialize + Sized {
     const KIND: ResourceKind;
     /// The body's name in field errors.
     const LIST: &'static str;
@@ -310,7 +353,7 @@ async fn put_all<T: Pushed>(
     state: &SharedState,
     agent: &Agent,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Vec<T>>), ApiError> {
+) -> Result<Response, ApiError> {
     let mut items: Vec<T> = parse_body(body, T::LIST)?;
     // the server's receipt time, never the agent's word
     let now = now_millis();
@@ -323,6 +366,14 @@ async fn put_all<T: Pushed>(
         return Err(ApiError::invalid_fields(errors));
     }
     let rows = items.iter().map(|item| item.row(&agent.name)).collect();
-    let (status, stored) = push(state, agent, T::KIND, rows).await?;
-    Ok((status, Json(stored.iter().map(T::from_row).collect())))
+    let (status, stored, changed) = push(state, agent, T::KIND, rows).await?;
+    let items: Vec<T> = stored.iter().map(T::from_row).collect();
+    let mut response = (status, Json(items)).into_response();
+    if !changed {
+        // A bare heartbeat: clients' lists are the same, nothing to wait for.
+        response
+            .extensions_mut()
+            .insert(super::consistency::Unchanged);
+    }
+    Ok(response)
 }

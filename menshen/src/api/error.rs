@@ -74,6 +74,15 @@ impl ApiError {
         ApiError::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// The request body did not arrive in time.
+    pub fn request_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +126,29 @@ impl ApiError {
         err
     }
 
+    /// The store cannot be reached (or cannot take writes) now: 503 with
+    /// `Retry-After`. Clients are still served; writes should be retried.
+    pub fn store_unavailable() -> ApiError {
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the database cannot be reached; nothing was changed, try again shortly",
+        );
+        err.retry_after = Some(STORE_RETRY_AFTER_SECS);
+        err
+    }
+
+    /// A failed database operation: 503 when the database cannot be
+    /// reached, else an internal error.
+    pub fn store(err: sqlx::Error) -> ApiError {
+        if crate::store::is_unavailable(&err) {
+            tracing::info!(error = %err, "write refused: the store is unavailable");
+            ApiError::store_unavailable()
+        } else {
+            ApiError::internal(err)
+        }
+    }
+
     /// Input that parsed but broke the rules, field by field.
     pub fn invalid_fields(fields: Vec<FieldError>) -> ApiError {
         let mut err = ApiError::new(
@@ -142,6 +174,10 @@ impl ApiError {
         )
     }
 }
+
+/// What `Retry-After` says while the store is unavailable: agents come back
+/// about a second after it does.
+pub const STORE_RETRY_AFTER_SECS: u64 = 1;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -171,7 +207,7 @@ impl From<crate::store::AdminError> for ApiError {
             AdminError::Invalid { field, message } => {
                 ApiError::invalid_fields(vec![FieldError::new(field, message)])
             }
-            AdminError::Database(err) => ApiError::internal(err),
+            AdminError::Database(err) => ApiError::store(err),
         }
     }
 }

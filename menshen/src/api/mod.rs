@@ -5,6 +5,7 @@ pub mod admin;
 mod agent;
 pub mod cached;
 mod client;
+mod consistency;
 mod docs;
 pub mod error;
 mod health;
@@ -100,6 +101,10 @@ pub fn router(state: SharedState) -> Router {
     routes()
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            consistency::own_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             telemetry::track_requests,

@@ -70,6 +70,8 @@ impl SigningKey {
         validation.set_audience(&[ADMIN_AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        // A token that is not valid yet is not valid.
+        validation.validate_nbf = true;
         validation.leeway = 30;
         match jsonwebtoken::decode::<AdminClaims>(token, &self.decoding, &validation) {
             Ok(data) if data.claims.sub.trim().is_empty() => {

@@ -203,6 +203,8 @@ impl SigningKey {
         validation.set_audience(&[AGENT_AUDIENCE]);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        // A token that is not valid yet is not valid.
+        validation.validate_nbf = true;
         validation.leeway = 30;
         match jsonwebtoken::decode::<AgentClaims>(token, &self.decoding, &validation) {
             Ok(data) => Ok(data.claims),
@@ -288,6 +290,30 @@ mod tests {
         .unwrap();
         assert!(key().verify_agent_token(&wrong_aud).is_err());
         assert!(key().verify_agent_token("not a token").is_err());
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let now = crate::store::now_millis() / 1000;
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key().encoding).unwrap()
+        };
+        let agent = |nbf: i64| {
+            sign(
+                serde_json::json!({"iss": "menshen", "aud": AGENT_AUDIENCE, "sub": "gw", "jti": "id",
+                "iat": now, "nbf": nbf, "exp": now + 3600}),
+            )
+        };
+        assert!(key().verify_agent_token(&agent(now + 3600)).is_err());
+        assert!(key().verify_agent_token(&agent(now - 10)).is_ok());
+        let admin = |nbf: i64| {
+            sign(
+                serde_json::json!({"iss": "menshen", "aud": admin::ADMIN_AUDIENCE, "sub": "alice",
+                "role": "admin", "jti": "x", "iat": now, "nbf": nbf, "exp": now + 3600}),
+            )
+        };
+        assert!(key().verify_admin_token(&admin(now + 3600)).is_err());
+        assert!(key().verify_admin_token(&admin(now - 10)).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::api::rate_limit::RateLimit;
 use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
 use crate::pki::PkiSettings;
+use crate::server::ConnectionLimits;
 use crate::store::Engine;
 
 /// Default interval at which agents push.
@@ -70,6 +71,14 @@ pub struct Settings {
     /// How often the store is asked whether it answers, besides what
     /// reloads and the change listener find out.
     pub store_check_interval: Duration,
+    /// Timeouts and the connection cap of the public listener (the metrics
+    /// listener has the same timeouts).
+    pub connections: ConnectionLimits,
+    /// The connection cap of the metrics listener.
+    pub metrics_max_connections: usize,
+    /// How long a write may wait for a database connection before it is
+    /// refused as "store unavailable".
+    pub store_timeout: Duration,
 }
 
 impl Settings {
@@ -95,6 +104,9 @@ impl Settings {
             public_status: false,
             api_v3: true,
             store_check_interval: crate::store::HEALTH_CHECK_INTERVAL,
+            connections: crate::server::DEFAULT_LIMITS,
+            metrics_max_connections: crate::server::DEFAULT_METRICS_MAX_CONNECTIONS,
+            store_timeout: crate::store::DEFAULT_STORE_TIMEOUT,
         }
     }
 }

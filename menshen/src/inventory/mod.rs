@@ -24,7 +24,7 @@ use rand::rngs::SmallRng;
 use tokio::sync::watch;
 
 use crate::geo::Position;
-use crate::store::{Inventory, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
+use crate::store::{Inventory, Outages, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
 use catalog::{Catalog, CatalogBuilder, Item};
 
@@ -93,7 +93,8 @@ pub struct Place {
     pub timezone: Option<i64>,
 }
 
-/// Shortest time between two reloads caused by change notifications.
+/// Shortest time between the starts of two reloads caused by change
+/// notifications: at most ten a second, however many changes come in.
 pub const MIN_RELOAD_GAP: Duration = Duration::from_millis(100);
 
 /// An immutable view of the inventory at one moment.
@@ -126,7 +127,18 @@ pub struct Snapshot {
 }
 
 fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
-    r.healthy && (!r.expires() || r.last_seen_millis.saturating_add(ttl_millis) > now)
+    is_live_despite(r, now, ttl_millis, &Outages::default())
+}
+
+/// Whether `r` is live at `now`, not counting time during which the store
+/// was unreachable (its agent could not have been heard then).
+fn is_live_despite(r: &ResourceRow, now: i64, ttl_millis: i64, outages: &Outages) -> bool {
+    r.healthy
+        && (!r.expires()
+            || r.last_seen_millis
+                .saturating_add(ttl_millis)
+                .saturating_add(outages.frozen_between(r.last_seen_millis, now))
+                > now)
 }
 
 /// The inventory's resources with operators' overrides applied; those in
@@ -240,6 +252,17 @@ fn coordinate(value: Option<f64>) -> String {
 impl Snapshot {
     /// Builds the view of `inventory` at `now` (unix ms).
     pub fn build(inventory: &Inventory, now: i64, options: &SnapshotOptions) -> Snapshot {
+        Self::build_despite(inventory, now, options, &Outages::default())
+    }
+
+    /// [`Snapshot::build`], where time during `outages` of the store does
+    /// not count towards pushed resources' TTL.
+    pub fn build_despite(
+        inventory: &Inventory,
+        now: i64,
+        options: &SnapshotOptions,
+        outages: &Outages,
+    ) -> Snapshot {
         let ttl_millis = options.ttl_millis;
         let mut gateways = Vec::new();
         let mut bridges = Vec::new();
@@ -252,7 +275,7 @@ impl Snapshot {
         let (mut stale_gateways, mut stale_bridges) = (0, 0);
         let mut live: Vec<&ResourceRow> = Vec::with_capacity(effective.len());
         for r in effective.iter().map(|r| r.as_ref()) {
-            if is_live(r, now, ttl_millis) {
+            if is_live_despite(r, now, ttl_millis, outages) {
                 live.push(r);
             } else if r.healthy && r.expires() {
                 match r.kind {
@@ -263,8 +286,12 @@ impl Snapshot {
         }
         live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));
         for r in live {
-            if r.expires() {
-                let expiry = r.last_seen_millis.saturating_add(ttl_millis);
+            // Nothing expires while the store is unreachable.
+            if r.expires() && !outages.ongoing() {
+                let expiry = r
+                    .last_seen_millis
+                    .saturating_add(ttl_millis)
+                    .saturating_add(outages.frozen_between(r.last_seen_millis, now));
                 next_expiry = Some(next_expiry.map_or(expiry, |e| e.min(expiry)));
             }
             match r.kind {
@@ -433,6 +460,11 @@ pub struct InventoryHandle {
     metrics: Arc<Metrics>,
     /// Requests that drew an order, for seeded draws.
     draws: AtomicU64,
+    /// The store's outages, which do not count towards TTLs.
+    store: Store,
+    /// The store's change count that the current snapshot includes (see
+    /// [`InventoryHandle::includes`]).
+    built: watch::Sender<u64>,
 }
 
 impl InventoryHandle {
@@ -442,8 +474,9 @@ impl InventoryHandle {
         options: SnapshotOptions,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        let seen = store.change_count();
         let inventory = Arc::new(store.load_inventory().await?);
-        let snapshot = build_timed(&inventory, &options);
+        let snapshot = build_timed(&inventory, &options, &store.health().outages());
         metrics.observe_snapshot(&snapshot);
         Ok(InventoryHandle {
             current: ArcSwap::from_pointee(snapshot),
@@ -451,6 +484,8 @@ impl InventoryHandle {
             options,
             metrics,
             draws: AtomicU64::new(0),
+            store: store.clone(),
+            built: watch::channel(seen).0,
         })
     }
 
@@ -488,27 +523,51 @@ impl InventoryHandle {
     }
 
     fn rebuild(&self, inventory: Option<Inventory>) {
+        let _span = tracing::info_span!("snapshot.rebuild").entered();
         let mut source = self.source.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(inventory) = inventory {
             *source = Arc::new(inventory);
         }
-        let snapshot = build_timed(&source, &self.options);
+        let outages = self.store.health().outages();
+        let snapshot = build_timed(&source, &self.options, &outages);
         self.metrics.observe_snapshot(&snapshot);
         self.current.store(Arc::new(snapshot));
     }
 
     /// Reads the store again and swaps in a new snapshot.
+    #[tracing::instrument(name = "snapshot.reload", skip_all)]
     pub async fn reload(&self, store: &Store) -> anyhow::Result<()> {
+        let seen = store.change_count();
         let inventory = store.load_inventory().await?;
         self.rebuild(Some(inventory));
+        self.built.send_if_modified(|built| {
+            let newer = seen > *built;
+            if newer {
+                *built = seen;
+            }
+            newer
+        });
         Ok(())
     }
 
+    /// Waits (at most `patience`) until the current snapshot includes every
+    /// change the store had announced when its count was `change` (see
+    /// [`Store::change_count`]): a replica serves its own writes on the
+    /// next read. Returns whether it does.
+    pub async fn includes(&self, change: u64, patience: Duration) -> bool {
+        let mut built = self.built.subscribe();
+        tokio::time::timeout(patience, built.wait_for(|b| *b >= change))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Keeps the snapshot fresh until `shutdown` fires: reloads on change
-    /// notifications (at most one reload per [`MIN_RELOAD_GAP`], so a burst
-    /// of changes costs one reload), every `reload_interval`, and when a
-    /// pushed resource's TTL runs out (its agent may have reported meanwhile
-    /// through another replica, so the store is asked, not the old copy).
+    /// notifications, every `reload_interval`, when the store comes back
+    /// after an outage, and when a pushed resource's TTL runs out (its agent
+    /// may have reported meanwhile through another replica, so the store is
+    /// asked, not the old copy). A change is reloaded at once when the last
+    /// reload began at least [`MIN_RELOAD_GAP`] ago, else when that gap is
+    /// over, so that a burst of changes costs at most one reload per gap.
     pub async fn run(
         self: Arc<Self>,
         store: Store,
@@ -517,6 +576,9 @@ impl InventoryHandle {
     ) {
         let mut changes = store.subscribe();
         changes.borrow_and_update();
+        let mut health = store.health().subscribe();
+        health.borrow_and_update();
+        let mut last_reload: Option<tokio::time::Instant> = None;
         loop {
             let next_expiry = self.snapshot().next_expiry_millis;
             let until_expiry = next_expiry
@@ -527,17 +589,26 @@ impl InventoryHandle {
                     if changed.is_err() {
                         return;
                     }
-                    // Let a burst of changes settle into one reload.
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        _ = tokio::time::sleep(MIN_RELOAD_GAP) => {}
+                    if let Some(at) = last_reload {
+                        // Coalesce: changes during the gap share one reload.
+                        tokio::select! {
+                            _ = shutdown.changed() => return,
+                            () = tokio::time::sleep_until(at + MIN_RELOAD_GAP) => {}
+                        }
                     }
-                    changes.borrow_and_update();
-                    self.reload_logged(&store).await;
                 }
-                _ = tokio::time::sleep(reload_interval) => self.reload_logged(&store).await,
-                _ = sleep_opt(until_expiry) => self.reload_logged(&store).await,
+                changed = health.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    health.borrow_and_update();
+                }
+                _ = tokio::time::sleep(reload_interval) => {}
+                _ = sleep_opt(until_expiry) => {}
             }
+            changes.borrow_and_update();
+            last_reload = Some(tokio::time::Instant::now());
+            self.reload_logged(&store).await;
         }
     }
 
@@ -545,16 +616,16 @@ impl InventoryHandle {
         if let Err(err) = self.reload(store).await {
             self.metrics.reload_failed();
             tracing::warn!(error = %err, "inventory reload failed; serving the previous snapshot");
-            // Time still passes: drop what has expired by now.
+            // Time still passes (outside outages): drop what has expired by now.
             self.rebuild(None);
         }
     }
 }
 
 /// Builds the snapshot of `inventory` now, and says how long that took.
-fn build_timed(inventory: &Inventory, options: &SnapshotOptions) -> Snapshot {
+fn build_timed(inventory: &Inventory, options: &SnapshotOptions, outages: &Outages) -> Snapshot {
     let started = Instant::now();
-    let snapshot = Snapshot::build(inventory, now_millis(), options);
+    let snapshot = Snapshot::build_despite(inventory, now_millis(), options, outages);
     tracing::debug!(
         gateways = snapshot.gateways.len(),
         bridges = snapshot.bridges.len(),

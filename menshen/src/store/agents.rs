@@ -176,6 +176,9 @@ impl Store {
     ///
     /// The common case, a heartbeat that changes nothing but the time, is one
     /// read and one statement that also checks the token.
+    #[tracing::instrument(name = "store.push", skip_all,
+        fields(db.system.name = self.engine_name(), otel.kind = "client", kind = kind.as_str(),
+               count = rows.len()))]
     pub async fn push_agent_resources(
         &self,
         agent: &str,

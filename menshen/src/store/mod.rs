@@ -28,12 +28,6 @@ use crate::config::file::ProviderFile;
 /// The Postgres channel on which writers announce inventory changes.
 const CHANGE_CHANNEL: &str = "menshen_inventory";
 
-/// How long [`Store::check_health`] waits for an answer.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often [`Store::check_health`] asks, by default.
-pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-
 /// Runs `$body` with `$pool` bound to whichever pool the store has. The body
 /// is compiled once per engine, so the same query text serves both.
 macro_rules! with_pool {
@@ -51,7 +45,10 @@ macro_rules! with_pool {
 macro_rules! commit_and_announce {
     ($store:expr, $tx:ident) => {{
         if $store.is_postgres() {
-            sqlx::query("SELECT pg_notify('menshen_inventory', '')")
+            // Signed with this process's id, so that its own listener can
+            // tell its own changes (already announced locally) from others'.
+            sqlx::query("SELECT pg_notify('menshen_inventory', $1)")
+                .bind(&*$store.id)
                 .execute(&mut *$tx)
                 .await?;
         }
@@ -86,8 +83,13 @@ mod invites;
 
 pub use admin::{AdminError, AuditEntry, AuditRow};
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
-pub use health::StoreHealth;
+pub use health::{
+    HEALTH_CHECK_INTERVAL, Outage, Outages, PING_TIMEOUT, StoreHealth, is_unavailable,
+};
 pub use invites::{InviteRow, InviteSelection, NewInvite};
+
+/// Default of how long a request waits for a database connection.
+pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 enum Db {
@@ -101,6 +103,8 @@ pub struct Store {
     db: Db,
     changes: Arc<watch::Sender<u64>>,
     health: Arc<StoreHealth>,
+    /// Names this process in its change notifications.
+    id: Arc<str>,
 }
 
 /// Which engine a database URL selects, with secrets kept out of `Debug`.
@@ -211,6 +215,13 @@ impl Store {
     /// Connects and applies the embedded migrations. Safe when several
     /// replicas start at once: Postgres migrations run under an advisory lock.
     pub async fn connect(engine: &Engine) -> anyhow::Result<Store> {
+        Self::connect_with_timeout(engine, DEFAULT_STORE_TIMEOUT).await
+    }
+
+    /// [`Store::connect`], with requests waiting at most `timeout` for a
+    /// Postgres connection (so that they fail fast while the database is
+    /// unreachable).
+    pub async fn connect_with_timeout(engine: &Engine, timeout: Duration) -> anyhow::Result<Store> {
         let db = match engine {
             Engine::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url)
@@ -231,7 +242,7 @@ impl Store {
                     .map_err(cannot)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(timeout)
                     .connect_with(options)
                     .await
                     .map_err(cannot)?;
@@ -270,6 +281,7 @@ impl Store {
             db,
             changes: Arc::new(changes),
             health: Arc::default(),
+            id: crate::auth::random_id(8).into(),
         })
     }
 
@@ -280,35 +292,15 @@ impl Store {
         }
     }
 
-    /// Whether the store answers, as its last round trips found.
-    pub fn health(&self) -> &StoreHealth {
-        &self.health
-    }
-
-    /// Checks every `interval` that the store answers (within
-    /// [`PING_TIMEOUT`]) and notes it in [`Store::health`], until
-    /// `shutdown` fires. Inventory reads and the change listener note their
-    /// outcomes too; this covers quiet times.
-    pub async fn check_health(&self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if sleep_or_shutdown(interval, &mut shutdown).await {
-                return;
-            }
-            match tokio::time::timeout(PING_TIMEOUT, self.ping()).await {
-                Ok(Ok(())) => self.health.succeeded(),
-                Ok(Err(err)) => self.health.failed(&format_args!("{err:#}")),
-                Err(_) => self.health.failed(&format_args!(
-                    "no answer within {} s",
-                    PING_TIMEOUT.as_secs()
-                )),
-            }
-        }
-    }
-
     /// A receiver that sees a new value whenever the inventory may have
     /// changed, through this process or (on Postgres) any other replica.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// How many changes were announced so far (see [`Store::subscribe`]).
+    pub fn change_count(&self) -> u64 {
+        *self.changes.borrow()
     }
 
     fn announce_local_change(&self) {
@@ -350,6 +342,8 @@ impl Store {
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     received = listener.try_recv() => match received {
+                        // Our own were announced when they were committed.
+                        Ok(Some(n)) if n.payload() == &*self.id => {}
                         Ok(Some(_)) => self.announce_local_change(),
                         Ok(None) => {
                             tracing::info!("inventory listener reconnected");
@@ -376,6 +370,8 @@ impl Store {
 
     /// Reads the whole inventory, noting in [`Store::health`] whether the
     /// store answered.
+    #[tracing::instrument(name = "store.load_inventory", skip_all,
+        fields(db.system.name = self.engine_name(), otel.kind = "client"))]
     pub async fn load_inventory(&self) -> anyhow::Result<Inventory> {
         let loaded = self.read_inventory().await;
         match &loaded {

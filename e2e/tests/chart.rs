@@ -641,3 +641,57 @@ fn traefik_route_carries_tls_and_menshen_trusts_the_proxies() {
     assert!(monitor.contains("- port: metrics"));
     assert!(only(&manifests, "Service").contains("name: metrics"));
 }
+
+/// Every variable the Deployment sets for menshen is one that `menshen
+/// serve` reads (as its `--help` names them), with traces and connection
+/// limits set through their values.
+#[test]
+fn every_variable_the_deployment_sets_is_one_menshen_reads() {
+    let Some(helm) = helm() else { return };
+    let manifests = render(
+        &helm,
+        &None,
+        &[
+            "--set",
+            "menshen.tracing.otlpEndpoint=http://alloy.monitoring:4318",
+            "--set",
+            "menshen.tracing.samplerArg=0.1",
+            "--set",
+            "menshen.connections.maxConnections=5000",
+        ],
+    );
+    let deployment = only(&manifests, "Deployment");
+    let help = text(&run(
+        Command::new(binary("menshen")).args(["serve", "--help"])
+    ));
+    let names: Vec<&str> = deployment
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|n| n.starts_with("MENSHEN_") || n.starts_with("OTEL_"))
+        .collect();
+    for expected in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_SERVICE_NAME",
+        "MENSHEN_MAX_CONNECTIONS",
+        "MENSHEN_STORE_TIMEOUT",
+    ] {
+        assert!(names.contains(&expected), "{expected} not set: {names:?}");
+    }
+    // The sampler variables are read by the OTLP SDK itself, not by flags.
+    for name in names
+        .iter()
+        .filter(|n| !n.starts_with("OTEL_TRACES_SAMPLER"))
+    {
+        assert!(
+            // `[env: NAME=]`, or `[env: NAME]` where values are hidden
+            help.contains(&format!("{name}=")) || help.contains(&format!("{name}]")),
+            "the chart sets {name}, which `menshen serve` does not read"
+        );
+    }
+    assert!(deployment.contains("name: MENSHEN_MAX_CONNECTIONS\n              value: \"5000\""));
+    assert!(deployment.contains("name: OTEL_TRACES_SAMPLER_ARG\n              value: \"0.1\""));
+    // Without an endpoint, no traces are configured.
+    let plain = render(&helm, &None, &[]);
+    assert!(!only(&plain, "Deployment").contains("OTEL_"));
+}

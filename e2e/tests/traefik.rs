@@ -113,10 +113,13 @@ http:
       service: menshen
       tls: {{}}
   middlewares:
+    # A request caught by a replica's crash after it was sent ends as
+    # Traefik's own 502 for that attempt: retried as well (reads only).
     retry:
       retry:
         attempts: 3
         initialInterval: 20ms
+        status: ["502", "504"]
   serversTransports:
     menshen:
       forwardingTimeouts:

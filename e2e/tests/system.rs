@@ -15,6 +15,11 @@
 //!   gateway's resolver (`dhcp-option DNS`), and that resolver answers;
 //! - the agent's metrics show the connected clients under the OpenVPN
 //!   exporter's names;
+//! - every process of every container the gateway chart started runs as
+//!   its container's non-root user, with no capability but its one
+//!   (NET_ADMIN for OpenVPN, NET_BIND_SERVICE for the bridge and kresd,
+//!   none for the agent), under a seccomp filter, on a read-only root, as
+//!   `/proc` shows them;
 //! - when the gateway's pods stop, the gateway and bridge leave the lists
 //!   within the TTL.
 //!
@@ -36,7 +41,8 @@ use std::time::{Duration, Instant};
 
 use menshen_e2e::peers::{Obfs4Client, client, client_rows, manage};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap, configmap_of_secret, playable, target_and_profile,
+    Cleanup, Containers, Observed, configmap, configmap_of_secret, playable, played_containers,
+    target_and_profile,
 };
 use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run};
 use menshen_e2e::{Process, TestDatabase, binary};
@@ -144,6 +150,67 @@ fn resolve_a(addr: (&str, u16), name: &str) -> Option<std::net::Ipv4Addr> {
         answer[n - 2],
         answer[n - 1],
     ))
+}
+
+/// The bridge's user, and the agent's (charts/gateway/values.yaml).
+const BRIDGE_USER: u32 = 65532;
+const NET_BIND_SERVICE: u64 = 1 << 10;
+const NET_ADMIN: u64 = 1 << 12;
+
+/// What each of the gateway chart's containers (by the end of its name)
+/// must run as: its user, and the one capability it may hold, or none.
+const EXPECTED: &[(&str, u32, u64)] = &[
+    ("-openvpn", 10001, NET_ADMIN),
+    ("-bridge", BRIDGE_USER, NET_BIND_SERVICE),
+    ("-kresd", 10002, NET_BIND_SERVICE),
+    ("-agent", BRIDGE_USER, 0),
+];
+
+/// Fails unless every process in `observed` runs as its container's user
+/// (every uid and gid: real, effective, saved, filesystem) and within its
+/// capabilities, under a seccomp filter, with `/` read-only.
+fn check_processes(observed: &[Observed]) {
+    let all = || {
+        observed
+            .iter()
+            .map(Observed::summary)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for &(suffix, _, _) in EXPECTED {
+        assert!(
+            observed
+                .iter()
+                .any(|p| p.main && p.container.ends_with(suffix)),
+            "no container *{suffix}:\n{}",
+            all()
+        );
+    }
+    for p in observed {
+        let &(_, user, cap) = EXPECTED
+            .iter()
+            .find(|(suffix, _, _)| p.container.ends_with(suffix))
+            .unwrap_or_else(|| panic!("a container the chart should not start: {p:?}"));
+        let at = p.summary();
+        assert_eq!(p.uid, [user; 4], "{at}");
+        assert_eq!(p.gid, [user; 4], "{at}");
+        assert_eq!(p.seccomp, 2, "a seccomp filter: {at}");
+        assert!(p.root_read_only, "{at}");
+        // The bounding set: nothing in the container can hold more.
+        assert_eq!(p.cap_bnd, cap, "{at}");
+        if p.main {
+            assert_eq!((p.cap_eff, p.cap_prm), (cap, cap), "{at}");
+            if cap == 0 {
+                assert!(p.no_new_privs, "{at}");
+            } else {
+                // No ambient capability: the kernel clears it when it runs a
+                // binary with file capabilities, so the capability came from
+                // the image's `setcap`, as it must on Kubernetes (which gives
+                // non-root containers no ambient capabilities; podman does).
+                assert_eq!(p.cap_amb, 0, "{at}");
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -286,7 +353,11 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     let (udp, tcp, bridge_port) = (free_both(), free_tcp(), free_tcp());
     let (udp_mgmt, tcp_mgmt) = (free_tcp(), free_tcp());
     let (dns, dns_health, agent_metrics) = (free_both(), free_tcp(), free_tcp());
+    // The bridge's state folder, made as an operator makes it: owned by
+    // the bridge's user (65532), which is not root.
     let state = work.join("bridge-state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(BRIDGE_USER), Some(BRIDGE_USER)).unwrap();
     let sets = [
         format!("openvpn.image.tag={tag}"),
         format!("bridge.image.tag={tag}"),
@@ -452,6 +523,22 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     );
     mark("client through the bridge", &mut times);
 
+    // Every process the gateway chart started runs as its plain user, with
+    // the capabilities it needs and no other, under seccomp, on a
+    // read-only root: as the kernel says (/proc), not as the manifests say.
+    let played = played_containers(&gateway_play);
+    assert_eq!(
+        played.len(),
+        5,
+        "udp, tcp, bridge, kresd, agent:\n{gateway_play}"
+    );
+    let mut observed = Vec::new();
+    for id in &played {
+        observed.extend(containers.processes(id));
+    }
+    check_processes(&observed);
+    let users: Vec<String> = observed.iter().map(|p| p.summary()).collect();
+
     // The agent read it: load 2 of 100 on tcp, 1 of 100 on udp.
     let gateways = wait_json(
         &format!("{base}/api/5/gateways"),
@@ -528,9 +615,10 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
 
     drop(cleanup);
     eprintln!(
-        "system test done in {:.1?} ({}); the gateway left the lists {left_after:.1?} after its pods stopped; images: {}",
+        "system test done in {:.1?} ({}); the gateway left the lists {left_after:.1?} after its pods stopped; images: {}\nthe gateway's processes:\n  {}",
         started.elapsed(),
         times.join(", "),
-        sizes.join(", ")
+        sizes.join(", "),
+        users.join("\n  ")
     );
 }

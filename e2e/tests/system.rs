@@ -19,7 +19,9 @@
 //!   its container's non-root user, with no capability but its one
 //!   (NET_ADMIN for OpenVPN, NET_BIND_SERVICE for the bridge and kresd,
 //!   none for the agent), under a seccomp filter, on a read-only root, as
-//!   `/proc` shows them;
+//!   `/proc` shows them; and the gateway image's binaries get their
+//!   capability from their file capabilities when started with none, as
+//!   Kubernetes starts a non-root container, and not with no_new_privs;
 //! - when the gateway's pods stop, the gateway and bridge leave the lists
 //!   within the TTL.
 //!
@@ -204,13 +206,79 @@ fn check_processes(observed: &[Observed]) {
                 assert!(p.no_new_privs, "{at}");
             } else {
                 // No ambient capability: the kernel clears it when it runs a
-                // binary with file capabilities, so the capability came from
-                // the image's `setcap`, as it must on Kubernetes (which gives
-                // non-root containers no ambient capabilities; podman does).
+                // binary with file capabilities, and then (without
+                // no_new_privs) grants the file's capabilities within the
+                // bounding set whatever the runtime gave the process before.
+                // So the capability came from the image's `setcap`, as it
+                // must on Kubernetes, which gives non-root containers no
+                // ambient capabilities (podman does).
                 assert_eq!(p.cap_amb, 0, "{at}");
+                assert!(!p.no_new_privs, "{at}");
             }
         }
     }
+}
+
+/// Runs the gateway image's three binaries with capabilities as Kubernetes
+/// hands them to a non-root container: in the bounding set only, none in
+/// the process's sets (podman would add ambient ones, so `setpriv` clears
+/// them and a shell starts with none). They must get their capability
+/// from the image's file capabilities alone, and only without
+/// no_new_privs (which `allowPrivilegeEscalation: false` sets).
+fn capabilities_as_on_kubernetes(containers: &Containers, image: &str) {
+    const SCRIPT: &str = r#"
+echo "shell CapEff $(grep CapEff /proc/self/status | cut -f2)"
+for nnp in "" --no-new-privs; do
+    echo "no_new_privs $([ -n "$nnp" ] && echo on || echo off)"
+    setpriv $nnp timeout 2 openvpn --dev tun --ifconfig-noexec --verb 3 2>&1 \
+        | grep -o -E "TUN/TAP device tun0 opened|TUNSETIFF tun: Operation not permitted" | sed 's/^/openvpn: /'
+    setpriv $nnp timeout 2 kresd -n -a 127.0.0.1@53 /tmp >/dev/null 2>&1; echo "kresd: exit $?"
+    TOR_PT_MANAGED_TRANSPORT_VER=1 TOR_PT_STATE_LOCATION=/tmp/obfs4 TOR_PT_SERVER_TRANSPORTS=obfs4 \
+        TOR_PT_SERVER_BINDADDR=obfs4-127.0.0.1:443 TOR_PT_ORPORT=127.0.0.1:1 \
+        setpriv $nnp timeout 2 obfs4proxy 2>&1 | grep -E "^SMETHOD(-ERROR)? " | sed 's/ ARGS:.*//; s/^/obfs4proxy: /'
+done
+"#;
+    let out = run(containers.podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "10001:10001",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--device",
+        "/dev/net/tun",
+        image,
+        "setpriv",
+        "--inh-caps",
+        "-all",
+        "--ambient-caps",
+        "-all",
+        "sh",
+        "-c",
+        SCRIPT,
+    ]));
+    assert_eq!(
+        out,
+        "shell CapEff 0000000000000000\n\
+         no_new_privs off\n\
+         openvpn: TUN/TAP device tun0 opened\n\
+         kresd: exit 124\n\
+         obfs4proxy: SMETHOD obfs4 127.0.0.1:443\n\
+         no_new_privs on\n\
+         openvpn: TUNSETIFF tun: Operation not permitted\n\
+         kresd: exit 1\n\
+         obfs4proxy: SMETHOD-ERROR obfs4 listen tcp 127.0.0.1:443: bind: permission denied\n",
+        "(kresd: exit 124 is still running when timeout stopped it)"
+    );
 }
 
 #[tokio::test]
@@ -537,6 +605,8 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
         observed.extend(containers.processes(id));
     }
     check_processes(&observed);
+    capabilities_as_on_kubernetes(&containers, &images[2]);
+    mark("processes checked", &mut times);
     let users: Vec<String> = observed.iter().map(|p| p.summary()).collect();
 
     // The agent read it: load 2 of 100 on tcp, 1 of 100 on udp.

@@ -25,9 +25,10 @@
 # the gateway's peers from Debian's packages (openvpn, obfs4proxy,
 # knot-resolver), one image for the chart's OpenVPN, obfs4 bridge and kresd
 # containers in tests and demos. Its root is a second debootstrap tree
-# (kept as target/images/menshen-gateway-base-bookworm.tar and the image
-# localhost/menshen-gateway-base:bookworm), made once. --gateway-only makes
-# just that image (no binaries needed).
+# (kept as target/images/menshen-gateway-base-bookworm-SUM.tar and the
+# image localhost/menshen-gateway-base:bookworm-SUM, SUM naming the list of
+# packages it holds, so that a changed list makes a new one), made once.
+# --gateway-only makes just that image (no binaries needed).
 #
 # Environment: MENSHEN_IMAGE_PREFIX (default localhost), MENSHEN_BASE_IMAGE,
 # MENSHEN_DEBIAN_MIRROR (default http://deb.debian.org/debian),
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
         --tag) tag=$2; shift 2 ;;
         --gateway) gateway=1; shift ;;
         --gateway-only) gateway=1; binaries=; shift ;;
-        -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -150,9 +151,11 @@ fi
 
 # The gateway's peers from Debian's packages, on a base of their own.
 if [ -n "$gateway" ]; then
-    gateway_base=localhost/menshen-gateway-base:bookworm
-    local_base "$gateway_base" "$images/menshen-gateway-base-bookworm.tar" \
-        openvpn,obfs4proxy,knot-resolver,iproute2,ca-certificates
+    # libcap2-bin: setcap, for the file capabilities the Containerfile sets.
+    gateway_packages=openvpn,obfs4proxy,knot-resolver,iproute2,ca-certificates,libcap2-bin
+    sum=$(printf '%s' "$gateway_packages" | sha256sum | cut -c1-8)
+    gateway_base=localhost/menshen-gateway-base:bookworm-$sum
+    local_base "$gateway_base" "$images/menshen-gateway-base-bookworm-$sum.tar" "$gateway_packages"
     ctx=$images/context-gateway
     rm -rf "$ctx" && mkdir -p "$ctx"
     previous=$(buildah images --noheading --format '{{.ID}}' "$prefix/menshen-gateway-tools:$tag" 2>/dev/null || true)

@@ -136,6 +136,8 @@ for _ in $(seq 120); do curl -sf "$api/readyz" >/dev/null && break; sleep 0.5; d
 curl -sf "$api/readyz" >/dev/null || { echo "menshen did not get ready" >&2; exit 1; }
 
 say "gateway: charts/gateway"
+# The bridge's state folder belongs to the bridge's user (not root).
+install -d -o 65532 -g 65532 -m 0700 "$work/bridge-state"
 "$helm" template demo-gateway "$root/charts/gateway" -f "$root/charts/gateway/ci/podman-values.yaml" \
     --set openvpn.image.tag=$tag --set bridge.image.tag=$tag --set kresd.image.tag=$tag \
     --set agent.image.tag=$tag --set openvpn.tls.existingSecret=demo-openvpn-tls \

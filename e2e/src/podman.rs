@@ -324,3 +324,125 @@ pub fn played_containers(play_output: &str) -> Vec<String> {
     }
     ids
 }
+
+/// A process of a running container, as the kernel sees it
+/// (`/proc/PID/status` and `mountinfo`), not as its manifest says.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The container's name, e.g. `…-pod-0-openvpn`.
+    pub container: String,
+    pub pid: u32,
+    /// Whether this is the container's main process (the entrypoint).
+    pub main: bool,
+    pub comm: String,
+    /// Real, effective, saved and filesystem ids.
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub cap_eff: u64,
+    pub cap_prm: u64,
+    pub cap_bnd: u64,
+    pub cap_amb: u64,
+    pub no_new_privs: bool,
+    /// 0 none, 1 strict, 2 filter (a seccomp profile).
+    pub seccomp: u8,
+    /// Whether `/` is mounted read-only for it.
+    pub root_read_only: bool,
+}
+
+impl Observed {
+    fn read(container: &str, pid: u32, main: bool) -> Option<Observed> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status:\n{status}"))
+        };
+        let ids = |name: &str| -> [u32; 4] {
+            let v: Vec<u32> = field(name)
+                .split_whitespace()
+                .map(|n| n.parse().unwrap())
+                .collect();
+            v.try_into().unwrap()
+        };
+        let caps = |name: &str| u64::from_str_radix(field(name), 16).unwrap();
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+        // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...": the last mount on /.
+        let root_options = mountinfo.lines().rev().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(4) == Some(&"/")).then(|| f[5].to_owned())
+        })?;
+        Some(Observed {
+            container: container.to_owned(),
+            pid,
+            main,
+            comm: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()?
+                .trim()
+                .to_owned(),
+            uid: ids("Uid"),
+            gid: ids("Gid"),
+            cap_eff: caps("CapEff"),
+            cap_prm: caps("CapPrm"),
+            cap_bnd: caps("CapBnd"),
+            cap_amb: caps("CapAmb"),
+            no_new_privs: field("NoNewPrivs") == "1",
+            seccomp: field("Seccomp").parse().unwrap(),
+            root_read_only: root_options.split(',').any(|o| o == "ro"),
+        })
+    }
+
+    /// One line for a report: container, command, ids and capabilities.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} (pid {}{}): uid {} gid {} CapEff {:#x} CapBnd {:#x} CapAmb {:#x} NoNewPrivs {} Seccomp {} root {}",
+            self.container,
+            self.comm,
+            self.pid,
+            if self.main { ", main" } else { "" },
+            self.uid[0],
+            self.gid[0],
+            self.cap_eff,
+            self.cap_bnd,
+            self.cap_amb,
+            u8::from(self.no_new_privs),
+            self.seccomp,
+            if self.root_read_only { "ro" } else { "rw" },
+        )
+    }
+}
+
+impl Containers {
+    /// Every process of the running container `id`: its main process and
+    /// all others in its PID namespace.
+    pub fn processes(&self, id: &str) -> Vec<Observed> {
+        let out = run(self.podman(&["inspect", "--format", "{{.Name}} {{.State.Pid}}", id]));
+        let (name, pid) = out.trim().rsplit_once(' ').expect("name and pid");
+        let main: u32 = pid.parse().unwrap();
+        assert_ne!(main, 0, "container {name} is not running");
+        let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let own = ns(main).expect("the container's PID namespace");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if ns(pid).as_ref() == Some(&own)
+                && let Some(p) = Observed::read(name, pid, pid == main)
+            {
+                found.push(p);
+            }
+        }
+        assert!(
+            found.iter().any(|p| p.main),
+            "{name}: main process {main} not seen"
+        );
+        found.sort_by_key(|p| p.pid);
+        found
+    }
+}

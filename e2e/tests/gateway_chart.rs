@@ -17,6 +17,7 @@ use menshen_e2e::binary;
 use menshen_e2e::chart::{self, Chart, block_after, documents, kind_of, name_of};
 use menshen_e2e::tools::{helm, repo, tool};
 use serde_json::Value;
+use serde_norway::Value as Yaml;
 
 const KUBERNETES_VERSIONS: &[Option<&str>] = &[Some("1.27.0"), None];
 
@@ -319,7 +320,7 @@ fn pods_get_what_they_need_and_roll_when_their_configuration_changes() {
             "automountServiceAccountToken: false",
             "type: RuntimeDefault",
             "readOnlyRootFilesystem: true",
-            "allowPrivilegeEscalation: false",
+            "runAsNonRoot: true",
             "- ALL",
             "livenessProbe:",
             "checksum/config: ",
@@ -377,6 +378,107 @@ fn pods_get_what_they_need_and_roll_when_their_configuration_changes() {
         checksum(&manifests, "gw1-gateway-agent"),
         checksum(&changed, "gw1-gateway-agent")
     );
+}
+
+/// Each container's user, the capabilities it may hold, and whether it
+/// may gain them from its image's file capabilities (allowPrivilegeEscalation).
+const CONTAINERS: &[(&str, &str, i64, &[&str], bool)] = &[
+    (
+        "gw1-gateway-openvpn-udp",
+        "openvpn",
+        10001,
+        &["NET_ADMIN"],
+        true,
+    ),
+    (
+        "gw1-gateway-openvpn-tcp",
+        "openvpn",
+        10001,
+        &["NET_ADMIN"],
+        true,
+    ),
+    (
+        "gw1-gateway-bridge",
+        "bridge",
+        65532,
+        &["NET_BIND_SERVICE"],
+        true,
+    ),
+    (
+        "gw1-gateway-kresd",
+        "kresd",
+        10002,
+        &["NET_BIND_SERVICE"],
+        true,
+    ),
+    ("gw1-gateway-agent", "agent", 65532, &[], false),
+];
+
+#[test]
+fn every_container_runs_as_a_plain_user_with_a_read_only_root_by_default() {
+    let Some(helm) = helm() else { return };
+    for values in every_values() {
+        let manifests = render(&helm, &values, &[]);
+        let what = describe(&values);
+        let deployments: Vec<Yaml> = documents(&manifests)
+            .into_iter()
+            .filter(|d| kind_of(d) == "Deployment")
+            .map(|d| serde_norway::from_str(d).unwrap())
+            .collect();
+        assert_eq!(deployments.len(), CONTAINERS.len(), "{what}");
+        for &(deployment, container, uid, add, escalation) in CONTAINERS {
+            let d = deployments
+                .iter()
+                .find(|d| d["metadata"]["name"] == deployment)
+                .unwrap_or_else(|| panic!("{what}: no Deployment {deployment}"));
+            let pod = &d["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}: {deployment}"
+            );
+            // The Secrets' files are root's, readable by fsGroup.
+            assert_eq!(
+                pod["securityContext"]["fsGroup"].as_i64(),
+                Some(uid),
+                "{what}: {deployment}"
+            );
+            assert!(pod["initContainers"].is_null(), "{what}: {deployment}");
+            let containers = pod["containers"].as_sequence().unwrap();
+            assert_eq!(containers.len(), 1, "{what}: {deployment}");
+            let c = &containers[0];
+            assert_eq!(c["name"], container, "{what}: {deployment}");
+            let sc = &c["securityContext"];
+            let at = format!("{what}: {deployment}/{container}: {sc:?}");
+            assert_eq!(sc["runAsUser"].as_i64(), Some(uid), "{at}");
+            assert_eq!(sc["runAsGroup"].as_i64(), Some(uid), "{at}");
+            assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true), "{at}");
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{at}");
+            assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{at}");
+            assert_eq!(
+                sc["allowPrivilegeEscalation"].as_bool(),
+                Some(escalation),
+                "{at}"
+            );
+            assert!(sc["privileged"].is_null(), "{at}");
+            let caps = |key: &str| -> Vec<String> {
+                sc["capabilities"][key]
+                    .as_sequence()
+                    .map(|s| s.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default()
+            };
+            assert_eq!(caps("drop"), ["ALL"], "{at}");
+            assert_eq!(caps("add"), add, "{at}");
+        }
+        // The agent reads the bridge's 0600 state files as their owner.
+        let user = |name: &str| {
+            CONTAINERS
+                .iter()
+                .find(|c| c.0 == name)
+                .map(|c| c.2)
+                .unwrap()
+        };
+        assert_eq!(user("gw1-gateway-agent"), user("gw1-gateway-bridge"));
+    }
 }
 
 #[test]

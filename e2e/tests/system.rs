@@ -15,6 +15,13 @@
 //!   gateway's resolver (`dhcp-option DNS`), and that resolver answers;
 //! - the agent's metrics show the connected clients under the OpenVPN
 //!   exporter's names;
+//! - every process of every container the gateway chart started runs as
+//!   its container's non-root user, with no capability but its one
+//!   (NET_ADMIN for OpenVPN, NET_BIND_SERVICE for the bridge and kresd,
+//!   none for the agent), under a seccomp filter, on a read-only root, as
+//!   `/proc` shows them; and the gateway image's binaries get their
+//!   capability from their file capabilities when started with none, as
+//!   Kubernetes starts a non-root container, and not with no_new_privs;
 //! - when the gateway's pods stop, the gateway and bridge leave the lists
 //!   within the TTL.
 //!
@@ -36,7 +43,8 @@ use std::time::{Duration, Instant};
 
 use menshen_e2e::peers::{Obfs4Client, client, client_rows, manage};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap, configmap_of_secret, playable, target_and_profile,
+    Cleanup, Containers, Observed, configmap, configmap_of_secret, playable, played_containers,
+    target_and_profile,
 };
 use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run};
 use menshen_e2e::{Process, TestDatabase, binary};
@@ -144,6 +152,133 @@ fn resolve_a(addr: (&str, u16), name: &str) -> Option<std::net::Ipv4Addr> {
         answer[n - 2],
         answer[n - 1],
     ))
+}
+
+/// The bridge's user, and the agent's (charts/gateway/values.yaml).
+const BRIDGE_USER: u32 = 65532;
+const NET_BIND_SERVICE: u64 = 1 << 10;
+const NET_ADMIN: u64 = 1 << 12;
+
+/// What each of the gateway chart's containers (by the end of its name)
+/// must run as: its user, and the one capability it may hold, or none.
+const EXPECTED: &[(&str, u32, u64)] = &[
+    ("-openvpn", 10001, NET_ADMIN),
+    ("-bridge", BRIDGE_USER, NET_BIND_SERVICE),
+    ("-kresd", 10002, NET_BIND_SERVICE),
+    ("-agent", BRIDGE_USER, 0),
+];
+
+/// Fails unless every process in `observed` runs as its container's user
+/// (every uid and gid: real, effective, saved, filesystem) and within its
+/// capabilities, under a seccomp filter, with `/` read-only.
+fn check_processes(observed: &[Observed]) {
+    let all = || {
+        observed
+            .iter()
+            .map(Observed::summary)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for &(suffix, _, _) in EXPECTED {
+        assert!(
+            observed
+                .iter()
+                .any(|p| p.main && p.container.ends_with(suffix)),
+            "no container *{suffix}:\n{}",
+            all()
+        );
+    }
+    for p in observed {
+        let &(_, user, cap) = EXPECTED
+            .iter()
+            .find(|(suffix, _, _)| p.container.ends_with(suffix))
+            .unwrap_or_else(|| panic!("a container the chart should not start: {p:?}"));
+        let at = p.summary();
+        assert_eq!(p.uid, [user; 4], "{at}");
+        assert_eq!(p.gid, [user; 4], "{at}");
+        assert_eq!(p.seccomp, 2, "a seccomp filter: {at}");
+        assert!(p.root_read_only, "{at}");
+        // The bounding set: nothing in the container can hold more.
+        assert_eq!(p.cap_bnd, cap, "{at}");
+        if p.main {
+            assert_eq!((p.cap_eff, p.cap_prm), (cap, cap), "{at}");
+            if cap == 0 {
+                assert!(p.no_new_privs, "{at}");
+            } else {
+                // No ambient capability: the kernel clears it when it runs a
+                // binary with file capabilities, and then (without
+                // no_new_privs) grants the file's capabilities within the
+                // bounding set whatever the runtime gave the process before.
+                // So the capability came from the image's `setcap`, as it
+                // must on Kubernetes, which gives non-root containers no
+                // ambient capabilities (podman does).
+                assert_eq!(p.cap_amb, 0, "{at}");
+                assert!(!p.no_new_privs, "{at}");
+            }
+        }
+    }
+}
+
+/// Runs the gateway image's three binaries with capabilities as Kubernetes
+/// hands them to a non-root container: in the bounding set only, none in
+/// the process's sets (podman would add ambient ones, so `setpriv` clears
+/// them and a shell starts with none). They must get their capability
+/// from the image's file capabilities alone, and only without
+/// no_new_privs (which `allowPrivilegeEscalation: false` sets).
+fn capabilities_as_on_kubernetes(containers: &Containers, image: &str) {
+    const SCRIPT: &str = r#"
+echo "shell CapEff $(grep CapEff /proc/self/status | cut -f2)"
+for nnp in "" --no-new-privs; do
+    echo "no_new_privs $([ -n "$nnp" ] && echo on || echo off)"
+    setpriv $nnp timeout 2 openvpn --dev tun --ifconfig-noexec --verb 3 2>&1 \
+        | grep -o -E "TUN/TAP device tun0 opened|TUNSETIFF tun: Operation not permitted" | sed 's/^/openvpn: /'
+    setpriv $nnp timeout 2 kresd -n -a 127.0.0.1@53 /tmp >/dev/null 2>&1; echo "kresd: exit $?"
+    TOR_PT_MANAGED_TRANSPORT_VER=1 TOR_PT_STATE_LOCATION=/tmp/obfs4 TOR_PT_SERVER_TRANSPORTS=obfs4 \
+        TOR_PT_SERVER_BINDADDR=obfs4-127.0.0.1:443 TOR_PT_ORPORT=127.0.0.1:1 \
+        setpriv $nnp timeout 2 obfs4proxy 2>&1 | grep -E "^SMETHOD(-ERROR)? " | sed 's/ ARGS:.*//; s/^/obfs4proxy: /'
+done
+"#;
+    let out = run(containers.podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "10001:10001",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--device",
+        "/dev/net/tun",
+        image,
+        "setpriv",
+        "--inh-caps",
+        "-all",
+        "--ambient-caps",
+        "-all",
+        "sh",
+        "-c",
+        SCRIPT,
+    ]));
+    assert_eq!(
+        out,
+        "shell CapEff 0000000000000000\n\
+         no_new_privs off\n\
+         openvpn: TUN/TAP device tun0 opened\n\
+         kresd: exit 124\n\
+         obfs4proxy: SMETHOD obfs4 127.0.0.1:443\n\
+         no_new_privs on\n\
+         openvpn: TUNSETIFF tun: Operation not permitted\n\
+         kresd: exit 1\n\
+         obfs4proxy: SMETHOD-ERROR obfs4 listen tcp 127.0.0.1:443: bind: permission denied\n",
+        "(kresd: exit 124 is still running when timeout stopped it)"
+    );
 }
 
 #[tokio::test]
@@ -286,7 +421,11 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     let (udp, tcp, bridge_port) = (free_both(), free_tcp(), free_tcp());
     let (udp_mgmt, tcp_mgmt) = (free_tcp(), free_tcp());
     let (dns, dns_health, agent_metrics) = (free_both(), free_tcp(), free_tcp());
+    // The bridge's state folder, made as an operator makes it: owned by
+    // the bridge's user (65532), which is not root.
     let state = work.join("bridge-state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(BRIDGE_USER), Some(BRIDGE_USER)).unwrap();
     let sets = [
         format!("openvpn.image.tag={tag}"),
         format!("bridge.image.tag={tag}"),
@@ -452,6 +591,24 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     );
     mark("client through the bridge", &mut times);
 
+    // Every process the gateway chart started runs as its plain user, with
+    // the capabilities it needs and no other, under seccomp, on a
+    // read-only root: as the kernel says (/proc), not as the manifests say.
+    let played = played_containers(&gateway_play);
+    assert_eq!(
+        played.len(),
+        5,
+        "udp, tcp, bridge, kresd, agent:\n{gateway_play}"
+    );
+    let mut observed = Vec::new();
+    for id in &played {
+        observed.extend(containers.processes(id));
+    }
+    check_processes(&observed);
+    capabilities_as_on_kubernetes(&containers, &images[2]);
+    mark("processes checked", &mut times);
+    let users: Vec<String> = observed.iter().map(|p| p.summary()).collect();
+
     // The agent read it: load 2 of 100 on tcp, 1 of 100 on udp.
     let gateways = wait_json(
         &format!("{base}/api/5/gateways"),
@@ -528,9 +685,10 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
 
     drop(cleanup);
     eprintln!(
-        "system test done in {:.1?} ({}); the gateway left the lists {left_after:.1?} after its pods stopped; images: {}",
+        "system test done in {:.1?} ({}); the gateway left the lists {left_after:.1?} after its pods stopped; images: {}\nthe gateway's processes:\n  {}",
         started.elapsed(),
         times.join(", "),
-        sizes.join(", ")
+        sizes.join(", "),
+        users.join("\n  ")
     );
 }

@@ -67,14 +67,25 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- printf "127.0.0.1:%d" (int $found.port) -}}
 {{- end }}
 
-{{/* Pod-level settings every workload shares. */}}
+{{/*
+Pod-level settings every workload shares: (dict "root" $ "container"
+SECURITYCONTEXT). fsGroup is the container's group, so that it may read
+the Secrets mounted into it (Kubernetes makes their files root's, readable
+by fsGroup) and write a claim.
+*/}}
 {{- define "gateway.podSpec" -}}
+{{- $sc := .container -}}
+{{- with .root -}}
 hostNetwork: true
 dnsPolicy: ClusterFirstWithHostNet
 automountServiceAccountToken: false
 enableServiceLinks: false
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
 securityContext:
+  {{- if $sc.runAsGroup }}
+  fsGroup: {{ $sc.runAsGroup }}
+  fsGroupChangePolicy: OnRootMismatch
+  {{- end }}
   seccompProfile:
     type: RuntimeDefault
 {{- with .Values.priorityClassName }}
@@ -95,6 +106,7 @@ tolerations:
 {{- with .Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -115,9 +115,11 @@ http:
   middlewares:
     # A request caught by a replica's crash after it was sent ends as
     # Traefik's own 502 for that attempt: retried as well (reads only).
+    # More attempts than replicas: until the health check takes the
+    # crashed one out, the load balancer may pick it again.
     retry:
       retry:
-        attempts: 3
+        attempts: 5
         initialInterval: 20ms
         status: ["502", "504"]
   serversTransports:

@@ -63,6 +63,10 @@ enum Command {
     CheckConfig {
         /// The provider file (TOML).
         file: PathBuf,
+        /// Accept addresses that are not public unicast, as `serve
+        /// --allow-private-addresses` does.
+        #[arg(long, env = "MENSHEN_ALLOW_PRIVATE_ADDRESSES")]
+        allow_private_addresses: bool,
     },
     /// Turn a LEAP API v3 eip-service.json (and provider.json) into a
     /// provider file: locations, hand-defined gateways and bridges, OpenVPN
@@ -427,6 +431,19 @@ struct ServeArgs {
           default_value = "1s")]
     store_timeout: Duration,
 
+    /// At most this many gateways and bridges per agent; a push that would
+    /// take an agent above it is refused (422) and stores nothing.
+    #[arg(long, env = "MENSHEN_MAX_RESOURCES_PER_AGENT",
+          default_value_t = crate::inventory::validate::DEFAULT_MAX_RESOURCES_PER_AGENT)]
+    max_resources_per_agent: usize,
+
+    /// Accept gateways and bridges at addresses that are not public unicast
+    /// (loopback, private, link-local, CGNAT, documentation, ...): for labs
+    /// and tests. The provider file's `[policy] allow_private_addresses`
+    /// does the same.
+    #[arg(long, env = "MENSHEN_ALLOW_PRIVATE_ADDRESSES")]
+    allow_private_addresses: bool,
+
     /// Serve the LEAP API v3 too (/3/config/eip-service.json, /3/cert),
     /// from the same inventory, for older clients; `false` turns it off.
     #[arg(long, env = "MENSHEN_API_V3", default_value_t = true, action = clap::ArgAction::Set,
@@ -684,7 +701,12 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => serve_main(cli.log_format, &cli.log_level, *args),
-        Command::CheckConfig { file } => run(json_logs, async move { check_config(&file) }),
+        Command::CheckConfig {
+            file,
+            allow_private_addresses,
+        } => run(json_logs, async move {
+            check_config(&file, allow_private_addresses)
+        }),
         Command::Location(command) => run(json_logs, operators::location(command)),
         Command::Gateway(command) => run(
             json_logs,
@@ -718,8 +740,11 @@ pub fn main() -> ExitCode {
 
 /// `menshen check-config`: the file's counts, its warnings on stderr; a
 /// broken file is invalid input.
-fn check_config(file: &Path) -> anyhow::Result<()> {
-    let f = ProviderFile::load(file).map_err(|e| Invalid(e.to_string()))?;
+fn check_config(file: &Path, allow_private_addresses: bool) -> anyhow::Result<()> {
+    let allowed = crate::inventory::validate::Policy {
+        allow_private_addresses,
+    };
+    let f = ProviderFile::load_with(file, allowed).map_err(|e| Invalid(e.to_string()))?;
     for warning in f.warnings() {
         eprintln!("warning: {}: {warning}", file.display());
     }
@@ -865,6 +890,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections: args.connections.limits(),
         metrics_max_connections: args.connections.metrics_max_connections,
         store_timeout: args.store_timeout,
+        max_resources_per_agent: args.max_resources_per_agent,
+        allow_private_addresses: args.allow_private_addresses,
     };
     if let Some(limit) = crate::server::raise_fd_limit() {
         let wanted =

@@ -296,6 +296,25 @@ enum AgentCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Mint a new token for an existing agent, signed with the first
+    /// signing key (one line, shown only now). Its previous token stops
+    /// working unless --keep-old-token.
+    Reissue {
+        name: String,
+        /// How long the token is valid (e.g. 365d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "365d")]
+        ttl: Duration,
+        /// Keep the previous token valid too (until it expires or its
+        /// signing key is removed): for rotating the signing key while
+        /// agents get their new tokens. Without it, a token that leaked is
+        /// replaced at once.
+        #[arg(long)]
+        keep_old_token: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
     /// Revoke an agent: its token stops working and what it reported leaves
     /// the lists.
     Revoke {
@@ -328,10 +347,12 @@ const BRIDGE_HELP: &str = "Examples:
 /// The key tokens are signed with; every replica and the CLI must agree.
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// File holding the signing key (base64 of at least 32 random bytes).
-    /// Without it (or MENSHEN_SIGNING_KEY), a key generated into --data-dir.
-    #[arg(long, env = "MENSHEN_SIGNING_KEY_FILE")]
-    signing_key_file: Option<PathBuf>,
+    /// File holding a signing key (base64 of at least 32 random bytes).
+    /// Give it more than once to rotate: the first signs, every one
+    /// verifies (MENSHEN_SIGNING_KEY_FILE: comma-separated). Without it (or
+    /// MENSHEN_SIGNING_KEY), a key generated into --data-dir.
+    #[arg(long, env = "MENSHEN_SIGNING_KEY_FILE", value_delimiter = ',')]
+    signing_key_file: Vec<PathBuf>,
 }
 
 impl KeyArgs {
@@ -340,7 +361,7 @@ impl KeyArgs {
             inline: std::env::var("MENSHEN_SIGNING_KEY")
                 .ok()
                 .filter(|v| !v.trim().is_empty()),
-            file: self.signing_key_file.clone(),
+            files: self.signing_key_file.clone(),
         }
     }
 }
@@ -947,6 +968,34 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             db.create_agent_audited(&name, &token_id, now, Some(audit))
                 .await?;
             db.close().await;
+            let token =
+                signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
+            println!("{token}");
+        }
+        AgentCommand::Reissue {
+            name,
+            ttl,
+            keep_old_token,
+            store,
+            key,
+        } => {
+            let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
+            let db = Store::connect(&store.engine()?).await?;
+            let now = now_millis();
+            let audit =
+                AuditEntry::new(&cli_actor(), "agent.reissue", format!("agent/{name}"), now).after(
+                    serde_json::json!({"name": name, "kid": signing_key.signing_kid(),
+                    "old_token_kept": keep_old_token,
+                    "expires_millis": now + ttl.as_millis() as i64}),
+                );
+            let token_id = db.reissue_agent(&name, keep_old_token, audit).await;
+            db.close().await;
+            let token_id = token_id.map_err(|err| match err {
+                crate::store::AgentError::NotFound(_) => anyhow::Error::from(Invalid(format!(
+                    "no agent named {name:?} (or it is revoked)"
+                ))),
+                other => other.into(),
+            })?;
             let token =
                 signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
             println!("{token}");

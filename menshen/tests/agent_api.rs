@@ -848,3 +848,155 @@ async fn private_addresses_when_allowed() {
         assert_eq!(status, 201, "{name}: {body}");
     }
 }
+
+/// Rotating the signing key: with the new key first and the old one still
+/// given, old tokens keep working and new ones carry the new key's id;
+/// once the old key is removed, its tokens get 401.
+#[tokio::test]
+async fn the_signing_key_is_rotated_without_reenrolling_at_once() {
+    use menshen::auth::KeySource;
+    use menshen::auth::admin::Role;
+    use menshen::store::AuditEntry;
+    for backend in backends().await {
+        let name = backend.name();
+        let dir = backend.data_dir().to_owned();
+        let (old, new) = (dir.join("old.key"), dir.join("new.key"));
+        std::fs::write(&old, SigningKey::generate_text()).unwrap();
+        std::fs::write(&new, SigningKey::generate_text()).unwrap();
+        let keys = |files: &[&std::path::Path]| KeySource {
+            inline: None,
+            files: files.iter().map(|f| f.to_path_buf()).collect(),
+        };
+        let path = dir.join("provider.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let serve = |source: KeySource| {
+            let mut settings = backend.settings();
+            settings.provider_file = Some(path.clone());
+            settings.signing_key = source;
+            TestServer::start_with(settings)
+        };
+        let client = reqwest::Client::new();
+        let push = |server: &TestServer, token: &str| {
+            client
+                .put(server.url("/api/5/agent/gateways"))
+                .bearer_auth(token)
+                .json(&json!([gateway("rot.ams", 1194)]))
+                .send()
+        };
+        let admin_get = |server: &TestServer, token: &str| {
+            client
+                .get(server.url("/admin/v1/agents"))
+                .bearer_auth(token)
+                .send()
+        };
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        let token_id = menshen::auth::random_id(16);
+        store
+            .create_agent("rot", &token_id, now_millis())
+            .await
+            .unwrap();
+        let now = now_millis() / 1000;
+
+        // Before: one key.
+        let old_key = SigningKey::load(&keys(&[&old]), &dir).unwrap();
+        let old_agent = old_key.mint_agent_token("rot", &token_id, now, 3600);
+        let old_admin = old_key.mint_admin_token("alice", Role::Admin, now, 3600);
+        let server = serve(keys(&[&old])).await;
+        assert!(
+            push(&server, &old_agent)
+                .await
+                .unwrap()
+                .status()
+                .is_success(),
+            "{name}"
+        );
+        assert_eq!(
+            admin_get(&server, &old_admin).await.unwrap().status(),
+            200,
+            "{name}"
+        );
+        server.stop().await.unwrap();
+
+        // During: the new key signs, both verify. The agent gets a new token
+        // (keeping its token id, so the old one works on meanwhile).
+        let both = SigningKey::load(&keys(&[&new, &old]), &dir).unwrap();
+        assert_ne!(both.signing_kid(), old_key.signing_kid());
+        let kept = store
+            .reissue_agent(
+                "rot",
+                true,
+                AuditEntry::new("test", "agent.reissue", "agent/rot", 0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept, token_id);
+        let new_agent = both.mint_agent_token("rot", &kept, now, 3600);
+        let new_admin = both.mint_admin_token("alice", Role::Admin, now, 3600);
+        let server = serve(keys(&[&new, &old])).await;
+        for token in [&old_agent, &new_agent] {
+            assert!(
+                push(&server, token).await.unwrap().status().is_success(),
+                "{name}"
+            );
+        }
+        for token in [&old_admin, &new_admin] {
+            assert_eq!(
+                admin_get(&server, token).await.unwrap().status(),
+                200,
+                "{name}"
+            );
+        }
+        server.stop().await.unwrap();
+
+        // After: the old key is gone, and its tokens with it.
+        let server = serve(keys(&[&new])).await;
+        assert_eq!(
+            push(&server, &old_agent).await.unwrap().status(),
+            401,
+            "{name}"
+        );
+        assert_eq!(
+            admin_get(&server, &old_admin).await.unwrap().status(),
+            401,
+            "{name}"
+        );
+        assert!(
+            push(&server, &new_agent)
+                .await
+                .unwrap()
+                .status()
+                .is_success(),
+            "{name}"
+        );
+        assert_eq!(
+            admin_get(&server, &new_admin).await.unwrap().status(),
+            200,
+            "{name}"
+        );
+
+        // A reissue without keeping replaces the token at once.
+        let fresh = store
+            .reissue_agent(
+                "rot",
+                false,
+                AuditEntry::new("test", "agent.reissue", "agent/rot", 0),
+            )
+            .await
+            .unwrap();
+        assert_ne!(fresh, token_id);
+        assert_eq!(
+            push(&server, &new_agent).await.unwrap().status(),
+            401,
+            "{name}"
+        );
+        let newest = SigningKey::load(&keys(&[&new]), &dir)
+            .unwrap()
+            .mint_agent_token("rot", &fresh, now, 3600);
+        assert!(
+            push(&server, &newest).await.unwrap().status().is_success(),
+            "{name}"
+        );
+        server.stop().await.unwrap();
+        store.close().await;
+    }
+}

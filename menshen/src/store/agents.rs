@@ -158,6 +158,44 @@ impl Store {
         Ok(())
     }
 
+    /// The token id for a new token of agent `name`: a new one (`keep`
+    /// false: its old tokens stop working at once) or its current one (its
+    /// old tokens keep working until they expire or their signing key is
+    /// removed). Refused for an unknown or revoked agent.
+    pub async fn reissue_agent(
+        &self,
+        name: &str,
+        keep: bool,
+        audit: AuditEntry,
+    ) -> Result<String, AgentError> {
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            let current: Option<(String,)> = sqlx::query_as(
+                "SELECT token_id FROM agents WHERE name = $1 AND revoked_millis IS NULL",
+            )
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((current,)) = current else {
+                return Err(AgentError::NotFound(name.to_owned()));
+            };
+            let token_id = if keep {
+                current
+            } else {
+                let fresh = crate::auth::random_id(16);
+                sqlx::query("UPDATE agents SET token_id = $1 WHERE name = $2")
+                    .bind(&fresh)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                fresh
+            };
+            audit!(tx, &audit);
+            tx.commit().await?;
+            Ok(token_id)
+        })
+    }
+
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
         with_pool!(&self.db, |pool| {
             sqlx::query_as(

@@ -285,6 +285,9 @@ impl Menshen {
         }
         command
             .args(["--metrics-listen", "127.0.0.1:0"])
+            // The tests' gateways and bridges are at loopback and
+            // documentation addresses.
+            .arg("--allow-private-addresses")
             .args(args)
             .env_remove("MENSHEN_DATA_DIR");
         if let Some(dir) = &data_dir {

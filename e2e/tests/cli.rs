@@ -192,6 +192,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
         &[
             "gateway",
             "create",
+            "--allow-private-addresses",
             "--host",
             "gw1.paris",
             "--ip",
@@ -258,6 +259,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
         &[
             "gateway",
             "create",
+            "--allow-private-addresses",
             "--host",
             "gw2.paris",
             "--ip",
@@ -277,6 +279,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
         &[
             "gateway",
             "create",
+            "--allow-private-addresses",
             "--host",
             "gw1.paris",
             "--ip",
@@ -364,11 +367,17 @@ async fn cli_story(store_args: &[&str], config: &Path) {
     std::fs::write(
         &body,
         r#"{"host": "br1.paris", "ip_addr": "192.0.2.20", "location": "paris", "port": 443,
-            "options": {"cert": "abc", "iatMode": "0"}}"#,
+            "options": {"cert": "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", "iatMode": "0"}}"#,
     )
     .unwrap();
     ok(
-        &["bridge", "create", "--json", body.to_str().unwrap()],
+        &[
+            "bridge",
+            "create",
+            "--allow-private-addresses",
+            "--json",
+            body.to_str().unwrap(),
+        ],
         store_args,
     );
     let table = ok(&["bridge", "list"], store_args);

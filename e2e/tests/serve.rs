@@ -173,8 +173,16 @@ async fn a_v3_provider_is_imported_and_served() {
         .status()
         .unwrap();
     assert!(status.success());
+    // The v3 document's gateways are at documentation addresses.
     let out = Command::new(binary("menshen"))
         .arg("check-config")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("documentation address"));
+    let out = Command::new(binary("menshen"))
+        .args(["check-config", "--allow-private-addresses"])
         .arg(&output)
         .output()
         .unwrap();
@@ -188,7 +196,10 @@ async fn a_v3_provider_is_imported_and_served() {
     let gateways = get_json(&format!("{}/api/5/gateways", menshen.url)).await;
     assert_eq!(gateways.as_array().unwrap().len(), 7);
     let bridges = get_json(&format!("{}/api/5/bridges", menshen.url)).await;
-    assert_eq!(bridges[0]["options"]["cert"], "b2JmczQtY2VydA");
+    assert_eq!(
+        bridges[0]["options"]["cert"],
+        "C40o35r//+hIqiPvq4osVX7Oz1b5Xz0Q59rx/ogXkGZsyxOl42wOSiSevg/Cgzfd60BQtQ"
+    );
     let service = get_json(&format!("{}/api/5/service", menshen.url)).await;
     assert_eq!(service["locations"]["new-york"]["timezone"], "-5");
     assert_eq!(service["openvpn_configuration"]["cipher"], "AES-256-GCM");

@@ -63,6 +63,10 @@ enum Command {
     CheckConfig {
         /// The provider file (TOML).
         file: PathBuf,
+        /// Accept addresses that are not public unicast, as `serve
+        /// --allow-private-addresses` does.
+        #[arg(long, env = "MENSHEN_ALLOW_PRIVATE_ADDRESSES")]
+        allow_private_addresses: bool,
     },
     /// Turn a LEAP API v3 eip-service.json (and provider.json) into a
     /// provider file: locations, hand-defined gateways and bridges, OpenVPN
@@ -292,6 +296,25 @@ enum AgentCommand {
         #[command(flatten)]
         key: KeyArgs,
     },
+    /// Mint a new token for an existing agent, signed with the first
+    /// signing key (one line, shown only now). Its previous token stops
+    /// working unless --keep-old-token.
+    Reissue {
+        name: String,
+        /// How long the token is valid (e.g. 365d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "365d")]
+        ttl: Duration,
+        /// Keep the previous token valid too (until it expires or its
+        /// signing key is removed): for rotating the signing key while
+        /// agents get their new tokens. Without it, a token that leaked is
+        /// replaced at once.
+        #[arg(long)]
+        keep_old_token: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
     /// Revoke an agent: its token stops working and what it reported leaves
     /// the lists.
     Revoke {
@@ -324,10 +347,12 @@ const BRIDGE_HELP: &str = "Examples:
 /// The key tokens are signed with; every replica and the CLI must agree.
 #[derive(Debug, Clone, Args)]
 pub struct KeyArgs {
-    /// File holding the signing key (base64 of at least 32 random bytes).
-    /// Without it (or MENSHEN_SIGNING_KEY), a key generated into --data-dir.
-    #[arg(long, env = "MENSHEN_SIGNING_KEY_FILE")]
-    signing_key_file: Option<PathBuf>,
+    /// File holding a signing key (base64 of at least 32 random bytes).
+    /// Give it more than once to rotate: the first signs, every one
+    /// verifies (MENSHEN_SIGNING_KEY_FILE: comma-separated). Without it (or
+    /// MENSHEN_SIGNING_KEY), a key generated into --data-dir.
+    #[arg(long, env = "MENSHEN_SIGNING_KEY_FILE", value_delimiter = ',')]
+    signing_key_file: Vec<PathBuf>,
 }
 
 impl KeyArgs {
@@ -336,7 +361,7 @@ impl KeyArgs {
             inline: std::env::var("MENSHEN_SIGNING_KEY")
                 .ok()
                 .filter(|v| !v.trim().is_empty()),
-            file: self.signing_key_file.clone(),
+            files: self.signing_key_file.clone(),
         }
     }
 }
@@ -426,6 +451,19 @@ struct ServeArgs {
     #[arg(long, env = "MENSHEN_STORE_TIMEOUT", value_parser = humantime::parse_duration,
           default_value = "1s")]
     store_timeout: Duration,
+
+    /// At most this many gateways and bridges per agent; a push that would
+    /// take an agent above it is refused (422) and stores nothing.
+    #[arg(long, env = "MENSHEN_MAX_RESOURCES_PER_AGENT",
+          default_value_t = crate::inventory::validate::DEFAULT_MAX_RESOURCES_PER_AGENT)]
+    max_resources_per_agent: usize,
+
+    /// Accept gateways and bridges at addresses that are not public unicast
+    /// (loopback, private, link-local, CGNAT, documentation, ...): for labs
+    /// and tests. The provider file's `[policy] allow_private_addresses`
+    /// does the same.
+    #[arg(long, env = "MENSHEN_ALLOW_PRIVATE_ADDRESSES")]
+    allow_private_addresses: bool,
 
     /// Serve the LEAP API v3 too (/3/config/eip-service.json, /3/cert),
     /// from the same inventory, for older clients; `false` turns it off.
@@ -684,7 +722,12 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => serve_main(cli.log_format, &cli.log_level, *args),
-        Command::CheckConfig { file } => run(json_logs, async move { check_config(&file) }),
+        Command::CheckConfig {
+            file,
+            allow_private_addresses,
+        } => run(json_logs, async move {
+            check_config(&file, allow_private_addresses)
+        }),
         Command::Location(command) => run(json_logs, operators::location(command)),
         Command::Gateway(command) => run(
             json_logs,
@@ -718,8 +761,11 @@ pub fn main() -> ExitCode {
 
 /// `menshen check-config`: the file's counts, its warnings on stderr; a
 /// broken file is invalid input.
-fn check_config(file: &Path) -> anyhow::Result<()> {
-    let f = ProviderFile::load(file).map_err(|e| Invalid(e.to_string()))?;
+fn check_config(file: &Path, allow_private_addresses: bool) -> anyhow::Result<()> {
+    let allowed = crate::inventory::validate::Policy {
+        allow_private_addresses,
+    };
+    let f = ProviderFile::load_with(file, allowed).map_err(|e| Invalid(e.to_string()))?;
     for warning in f.warnings() {
         eprintln!("warning: {}: {warning}", file.display());
     }
@@ -865,6 +911,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         connections: args.connections.limits(),
         metrics_max_connections: args.connections.metrics_max_connections,
         store_timeout: args.store_timeout,
+        max_resources_per_agent: args.max_resources_per_agent,
+        allow_private_addresses: args.allow_private_addresses,
     };
     if let Some(limit) = crate::server::raise_fd_limit() {
         let wanted =
@@ -920,6 +968,34 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             db.create_agent_audited(&name, &token_id, now, Some(audit))
                 .await?;
             db.close().await;
+            let token =
+                signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
+            println!("{token}");
+        }
+        AgentCommand::Reissue {
+            name,
+            ttl,
+            keep_old_token,
+            store,
+            key,
+        } => {
+            let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
+            let db = Store::connect(&store.engine()?).await?;
+            let now = now_millis();
+            let audit =
+                AuditEntry::new(&cli_actor(), "agent.reissue", format!("agent/{name}"), now).after(
+                    serde_json::json!({"name": name, "kid": signing_key.signing_kid(),
+                    "old_token_kept": keep_old_token,
+                    "expires_millis": now + ttl.as_millis() as i64}),
+                );
+            let token_id = db.reissue_agent(&name, keep_old_token, audit).await;
+            db.close().await;
+            let token_id = token_id.map_err(|err| match err {
+                crate::store::AgentError::NotFound(_) => anyhow::Error::from(Invalid(format!(
+                    "no agent named {name:?} (or it is revoked)"
+                ))),
+                other => other.into(),
+            })?;
             let token =
                 signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
             println!("{token}");

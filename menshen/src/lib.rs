@@ -46,9 +46,12 @@ pub async fn launch(
     metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let flag_policy = crate::inventory::validate::Policy {
+        allow_private_addresses: settings.allow_private_addresses,
+    };
     let provider_file = match &settings.provider_file {
         Some(path) => {
-            let file = ProviderFile::load(path)?;
+            let file = ProviderFile::load_with(path, flag_policy)?;
             for warning in file.warnings() {
                 tracing::warn!(file = %path.display(), "{warning}");
             }
@@ -56,6 +59,15 @@ pub async fn launch(
         }
         None => None,
     };
+    let policy = provider_file
+        .as_ref()
+        .map_or(flag_policy, |file| file.policy_with(flag_policy));
+    if policy.allow_private_addresses {
+        tracing::warn!(
+            "addresses that are not public unicast (loopback, private, documentation, ...) \
+             are accepted for gateways and bridges: for labs and tests only"
+        );
+    }
     let store = Store::connect_with_timeout(&settings.engine, settings.store_timeout).await?;
     tracing::info!(store = %settings.engine.describe(), "store ready");
     if let Some(file) = &provider_file {
@@ -128,6 +140,8 @@ pub async fn launch(
         openvpn_max_remotes: settings.openvpn_max_remotes,
         locator,
         invite_uses: invite_uses.clone(),
+        policy,
+        max_resources_per_agent: settings.max_resources_per_agent,
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -500,11 +500,14 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists() {
                 "/admin/v1/bridges",
                 Some(json!({"host": "br.ams",
             "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443,
-            "options": {"cert": "abc", "iatMode": "0"}})),
+            "options": {"cert": "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", "iatMode": "0"}})),
             )
             .await;
         assert_eq!(status, 201, "{name}: {body}");
-        assert_eq!(body["options"]["cert"], "abc");
+        assert_eq!(
+            body["options"]["cert"],
+            "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ"
+        );
         h.wait_hosts("/api/5/bridges", |h| has(h, "br.ams")).await;
 
         // maintenance hides without deleting
@@ -1026,4 +1029,88 @@ async fn the_cli_mints_admin_tokens_the_server_accepts() {
         (&audit[0]["action"], &audit[0]["actor"]),
         (&json!("agent.revoke"), &json!("cli:root"))
     );
+}
+
+/// Gateways and bridges defined through the admin API follow the rules
+/// agents' do: public unicast addresses unless allowed, bridge options by
+/// type; each refusal names the field and stores nothing.
+#[tokio::test]
+async fn hand_defined_resources_follow_the_same_rules() {
+    const PUBLIC_FILE: &str = r#"
+[provider]
+domain = "vpn.test"
+api_uri = "https://api.vpn.test"
+
+[locations.amsterdam]
+display_name = "Amsterdam"
+country_code = "NL"
+"#;
+    const CERT: &str = "h8PI8ciXlSFFPgITUT6UZC1pgZPZNIse9/5HWJW8OWLh0ilfzTtoAT39uc5doA3qwkZ1bA";
+    for backend in backends().await {
+        let name = backend.name();
+        let path = backend.data_dir().join("provider.toml");
+        std::fs::write(&path, PUBLIC_FILE).unwrap();
+        let mut settings = backend.settings();
+        settings.provider_file = Some(path);
+        settings.allow_private_addresses = false;
+        let key = SigningKey::load(&settings.signing_key, &settings.data_dir).unwrap();
+        let server = TestServer::start_with(settings).await;
+        let admin = key.mint_admin_token("alice", Role::Admin, now_millis() / 1000, 600);
+        let client = reqwest::Client::new();
+        let post = |what: &str, body: Value| {
+            client
+                .post(server.url(&format!("/admin/v1/{what}")))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+        };
+        let gateway = |ip: &str| {
+            json!({"host": "gw.ams", "ip_addr": ip, "location": "amsterdam", "port": 1194,
+                   "transport": "udp"})
+        };
+        let bridge = |options: Value| {
+            json!({"host": "br.ams", "ip_addr": "93.184.215.15", "location": "amsterdam",
+                   "port": 443, "options": options})
+        };
+        let cases = [
+            ("gateways", gateway("10.1.2.3"), "ip_addr"),
+            ("gateways", gateway("127.0.0.1"), "ip_addr"),
+            ("gateways", gateway("198.51.100.7"), "ip_addr"),
+            ("bridges", bridge(json!({"cert": "abc"})), "options.cert"),
+            (
+                "bridges",
+                bridge(json!({"cert": CERT, "iatMode": "<script>"})),
+                "options.iatMode",
+            ),
+            (
+                "bridges",
+                bridge(json!({"cert": CERT, "x": 1})),
+                "options.x",
+            ),
+        ];
+        for (what, body, field) in cases {
+            let response = post(what, body.clone()).await.unwrap();
+            assert_eq!(response.status(), 422, "{name}: {body}");
+            let response: Value = response.json().await.unwrap();
+            assert_eq!(response["error"], "invalid_fields", "{response}");
+            assert_eq!(response["fields"][0]["field"], field, "{name}: {response}");
+        }
+        let (status, list) = {
+            let r = client
+                .get(server.url("/admin/v1/gateways"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        };
+        assert_eq!(status, 200);
+        assert_eq!(list.as_array().map(Vec::len), Some(0), "{name}: {list}");
+        let response = post("gateways", gateway("93.184.215.14")).await.unwrap();
+        assert_eq!(response.status(), 201, "{name}");
+        let response = post("bridges", bridge(json!({"cert": CERT, "iatMode": "1"})))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{name}");
+    }
 }

@@ -338,7 +338,7 @@ async fn bridges_follow_the_contract() {
                     "transport": "tcp",
                     "type": "obfs4",
                     "healthy": true,
-                    "options": {"cert": "dGVzdC1jZXJ0", "iatMode": "0"},
+                    "options": {"cert": "5eN3Pz88ukxJND/36TgCKMeeqTTSCcyJ/iU4bJsc8xZm8DRCO19h2g1QCFnAwc/642T+ug", "iatMode": "0"},
                 },
                 {
                     "host": "br2.ams",
@@ -348,7 +348,7 @@ async fn bridges_follow_the_contract() {
                     "type": "obfs4-hop",
                     "healthy": true,
                     "options": {
-                        "cert": "aG9wLWNlcnQ",
+                        "cert": "xD89PpLw7OTaHuRkuPQdwN2OzZ+A4hdx0D5X4MmHzf/m+OPxW7PvqUmEGN2tDVY1TuCzaw",
                         "iatMode": "1",
                         "min_hop_seconds": 20,
                         "min_hop_port": 49152,

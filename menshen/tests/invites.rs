@@ -52,7 +52,7 @@ location = "amsterdam"
 port = 443
 transport = "tcp"
 type = "obfs4"
-options = { cert = "dGVzdC1jZXJ0", iatMode = "0" }
+options = { cert = "5eN3Pz88ukxJND/36TgCKMeeqTTSCcyJ/iU4bJsc8xZm8DRCO19h2g1QCFnAwc/642T+ug", iatMode = "0" }
 
 [[bridge]]
 host = "friends-br.hid"
@@ -62,7 +62,7 @@ port = 443
 transport = "tcp"
 type = "obfs4"
 bucket = "friends"
-options = { cert = "ZnJpZW5kcy1jZXJ0", iatMode = "0" }
+options = { cert = "4zqGV73hiAsGdjvoHSpWU7ox5qHyvlps8nCf5mVuB/jwj02Tm9RXWsvtTSYvVQI/OGNhbg", iatMode = "0" }
 "#;
 
 const STATUS: &str = "x-menshen-auth-token-status";

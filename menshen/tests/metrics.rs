@@ -193,7 +193,12 @@ async fn alert_and_dashboard_metrics_follow_what_happens() {
             "",
         );
         assert_ne!(without_paris, FILE);
-        let file = ProviderFile::parse(&without_paris, std::path::Path::new("x")).unwrap();
+        let file = ProviderFile::parse_with(
+            &without_paris,
+            std::path::Path::new("x"),
+            menshen::inventory::validate::Policy::LAB,
+        )
+        .unwrap();
         store.apply_provider_file(&file).await.unwrap();
         store.close().await;
         // A server on SQLite sees it at its next periodic reload.

@@ -109,14 +109,14 @@ host = "br-ams"
 ip_addr = "192.0.2.11"
 location = "amsterdam"
 port = 443
-options = { cert = "Y2VydA", iatMode = "0" }
+options = { cert = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", iatMode = "0" }
 
 [[bridge]]
 host = "br-tyo"
 ip_addr = "192.0.2.16"
 location = "tokyo"
 port = 443
-options = { cert = "Y2VydA", iatMode = "0" }
+options = { cert = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", iatMode = "0" }
 "#;
 
 /// Writes a GeoIP database with `records` in `layout` (see the script).

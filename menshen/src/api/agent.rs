@@ -20,7 +20,7 @@ use super::SharedState;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
 use crate::config::file::{bridge_row, gateway_row};
-use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
+use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
 use crate::telemetry::PushOutcome;
 
@@ -149,10 +149,11 @@ async fn push(
         let store = state.store.clone();
         let (name, token_id) = (agent.name.clone(), agent.token_id.clone());
         let count = rows.len();
+        let max = state.max_resources_per_agent;
         tokio::spawn(
             async move {
                 store
-                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl)
+                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl, max)
                     .await
                     .map(|pushed| (pushed, count))
             }
@@ -179,6 +180,17 @@ async fn push(
                 "location",
                 "a location does not exist",
             )]),
+            PushError::TooMany { count, max } => {
+                tracing::warn!(agent = %agent.name, count, max, "push refused: too many resources");
+                let list = match kind {
+                    ResourceKind::Gateway => Gateway::LIST,
+                    ResourceKind::Bridge => Bridge::LIST,
+                };
+                ApiError::invalid_fields(vec![
+                    check_count(count, max, list)
+                        .unwrap_or_else(|| FieldError::new(list, "too many")),
+                ])
+            }
             PushError::Database(err) => {
                 if crate::store::is_unavailable(&err) {
                     state.store.health().failed(&err);
@@ -294,7 +306,11 @@ trait Pushed: DeserializeOwned + Serialize + Sized {
     /// Lowercase transport and type, the inventory's spelling of the
     /// location, and `now` as the time it was heard from.
     fn normalise(&mut self, state: &SharedState, now: i64);
-    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError>;
+    fn check(
+        items: &[Self],
+        location_exists: &dyn Fn(&str) -> bool,
+        policy: &Policy,
+    ) -> Vec<FieldError>;
     fn row(&self, agent: &str) -> ResourceRow;
     fn from_row(row: &ResourceRow) -> Self;
 }
@@ -310,8 +326,12 @@ impl Pushed for Gateway {
         self.last_seen_millis = now;
     }
 
-    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
-        check_gateways(items, Self::LIST, location_exists)
+    fn check(
+        items: &[Self],
+        location_exists: &dyn Fn(&str) -> bool,
+        policy: &Policy,
+    ) -> Vec<FieldError> {
+        check_gateways(items, Self::LIST, location_exists, policy)
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
@@ -334,8 +354,12 @@ impl Pushed for Bridge {
         self.last_seen_millis = now;
     }
 
-    fn check(items: &[Self], location_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
-        check_bridges(items, Self::LIST, location_exists)
+    fn check(
+        items: &[Self],
+        location_exists: &dyn Fn(&str) -> bool,
+        policy: &Policy,
+    ) -> Vec<FieldError> {
+        check_bridges(items, Self::LIST, location_exists, policy)
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
@@ -355,13 +379,20 @@ async fn put_all<T: Pushed>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let mut items: Vec<T> = parse_body(body, T::LIST)?;
+    if let Some(error) = check_count(items.len(), state.max_resources_per_agent, T::LIST) {
+        return Err(ApiError::invalid_fields(vec![error]));
+    }
     // the server's receipt time, never the agent's word
     let now = now_millis();
     for item in &mut items {
         item.normalise(state, now);
     }
     let snapshot = state.inventory.snapshot();
-    let errors = T::check(&items, &|l| snapshot.location_label(l) == Some(l));
+    let errors = T::check(
+        &items,
+        &|l| snapshot.location_label(l) == Some(l),
+        &state.policy,
+    );
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }

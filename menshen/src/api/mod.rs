@@ -61,6 +61,10 @@ pub struct AppState {
     pub public_status: bool,
     /// Whether the LEAP API v3 routes answer.
     pub api_v3: bool,
+    /// What gateways and bridges may claim beyond the common rules.
+    pub policy: crate::inventory::validate::Policy,
+    /// At most this many gateways and bridges per agent.
+    pub max_resources_per_agent: usize,
 }
 
 pub type SharedState = Arc<AppState>;

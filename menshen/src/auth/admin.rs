@@ -2,7 +2,7 @@
 //! key (HS256), audience `menshen-admin`, with a role. Agent tokens (another
 //! audience) and invite tokens (not JWTs) never pass here.
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::{ISSUER, SigningKey, TokenError};
@@ -60,8 +60,7 @@ impl SigningKey {
             iat: now_secs,
             exp: now_secs.saturating_add(ttl_secs),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing")
+        jsonwebtoken::encode(&self.header(), &claims, self.encoding()).expect("HS256 signing")
     }
 
     /// Checks signature, algorithm, issuer, audience, expiry and role.
@@ -73,22 +72,18 @@ impl SigningKey {
         // A token that is not valid yet is not valid.
         validation.validate_nbf = true;
         validation.leeway = 30;
-        match jsonwebtoken::decode::<AdminClaims>(token, &self.decoding, &validation) {
-            Ok(data) if data.claims.sub.trim().is_empty() => {
-                Err(TokenError::Invalid("empty subject".into()))
-            }
-            Ok(data) => Ok(data.claims),
-            Err(err) => match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
-                _ => Err(TokenError::Invalid(err.to_string())),
-            },
+        let claims = self.decode::<AdminClaims>(token, &validation)?;
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::Invalid("empty subject".into()));
         }
+        Ok(claims)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jsonwebtoken::Header;
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])
@@ -118,7 +113,7 @@ mod tests {
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"iss": "menshen", "aud": ADMIN_AUDIENCE, "sub": "a", "role": "root",
                 "jti": "x", "iat": now, "exp": now + 600}),
-            &key().encoding,
+            key().encoding(),
         )
         .unwrap();
         assert!(key().verify_admin_token(&bad_role).is_err());

@@ -29,21 +29,31 @@ const GENERATED_KEY_FILE: &str = "signing.key";
 pub struct KeySource {
     /// The key itself, base64 (`MENSHEN_SIGNING_KEY`).
     pub inline: Option<String>,
-    /// A file holding the key, base64.
-    pub file: Option<PathBuf>,
+    /// Files holding keys, base64: the first signs, all verify (so that
+    /// a key can be rotated: add the new one first, remove the old one
+    /// once its tokens are replaced).
+    pub files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for KeySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeySource")
             .field("inline", &self.inline.as_ref().map(|_| "<redacted>"))
-            .field("file", &self.file)
+            .field("files", &self.files)
             .finish()
     }
 }
 
-/// The HMAC key tokens are signed with. Never printed.
+/// The HMAC keys tokens are signed and verified with: the first signs,
+/// each verifies the tokens that name its key id (`kid`). Never printed.
 pub struct SigningKey {
+    keys: Vec<OneKey>,
+}
+
+struct OneKey {
+    /// Derived from the key (a hash), so that every replica and the CLI
+    /// name a key alike without being told.
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -100,8 +110,60 @@ pub fn random_id(bytes: usize) -> String {
 impl SigningKey {
     pub fn from_bytes(secret: &[u8]) -> SigningKey {
         SigningKey {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            keys: vec![OneKey::new(secret)],
+        }
+    }
+
+    /// The id of the key that signs, as tokens carry it in `kid`.
+    pub fn signing_kid(&self) -> &str {
+        &self.keys[0].kid
+    }
+
+    /// The ids of every key that verifies, the signing one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// A header naming the signing key.
+    fn header(&self) -> Header {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.keys[0].kid.clone());
+        header
+    }
+
+    fn encoding(&self) -> &EncodingKey {
+        &self.keys[0].encoding
+    }
+
+    /// Decodes `token` with the key its `kid` names; a token without one
+    /// (minted before tokens carried it) is tried with each key.
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        validation: &Validation,
+    ) -> Result<T, TokenError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|err| TokenError::Invalid(err.to_string()))?;
+        let candidates: Vec<&OneKey> = match &header.kid {
+            Some(kid) => self.keys.iter().filter(|k| &k.kid == kid).collect(),
+            None => self.keys.iter().collect(),
+        };
+        if candidates.is_empty() {
+            return Err(TokenError::Invalid(
+                "signed with a key this server does not have (anymore)".into(),
+            ));
+        }
+        let mut last = None;
+        for key in candidates {
+            match jsonwebtoken::decode::<T>(token, &key.decoding, validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(err) => last = Some(err),
+            }
+        }
+        let err = last.expect("at least one key tried");
+        match err.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
+            _ => Err(TokenError::Invalid(err.to_string())),
         }
     }
 
@@ -114,13 +176,17 @@ impl SigningKey {
                 "MENSHEN_SIGNING_KEY",
             )?));
         }
-        if let Some(file) = &source.file {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read the signing key {}", file.display()))?;
-            return Ok(Self::from_bytes(&decode_key(
-                &text,
-                &file.display().to_string(),
-            )?));
+        if !source.files.is_empty() {
+            let mut keys: Vec<OneKey> = Vec::new();
+            for file in &source.files {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the signing key {}", file.display()))?;
+                let key = OneKey::new(&decode_key(&text, &file.display().to_string())?);
+                if !keys.iter().any(|k| k.kid == key.kid) {
+                    keys.push(key);
+                }
+            }
+            return Ok(SigningKey { keys });
         }
         let path = data_dir.join(GENERATED_KEY_FILE);
         match std::fs::read_to_string(&path) {
@@ -193,8 +259,7 @@ impl SigningKey {
             exp: now_secs.saturating_add(ttl_secs),
         };
         // HS256 over a serialisable struct cannot fail.
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing")
+        jsonwebtoken::encode(&self.header(), &claims, self.encoding()).expect("HS256 signing")
     }
 
     /// Checks signature, algorithm, issuer, audience and expiry.
@@ -206,12 +271,19 @@ impl SigningKey {
         // A token that is not valid yet is not valid.
         validation.validate_nbf = true;
         validation.leeway = 30;
-        match jsonwebtoken::decode::<AgentClaims>(token, &self.decoding, &validation) {
-            Ok(data) => Ok(data.claims),
-            Err(err) => match err.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(TokenError::Expired),
-                _ => Err(TokenError::Invalid(err.to_string())),
-            },
+        self.decode::<AgentClaims>(token, &validation)
+    }
+}
+
+impl OneKey {
+    fn new(secret: &[u8]) -> OneKey {
+        use sha2::Digest as _;
+        let digest =
+            sha2::Sha256::digest([b"menshen signing key id\0".as_slice(), secret].concat());
+        OneKey {
+            kid: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
         }
     }
 }
@@ -285,7 +357,7 @@ mod tests {
         let wrong_aud = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({"iss": "menshen", "aud": "menshen-admin", "sub": "gw", "jti": "id", "iat": now, "exp": now + 3600}),
-            &key().encoding,
+            key().encoding(),
         )
         .unwrap();
         assert!(key().verify_agent_token(&wrong_aud).is_err());
@@ -296,7 +368,7 @@ mod tests {
     fn tokens_not_valid_yet_are_refused() {
         let now = crate::store::now_millis() / 1000;
         let sign = |claims: serde_json::Value| {
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key().encoding).unwrap()
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key().encoding()).unwrap()
         };
         let agent = |nbf: i64| {
             sign(
@@ -335,7 +407,7 @@ mod tests {
         assert!(b.verify_agent_token(&token).is_ok());
         let short = KeySource {
             inline: Some(base64::engine::general_purpose::STANDARD.encode([1u8; 8])),
-            file: None,
+            files: Vec::new(),
         };
         let err = SigningKey::load(&short, dir.path()).unwrap_err();
         assert!(err.to_string().contains("at least 32 bytes"), "{err}");

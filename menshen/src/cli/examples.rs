@@ -63,6 +63,10 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["agent", "create"],
         "menshen agent create gw-paris --ttl 365d > gw-paris.token",
     ),
+    (
+        &["agent", "reissue"],
+        "menshen agent reissue gw-paris --signing-key-file new.key --signing-key-file old.key --keep-old-token",
+    ),
     (&["agent", "revoke"], "menshen agent revoke gw-paris"),
     (&["agent", "list"], "menshen agent list --json"),
     (

@@ -436,6 +436,10 @@ pub enum ResourceCommand<E: Args> {
         /// Read it from a JSON file (`-`: standard input) instead of flags.
         #[arg(long, value_name = "FILE|-")]
         json: Option<PathBuf>,
+        /// Accept addresses that are not public unicast (loopback, private,
+        /// documentation, ...), for labs and tests.
+        #[arg(long)]
+        allow_private_addresses: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -642,8 +646,12 @@ pub async fn resource<E: Args + ExtraFields>(
             fields,
             extra,
             json,
+            allow_private_addresses,
             store,
         } => {
+            let policy = crate::inventory::validate::Policy {
+                allow_private_addresses,
+            };
             let body = match json {
                 Some(path) => {
                     if !fields.is_empty() || !extra.is_empty() {
@@ -665,8 +673,8 @@ pub async fn resource<E: Args + ExtraFields>(
                 let labels = location_labels(&db).await?;
                 let lookup = |l: &str| labels.get(&l.to_ascii_lowercase()).cloned();
                 let row = match kind {
-                    ResourceKind::Gateway => new_gateway(body, &lookup, now_millis()),
-                    ResourceKind::Bridge => new_bridge(body, &lookup, now_millis()),
+                    ResourceKind::Gateway => new_gateway(body, &lookup, now_millis(), &policy),
+                    ResourceKind::Bridge => new_bridge(body, &lookup, now_millis(), &policy),
                 }
                 .map_err(invalid)?;
                 let audit = AuditEntry::new(

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use crate::geo;
-use crate::inventory::validate::{FieldError, check_bridges, check_gateways};
+use crate::inventory::validate::{FieldError, Policy, check_bridges, check_gateways};
 use crate::store::{LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings};
 
 /// A provider file that could not be used, with where and why.
@@ -38,6 +38,21 @@ pub struct ProviderFile {
     pub gateways: Vec<Spanned<GatewaySection>>,
     #[serde(default, rename = "bridge")]
     pub bridges: Vec<Spanned<BridgeSection>>,
+    /// What this server accepts beyond the rules every gateway and bridge
+    /// follows.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[policy]`: what the server serving this file accepts, from agents, the
+/// admin API and this file alike.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Addresses that are not public unicast may be sent to clients (labs
+    /// and tests); the same as `--allow-private-addresses`.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -385,17 +400,33 @@ impl ProviderFile {
     /// Reads and checks a provider file. Errors name the file, the line and
     /// the field.
     pub fn load(path: &Path) -> Result<ProviderFile, ConfigError> {
+        Self::load_with(path, Policy::default())
+    }
+
+    /// [`ProviderFile::load`], allowing what `allowed` allows besides what
+    /// the file's `[policy]` does.
+    pub fn load_with(path: &Path, allowed: Policy) -> Result<ProviderFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             path: path.to_owned(),
             line: 0,
             field: String::new(),
             message: format!("cannot read: {err}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, allowed)
     }
 
     /// Parses and checks provider file text; `path` is used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<ProviderFile, ConfigError> {
+        Self::parse_with(text, path, Policy::default())
+    }
+
+    /// [`ProviderFile::parse`], allowing what `allowed` allows besides what
+    /// the file's `[policy]` does.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        allowed: Policy,
+    ) -> Result<ProviderFile, ConfigError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let file: ProviderFile = toml::from_str(text).map_err(|err| ConfigError {
             path: path.to_owned(),
@@ -403,7 +434,8 @@ impl ProviderFile {
             field: String::new(),
             message: plain_types(err.message().trim()),
         })?;
-        let errors = file.check(text, &line_of);
+        let policy = file.policy_with(allowed);
+        let errors = file.check(text, &line_of, &policy);
         match errors.into_iter().next() {
             None => Ok(file),
             Some((line, e)) => Err(ConfigError {
@@ -431,8 +463,21 @@ impl ProviderFile {
         warnings
     }
 
+    /// What the file's `[policy]` allows, and what `allowed` does.
+    pub fn policy_with(&self, allowed: Policy) -> Policy {
+        Policy {
+            allow_private_addresses: allowed.allow_private_addresses
+                || self.policy.allow_private_addresses,
+        }
+    }
+
     /// Every problem, with the line it is on.
-    fn check(&self, text: &str, line_of: &dyn Fn(usize) -> usize) -> Vec<(usize, FieldError)> {
+    fn check(
+        &self,
+        text: &str,
+        line_of: &dyn Fn(usize) -> usize,
+        policy: &Policy,
+    ) -> Vec<(usize, FieldError)> {
         let mut errors = Vec::new();
 
         let options = &self.service.openvpn_configuration;
@@ -506,7 +551,7 @@ impl ProviderFile {
             .iter()
             .map(|g| g.get_ref().to_model())
             .collect();
-        for e in check_gateways(&gateways, "gateway", &location_exists) {
+        for e in check_gateways(&gateways, "gateway", &location_exists, policy) {
             let line = item_line(&e.field, &self.gateways, text, line_of);
             errors.push((line, e));
         }
@@ -515,7 +560,7 @@ impl ProviderFile {
             .iter()
             .map(|b| b.get_ref().to_model())
             .collect();
-        for e in check_bridges(&bridges, "bridge", &location_exists) {
+        for e in check_bridges(&bridges, "bridge", &location_exists, policy) {
             let line = item_line(&e.field, &self.bridges, text, line_of);
             errors.push((line, e));
         }
@@ -693,6 +738,32 @@ timezone = 1
     }
 
     #[test]
+    fn hand_defined_resources_need_public_addresses_unless_allowed() {
+        let text = format!(
+            "{MINIMAL}\n[[gateway]]\nhost = \"gw\"\nip_addr = \"10.0.0.1\"\nlocation = \"paris\"\nport = 1194\ntransport = \"udp\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.field, "gateway[0].ip_addr", "{err}");
+        assert!(err.message.contains("private"), "{err}");
+        assert_eq!(
+            err.line,
+            text.lines().position(|l| l.contains("10.0.0.1")).unwrap() + 1
+        );
+        // allowed by the flag, or by the file itself
+        assert!(ProviderFile::parse_with(&text, Path::new("x"), Policy::LAB).is_ok());
+        let allowed = format!("{text}\n[policy]\nallow_private_addresses = true\n");
+        let file = parse(&allowed).unwrap();
+        assert!(file.policy_with(Policy::default()).allow_private_addresses);
+        assert!(parse(&format!("{text}\n[policy]\nallow_everything = true\n")).is_err());
+
+        let bridge = format!(
+            "{MINIMAL}\n[[bridge]]\nhost = \"br\"\nip_addr = \"93.184.215.15\"\nlocation = \"paris\"\nport = 443\ntransport = \"tcp\"\ntype = \"obfs4\"\noptions = {{ cert = \"Y2VydA\", iatMode = \"0\" }}\n"
+        );
+        let err = parse(&bridge).unwrap_err();
+        assert_eq!(err.field, "bridge[0].options.cert", "{err}");
+    }
+
+    #[test]
     fn syntax_errors_name_file_and_line() {
         let err = parse("[provider]\ndomain = \n").unwrap_err();
         assert_eq!(err.line, 2);
@@ -713,7 +784,7 @@ timezone = 1
         let text = format!(
             "{MINIMAL}\n[[gateway]]\nhost = \"gw1\"\nip_addr = \"192.0.2.1\"\nlocation = \"paris\"\nport = 1194\ntransport = \"udp\"\n\n[[gateway]]\nhost = \"gw2\"\nip_addr = \"not-an-ip\"\nlocation = \"paris\"\nport = 1194\ntransport = \"udp\"\n"
         );
-        let err = parse(&text).unwrap_err();
+        let err = ProviderFile::parse_with(&text, Path::new("test.toml"), Policy::LAB).unwrap_err();
         assert_eq!(err.field, "gateway[1].ip_addr");
         let expected_line = text
             .lines()

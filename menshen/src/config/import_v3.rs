@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use toml::Table;
 
 use super::file::{ProviderFile, valid_label};
+use crate::inventory::validate::Policy;
 
 #[derive(Debug, Deserialize)]
 struct EipService {
@@ -393,8 +394,10 @@ pub fn import(
          # Check it (menshen check-config FILE), then serve it with --config.\n\n{}",
         toml::to_string(&root).context("writing TOML")?
     );
-    // What is written must be a valid provider file.
-    ProviderFile::parse(&text, Path::new("imported provider file"))
+    // What is written must be a valid provider file. Its addresses are the
+    // v3 document's: whether they may be served is checked where it is
+    // served (check-config, serve), as for any file.
+    ProviderFile::parse_with(&text, Path::new("imported provider file"), Policy::LAB)
         .map_err(|e| anyhow::anyhow!("the imported file does not check out: {e}"))?;
     Ok(text)
 }
@@ -409,7 +412,7 @@ mod tests {
     #[test]
     fn a_v3_service_becomes_a_provider_file() {
         let text = import(EIP, Some(PROVIDER), &ImportOptions::default()).unwrap();
-        let file = ProviderFile::parse(&text, Path::new("x")).unwrap();
+        let file = ProviderFile::parse_with(&text, Path::new("x"), Policy::LAB).unwrap();
         let provider = file.provider.to_model();
         assert_eq!(provider.domain, "vpn.example.org");
         assert_eq!(provider.api_uri, "https://api.vpn.example.org:4430");
@@ -450,7 +453,10 @@ mod tests {
         let br = file.bridges[0].get_ref();
         // The host's only obfs4 endpoint: the bridge keeps the host's name.
         assert_eq!(br.host, "gw1.ams.vpn.example.org");
-        assert_eq!(br.options["cert"], "b2JmczQtY2VydA");
+        assert_eq!(
+            br.options["cert"],
+            "C40o35r//+hIqiPvq4osVX7Oz1b5Xz0Q59rx/ogXkGZsyxOl42wOSiSevg/Cgzfd60BQtQ"
+        );
         assert_eq!(br.options["iatMode"], "0");
 
         let settings = file.service.to_settings();

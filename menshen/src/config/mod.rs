@@ -79,6 +79,11 @@ pub struct Settings {
     /// How long a write may wait for a database connection before it is
     /// refused as "store unavailable".
     pub store_timeout: Duration,
+    /// At most this many gateways and bridges per agent.
+    pub max_resources_per_agent: usize,
+    /// Addresses that are not public unicast may be sent to clients (labs
+    /// and tests); the provider file's `[policy]` may allow it too.
+    pub allow_private_addresses: bool,
 }
 
 impl Settings {
@@ -107,6 +112,8 @@ impl Settings {
             connections: crate::server::DEFAULT_LIMITS,
             metrics_max_connections: crate::server::DEFAULT_METRICS_MAX_CONNECTIONS,
             store_timeout: crate::store::DEFAULT_STORE_TIMEOUT,
+            max_resources_per_agent: crate::inventory::validate::DEFAULT_MAX_RESOURCES_PER_AGENT,
+            allow_private_addresses: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Status;
-use super::validate::{FieldError, check_bridges, check_gateways};
+use super::validate::{FieldError, Policy, check_bridges, check_gateways};
 use crate::auth::invite::valid_bucket;
 use crate::config::file::{bridge_row, gateway_row, valid_label};
 use crate::store::{Inventory, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow};
@@ -287,6 +287,7 @@ pub fn new_gateway(
     body: Value,
     location_label: &dyn Fn(&str) -> Option<String>,
     now: i64,
+    policy: &Policy,
 ) -> Result<ResourceRow, Vec<FieldError>> {
     let mut g: Gateway = parse_resource(
         body,
@@ -298,9 +299,12 @@ pub fn new_gateway(
         g.location = label;
     }
     g.last_seen_millis = now;
-    let errors = check_gateways(std::slice::from_ref(&g), "", &|l| {
-        location_label(l).as_deref() == Some(l)
-    });
+    let errors = check_gateways(
+        std::slice::from_ref(&g),
+        "",
+        &|l| location_label(l).as_deref() == Some(l),
+        policy,
+    );
     if !errors.is_empty() {
         return Err(one(errors));
     }
@@ -313,6 +317,7 @@ pub fn new_bridge(
     body: Value,
     location_label: &dyn Fn(&str) -> Option<String>,
     now: i64,
+    policy: &Policy,
 ) -> Result<ResourceRow, Vec<FieldError>> {
     let mut b: Bridge = parse_resource(
         body,
@@ -328,9 +333,12 @@ pub fn new_bridge(
         b.location = label;
     }
     b.last_seen_millis = now;
-    let errors = check_bridges(std::slice::from_ref(&b), "", &|l| {
-        location_label(l).as_deref() == Some(l)
-    });
+    let errors = check_bridges(
+        std::slice::from_ref(&b),
+        "",
+        &|l| location_label(l).as_deref() == Some(l),
+        policy,
+    );
     if !errors.is_empty() {
         return Err(one(errors));
     }
@@ -352,6 +360,7 @@ mod tests {
             json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "PARIS", "port": 1194, "transport": "UDP"}),
             &labels,
             42,
+            &Policy::LAB,
         )
         .unwrap();
         assert_eq!(row.location, "paris");
@@ -368,12 +377,14 @@ mod tests {
             json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "nowhere", "port": 1194, "transport": "udp"}),
             &labels,
             0,
+            &Policy::LAB,
         )
         .unwrap_err();
         assert_eq!(errors[0].field, "location", "{errors:?}");
-        let errors = new_bridge(json!({"host": "b", "port": "x"}), &labels, 0).unwrap_err();
+        let errors =
+            new_bridge(json!({"host": "b", "port": "x"}), &labels, 0, &Policy::LAB).unwrap_err();
         assert_eq!(errors[0].field, "port", "{errors:?}");
-        let errors = new_bridge(json!([1]), &labels, 0).unwrap_err();
+        let errors = new_bridge(json!([1]), &labels, 0, &Policy::LAB).unwrap_err();
         assert_eq!(errors[0].field, "");
     }
 

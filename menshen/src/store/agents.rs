@@ -26,6 +26,9 @@ pub enum PushError {
     /// A location vanished between validation and writing.
     #[error("a location does not exist")]
     UnknownLocation,
+    /// The agent would have more gateways and bridges than it may.
+    #[error("the agent would have {count} gateways and bridges, more than {max}")]
+    TooMany { count: usize, max: usize },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -155,6 +158,44 @@ impl Store {
         Ok(())
     }
 
+    /// The token id for a new token of agent `name`: a new one (`keep`
+    /// false: its old tokens stop working at once) or its current one (its
+    /// old tokens keep working until they expire or their signing key is
+    /// removed). Refused for an unknown or revoked agent.
+    pub async fn reissue_agent(
+        &self,
+        name: &str,
+        keep: bool,
+        audit: AuditEntry,
+    ) -> Result<String, AgentError> {
+        with_pool!(&self.db, |pool| {
+            let mut tx = self.begin_write(pool).await?;
+            let current: Option<(String,)> = sqlx::query_as(
+                "SELECT token_id FROM agents WHERE name = $1 AND revoked_millis IS NULL",
+            )
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((current,)) = current else {
+                return Err(AgentError::NotFound(name.to_owned()));
+            };
+            let token_id = if keep {
+                current
+            } else {
+                let fresh = crate::auth::random_id(16);
+                sqlx::query("UPDATE agents SET token_id = $1 WHERE name = $2")
+                    .bind(&fresh)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                fresh
+            };
+            audit!(tx, &audit);
+            tx.commit().await?;
+            Ok(token_id)
+        })
+    }
+
     pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
         with_pool!(&self.db, |pool| {
             sqlx::query_as(
@@ -186,13 +227,14 @@ impl Store {
         kind: ResourceKind,
         rows: &[ResourceRow],
         stale_before: i64,
+        max_resources: usize,
     ) -> Result<Pushed, PushError> {
         let select = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2"
         );
         let Some(now) = rows.first().map(|r| r.last_seen_millis) else {
             return self
-                .push_in_transaction(agent, token_id, kind, rows, stale_before)
+                .push_in_transaction(agent, token_id, kind, rows, stale_before, max_resources)
                 .await;
         };
         let heartbeat_only = with_pool!(&self.db, |pool| {
@@ -234,7 +276,7 @@ impl Store {
             });
         }
         // Something changed, or the token or a concurrent push needs a closer look.
-        self.push_in_transaction(agent, token_id, kind, rows, stale_before)
+        self.push_in_transaction(agent, token_id, kind, rows, stale_before, max_resources)
             .await
     }
 
@@ -246,25 +288,56 @@ impl Store {
         kind: ResourceKind,
         rows: &[ResourceRow],
         stale_before: i64,
+        max_resources: usize,
     ) -> Result<Pushed, PushError> {
         let insert = format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-             ON CONFLICT (kind, host) DO NOTHING"
+             ON CONFLICT (kind, host) DO UPDATE SET ip_addr = excluded.ip_addr, \
+             ip6_addr = excluded.ip6_addr, location = excluded.location, port = excluded.port, \
+             transport = excluded.transport, type = excluded.type, load = excluded.load, \
+             overloaded = excluded.overloaded, healthy = excluded.healthy, \
+             experimental = excluded.experimental, bucket = excluded.bucket, auth = excluded.auth, \
+             options = excluded.options, last_seen_millis = excluded.last_seen_millis \
+             WHERE resources.origin = 'agent' AND resources.agent = excluded.agent"
         );
         let select = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2 ORDER BY host"
         );
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
-            let current: Option<(String, Option<i64>)> =
-                sqlx::query_as("SELECT token_id, revoked_millis FROM agents WHERE name = $1")
-                    .bind(agent)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            // The agent's row is locked until the transaction ends, so that
+            // pushes of one agent run one after the other and each reads
+            // what the one before stored. (SQLite's `BEGIN IMMEDIATE`
+            // already serialises every writer.)
+            let lock = if self.is_postgres() {
+                "SELECT token_id, revoked_millis FROM agents WHERE name = $1 FOR UPDATE"
+            } else {
+                "SELECT token_id, revoked_millis FROM agents WHERE name = $1"
+            };
+            let current: Option<(String, Option<i64>)> = sqlx::query_as(lock)
+                .bind(agent)
+                .fetch_optional(&mut *tx)
+                .await?;
             match current {
                 Some((id, None)) if id == token_id => {}
                 _ => return Err(PushError::NotAuthorized),
+            }
+            // The cap counts both kinds: what this push leaves of this one,
+            // and what the agent has of the other.
+            let (others,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM resources WHERE origin = 'agent' AND agent = $1 AND kind <> $2",
+            )
+            .bind(agent)
+            .bind(kind.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let count = rows.len() + usize::try_from(others).unwrap_or(0);
+            if count > max_resources {
+                return Err(PushError::TooMany {
+                    count,
+                    max: max_resources,
+                });
             }
             let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
                 .bind(kind.as_str())
@@ -316,6 +389,9 @@ impl Store {
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(location_error)?;
+                        // A host this agent already has is updated, never
+                        // taken for someone else's: only another owner's
+                        // row leaves nothing written.
                         if done.rows_affected() == 0 {
                             return Err(PushError::HostTaken(r.host.clone()));
                         }

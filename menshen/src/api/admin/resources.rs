@@ -155,8 +155,13 @@ async fn create_gateway(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_gateway(parse_value(body)?, &location_label(&state), now_millis())
-        .map_err(ApiError::invalid_fields)?;
+    let row = new_gateway(
+        parse_value(body)?,
+        &location_label(&state),
+        now_millis(),
+        &state.policy,
+    )
+    .map_err(ApiError::invalid_fields)?;
     create(&state, &who.subject, row).await
 }
 
@@ -251,8 +256,13 @@ async fn create_bridge(
     State(state): State<SharedState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_bridge(parse_value(body)?, &location_label(&state), now_millis())
-        .map_err(ApiError::invalid_fields)?;
+    let row = new_bridge(
+        parse_value(body)?,
+        &location_label(&state),
+        now_millis(),
+        &state.policy,
+    )
+    .map_err(ApiError::invalid_fields)?;
     create(&state, &who.subject, row).await
 }
 

@@ -9,6 +9,8 @@
 # postgres://postgres@127.0.0.1:5432/postgres) where it may create and drop a
 # database. menshen, Postgres and wrk share this machine's cores.
 set -euo pipefail
+# Its inventories use private and documentation addresses.
+export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 agents=${1:-200}
 duration=${2:-15s}

@@ -10,6 +10,8 @@
 # second too. MENSHEN_BENCH_PROFILE=debug measures debug binaries instead
 # of release ones (larger). Needs python3, cargo, curl.
 set -euo pipefail
+# Its inventories use private and documentation addresses.
+export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 duration=${1:-60}
 here=$(cd "$(dirname "$0")" && pwd)

@@ -27,6 +27,8 @@
 # menshen and nginx each get two workers, and wrk runs on the same machine:
 # the figures are for comparison within one run, not absolutes.
 set -euo pipefail
+# Its inventories use private and documentation addresses.
+export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 duration=${1:-10s}
 connections=${2:-64}

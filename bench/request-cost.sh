@@ -16,6 +16,8 @@
 # serving them as a static file. Also prints the top functions of the hot
 # query. Needs valgrind, nginx (nginx-light), python3, cargo, curl.
 set -euo pipefail
+# Its inventories use private and documentation addresses.
+export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 requests=${1:-2000}
 here=$(cd "$(dirname "$0")" && pwd)

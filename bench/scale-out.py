@@ -29,6 +29,9 @@ import tempfile
 import threading
 import time
 
+# Its inventories use private and documentation addresses.
+os.environ["MENSHEN_ALLOW_PRIVATE_ADDRESSES"] = "true"
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 MENSHEN = os.path.join(TARGET, "release", "menshen")

@@ -16,6 +16,8 @@
 # (pip install schemathesis==4.32.5). MENSHEN_FUZZ_SEED fixes the seed
 # (default 1); MAX_EXAMPLES (default 100) bounds examples per operation.
 set -euo pipefail
+# Its inventories use private and documentation addresses.
+export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 max_examples=${1:-100}
 seed=${MENSHEN_FUZZ_SEED:-1}

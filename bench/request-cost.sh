@@ -49,9 +49,14 @@ wait_for() { # URL
     exit 1
 }
 
-echo "building menshen (release)..." >&2
-cargo build --release -q -p menshen --bin menshen --example fixed_body --manifest-path "$root/Cargo.toml"
-target="${CARGO_TARGET_DIR:-$root/target}/release"
+# MENSHEN_BENCH_PREBUILT=DIR: release binaries already built (menshen and
+# examples/fixed_body under DIR), e.g. of another revision to compare.
+target=${MENSHEN_BENCH_PREBUILT:-}
+if [ -z "$target" ]; then
+    echo "building menshen (release)..." >&2
+    cargo build --release -q -p menshen --bin menshen --example fixed_body --manifest-path "$root/Cargo.toml"
+    target="${CARGO_TARGET_DIR:-$root/target}/release"
+fi
 
 mmdb=${MENSHEN_BENCH_MMDB:-}
 if [ -z "$mmdb" ] && command -v npm >/dev/null &&

@@ -67,6 +67,22 @@ pub struct Group {
     /// Entries from here to `end` are overloaded.
     pub open_end: u32,
     pub end: u32,
+    /// Every entry is public and not experimental: a query that filters on
+    /// nothing but those takes the whole group, with [`Group::whole`].
+    pub plain: bool,
+    /// The whole group's sums, for taking it without looking at each entry.
+    pub whole: GroupSums,
+}
+
+/// Sums over a group's entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GroupSums {
+    /// Wrapping sum of the entries' hashes.
+    pub hash_sum: u64,
+    /// Sum of the entries' JSON lengths.
+    pub json_bytes: usize,
+    /// Sum of the weights of those with room.
+    pub capacity: f64,
 }
 
 /// Weight of a resource with no spare capacity left that is not (yet)
@@ -173,13 +189,21 @@ impl<'a> CatalogBuilder<'a> {
                     start: at,
                     open_end: at,
                     end: at,
+                    plain: true,
+                    whole: GroupSums::default(),
                 });
             }
             let group = groups.last_mut().expect("pushed above");
             group.end = at + 1;
+            let hash = xxhash_rust::xxh3::xxh3_64(&item.json);
+            let weight = spare(item.load);
             if !item.overloaded {
                 group.open_end = at + 1;
+                group.whole.capacity += weight;
             }
+            group.plain &= item.bucket.is_empty() && !item.experimental;
+            group.whole.hash_sum = group.whole.hash_sum.wrapping_add(hash);
+            group.whole.json_bytes += item.json.len();
             let start = bytes.len() as u32;
             bytes.extend_from_slice(&item.json);
             let bucket = if item.bucket.is_empty() {
@@ -190,8 +214,8 @@ impl<'a> CatalogBuilder<'a> {
             entries.push(Entry {
                 start,
                 len: item.json.len() as u32,
-                hash: xxhash_rust::xxh3::xxh3_64(&item.json),
-                weight: spare(item.load),
+                hash,
+                weight,
                 index: item.index,
                 port: u16::try_from(item.port).unwrap_or(0),
                 transport: small(intern(&mut transports, item.transport)),

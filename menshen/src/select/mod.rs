@@ -212,6 +212,12 @@ struct Filter<'q> {
 }
 
 impl Filter<'_> {
+    /// Whether every public, non-experimental entry is admitted: nothing
+    /// is filtered but experimental and invite-only ones.
+    fn admits_plain(&self) -> bool {
+        !self.nothing && self.port.is_none() && self.tr.is_none() && self.kind.is_none()
+    }
+
     fn admits(&self, catalog: &Catalog, e: &Entry) -> bool {
         !self.nothing
             && (self.experimental || !e.experimental)
@@ -274,7 +280,9 @@ pub fn answer(
 ) -> Answer {
     let filter = query.filter(catalog);
     with_scratch(|scratch| {
-        let found = scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        let found = scratch.pick(catalog, filter.loc, filter.admits_plain(), |e| {
+            filter.admits(catalog, e)
+        });
         let etag = Etag::of(catalog, &found);
         if held(etag.as_str()) {
             return Answer { etag, body: None };
@@ -344,7 +352,9 @@ fn ordered<'s, T>(
     let catalog = snapshot.catalog(kind);
     let filter = query.filter(catalog);
     with_scratch(|scratch| {
-        scratch.pick(catalog, filter.loc, |e| filter.admits(catalog, e));
+        scratch.pick(catalog, filter.loc, filter.admits_plain(), |e| {
+            filter.admits(catalog, e)
+        });
         scratch.order_for(catalog, query, rng);
         let entries = catalog.entries();
         scratch

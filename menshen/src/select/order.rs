@@ -107,13 +107,55 @@ fn ln(v: f64) -> f64 {
     exponent as f64 * std::f64::consts::LN_2 + series
 }
 
+/// Up to this many resources with room in a location are ordered by
+/// drawing them one after another ([`weighted_in_turn`]); more by an
+/// exponential race and a sort, which scales better. Both give every order
+/// the same probability.
+const SEQUENTIAL_MAX: usize = 24;
+
+/// Orders `open` (entry indices, as [`Scratch::pick`] leaves them) by
+/// weighted sampling without replacement: each next one is drawn from those
+/// left with probability proportional to its weight. This is the order the
+/// exponential race (Efraimidis–Spirakis) gives, for fewer draws and no sort.
+fn weighted_in_turn(open: &mut [u64], entries: &[Entry], rng: &mut impl Rng) {
+    let n = open.len();
+    if n < 2 {
+        return;
+    }
+    let mut weights = [0.0f64; SEQUENTIAL_MAX];
+    let mut total = 0.0;
+    for (w, p) in weights.iter_mut().zip(open.iter()) {
+        *w = entries[entry_of(*p) as usize].weight.max(f64::MIN_POSITIVE);
+        total += *w;
+    }
+    for k in 0..n - 1 {
+        let mut target = rng.random::<f64>() * total;
+        // the last one left is the fallback against rounding
+        let mut chosen = n - 1;
+        for (j, w) in weights.iter().enumerate().take(n).skip(k) {
+            if target < *w {
+                chosen = j;
+                break;
+            }
+            target -= w;
+        }
+        total -= weights[chosen];
+        open.swap(k, chosen);
+        weights.swap(k, chosen);
+    }
+}
+
 impl Scratch {
     /// Picks the entries of `catalog` that `admits` (only in location
     /// `loc`, when given), location by location, in the catalog's order.
+    /// With `plain_admitted` (`admits` takes every public, non-experimental
+    /// entry), a [plain](crate::inventory::catalog::Group::plain) group is
+    /// taken whole without looking at its entries.
     pub fn pick(
         &mut self,
         catalog: &Catalog,
         loc: Option<&str>,
+        plain_admitted: bool,
         admits: impl Fn(&Entry) -> bool,
     ) -> Found {
         self.picked.clear();
@@ -125,6 +167,23 @@ impl Scratch {
                 continue;
             }
             let start = self.picked.len() as u32;
+            if plain_admitted && group.plain {
+                let sums = &group.whole;
+                found.count += (group.end - group.start) as usize;
+                found.hash_sum = found.hash_sum.wrapping_add(sums.hash_sum);
+                found.json_bytes += sums.json_bytes;
+                self.picked.extend((group.start..group.end).map(u64::from));
+                self.groups.push(Pick {
+                    full: group.open_end == group.start,
+                    key: 0.0,
+                    group: g as u32,
+                    start,
+                    open_end: start + (group.open_end - group.start),
+                    end: start + (group.end - group.start),
+                    capacity: sums.capacity,
+                });
+                continue;
+            }
             let mut capacity = 0.0;
             let take = |found: &mut Found, picked: &mut Vec<u64>, i: u32, e: &Entry| {
                 found.count += 1;
@@ -173,7 +232,9 @@ impl Scratch {
         // (Efraimidis–Spirakis: sort by an exponential race, -ln(u) / w).
         for pick in &self.groups {
             let open = &mut self.picked[pick.start as usize..pick.open_end as usize];
-            if open.len() > 1 {
+            if open.len() <= SEQUENTIAL_MAX {
+                weighted_in_turn(open, entries, rng);
+            } else {
                 for pick in open.iter_mut() {
                     let i = entry_of(*pick);
                     let w = entries[i as usize].weight;
@@ -348,7 +409,7 @@ mod tests {
     fn order(world: &World, near: Option<GridPoint>, rng: &mut SmallRng) -> Vec<&'static str> {
         let catalog = &world.catalog;
         let mut s = Scratch::default();
-        s.pick(catalog, None, |_| true);
+        s.pick(catalog, None, false, |_| true);
         s.order(catalog, near, rng);
         s.ordered()
             .map(|i| {
@@ -479,13 +540,47 @@ mod tests {
         ]);
         let items = &items.catalog;
         let mut s = Scratch::default();
-        let all = s.pick(items, None, |_| true);
+        let all = s.pick(items, None, false, |_| true);
         assert_eq!(all.count, 3);
         assert_eq!(all.json_bytes, 9);
-        let paris = s.pick(items, Some("paris"), |_| true);
+        let paris = s.pick(items, Some("paris"), false, |_| true);
         assert_eq!(paris.count, 2);
         assert_ne!(paris.hash_sum, all.hash_sum);
-        let none = s.pick(items, Some("paris"), |e| e.weight < 0.5);
+        let none = s.pick(items, Some("paris"), false, |e| e.weight < 0.5);
         assert_eq!(none, Found::default());
+    }
+
+    #[test]
+    fn drawing_in_turn_gives_each_order_its_probability() {
+        // weights 0.8, 0.4, 0.2 (sum 1.4): P(a, b, c) = 0.8/1.4 * 0.4/0.6
+        let w = [
+            r("a", "x", 0.2, false),
+            r("b", "x", 0.6, false),
+            r("c", "x", 0.8, false),
+        ];
+        let world = catalog(w);
+        let entries = world.catalog.entries();
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut counts = std::collections::HashMap::new();
+        let n = 60_000;
+        for _ in 0..n {
+            let mut open: Vec<u64> = (0..3).collect();
+            weighted_in_turn(&mut open, entries, &mut rng);
+            let names: Vec<u32> = open.iter().map(|&p| entry_of(p)).collect();
+            *counts.entry(names).or_insert(0u32) += 1;
+        }
+        let weight = |i: u32| entries[i as usize].weight;
+        let total: f64 = (0..3).map(weight).sum();
+        assert_eq!(counts.len(), 6, "every order occurs");
+        for (order, seen) in counts {
+            let first = weight(order[0]) / total;
+            let second = weight(order[1]) / (total - weight(order[0]));
+            let expected = first * second;
+            let got = f64::from(seen) / f64::from(n);
+            assert!(
+                (got - expected).abs() < 0.01,
+                "{order:?}: {got:.4} against {expected:.4}"
+            );
+        }
     }
 }

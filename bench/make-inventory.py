@@ -6,6 +6,7 @@ Locations are spread over real country codes with plausible coordinates;
 addresses come from the documentation ranges and 10.0.0.0/8 (never
 contacted: clients are not run here)."""
 
+import base64
 import sys
 
 locations, gateways, bridges = (int(a) for a in sys.argv[1:4])
@@ -32,4 +33,6 @@ for i in range(bridges):
     print('[[bridge]]')
     print(f'host = "br{i:04}.bench.test"\nip_addr = "10.200.{i % 256}.1"')
     print(f'location = "loc{i % locations:03}"\nport = 443\ntype = "obfs4"')
-    print(f'options = {{ cert = "YmVuY2gtY2VydC{i:04}", iatMode = "0" }}\n')
+    # an obfs4 cert is the unpadded base64 of 52 bytes
+    cert = base64.b64encode(f"bench-cert-{i:06}".encode().ljust(52, b".")).decode().rstrip("=")
+    print(f'options = {{ cert = "{cert}", iatMode = "0" }}\n')

@@ -67,12 +67,13 @@ fi
 
 codes=$(grep -v '^#' "$root/menshen/data/countries.tsv" | cut -f1 | paste -sd' ' -)
 
-# measure NAME PID PORT MODE: zero the counters of callgrind process PID,
-# make the requests, dump, and print instructions per request.
+# measure NAME PID PORT MODE: switch on the instrumentation of callgrind
+# process PID, make the requests, dump, switch it off again, and print
+# instructions per request.
 measure() {
     local name=$1 pid=$2 port=$3 mode=$4
     python3 - "$port" "$mode" 50 "$codes" >/dev/null # warm-up
-    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
     python3 - "$port" "$mode" "$requests" "$codes" <<'PY'
 import http.client, random, sys
 port, mode, n, codes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
@@ -92,6 +93,7 @@ for i in range(n):
     assert r.status == 200, (path, r.status)
 PY
     callgrind_control -d "$name" "$pid" >/dev/null
+    callgrind_control -i off "$pid" >/dev/null
     # the dump just written is the newest file of this process
     local file
     file=$(ls -t "$work"/callgrind.out."$pid".* | head -n1)
@@ -107,7 +109,7 @@ cd "$work"
 api_port=$(free_port)
 geo=()
 [ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
-valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$target/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
     --config "$work/inventory.toml" "${geo[@]}" 2>"$work/menshen.log" &
 pids+=($!)
@@ -118,7 +120,7 @@ curl -sf "http://127.0.0.1:$api_port/api/5/gateways?cc=DE" -o "$work/www/gateway
 echo "gateway list: $(wc -c < "$work/www/gateways.json") bytes; $requests requests each, one connection" >&2
 
 fixed_port=$(free_port)
-valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$target/examples/fixed_body" "$work/www/gateways.json" "127.0.0.1:$fixed_port" 2>"$work/fixed.log" &
 pids+=($!)
 fixed_pid=$!
@@ -153,7 +155,7 @@ http {
     }
 }
 CONF
-valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out.%p" \
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
     nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx.log" &
 pids+=($!)
 nginx_pid=$!
@@ -167,5 +169,5 @@ measure axum-fixed "$fixed_pid" "$fixed_port" hot >/dev/null
 measure nginx "$nginx_pid" "$nginx_port" hot >/dev/null
 
 echo >&2
-echo "menshen, hot query: the top functions (inclusive of nothing; self cost)" >&2
-callgrind_annotate --threshold=90 "$hot" 2>/dev/null | sed -n '/^-* *$/,$p' | grep -E '^ *[0-9,]+ ' | head -n 25 >&2
+echo "menshen, hot query: the costliest functions (self cost, all requests)" >&2
+callgrind_annotate --inclusive=no "$hot" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n 25 | cut -c1-160 >&2

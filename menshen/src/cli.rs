@@ -193,9 +193,11 @@ enum PkiCommand {
         #[arg(long, value_name = "NS", requires = "secret")]
         namespace: Option<String>,
         /// The client CA's certificate (`pki init`'s ca.crt), put into the
-        /// Secret as ca.crt.
-        #[arg(long, value_name = "FILE", requires = "secret")]
-        client_ca: Option<PathBuf>,
+        /// Secret as ca.crt. Give it twice (old and new) while the client CA
+        /// is rotated: ca.crt then holds both, and OpenVPN accepts clients
+        /// of either.
+        #[arg(long = "client-ca", value_name = "FILE", requires = "secret")]
+        client_ca: Vec<PathBuf>,
         /// Replace HOST.crt and HOST.key in --out.
         #[arg(long)]
         force: bool,
@@ -1126,12 +1128,21 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
                 time::OffsetDateTime::now_utc(),
             )?;
             if let Some(secret) = secret {
-                let client_ca = client_ca
-                    .map(|p| {
-                        std::fs::read_to_string(&p)
-                            .map_err(|e| Invalid(format!("--client-ca {}: {e}", p.display())))
-                    })
-                    .transpose()?;
+                let mut bundle = String::new();
+                for path in &client_ca {
+                    // One CA certificate a file, as menshen's --ca-cert takes it.
+                    crate::pki::material::read_certificate(
+                        path,
+                        "--client-ca",
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .map_err(|e| Invalid(format!("{e:#}")))?;
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| Invalid(format!("--client-ca {}: {e}", path.display())))?;
+                    bundle.push_str(text.trim_end());
+                    bundle.push('\n');
+                }
+                let client_ca = (!client_ca.is_empty()).then_some(bundle);
                 let manifest = made
                     .secret_manifest(&secret, namespace.as_deref(), client_ca.as_deref())
                     .map_err(|e| Invalid(e.to_string()))?;

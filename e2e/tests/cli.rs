@@ -474,6 +474,7 @@ fn help_names_the_subcommands() {
         ("bridge", &["list", "create", "delete", "set"]),
         ("agent", &["create", "revoke", "list"]),
         ("invite", &["create", "list", "delete"]),
+        ("admin", &["token", "revoke", "list"]),
     ] {
         let out = cli(&[command, "--help"], &[]);
         assert!(out.status.success());

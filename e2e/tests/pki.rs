@@ -121,6 +121,9 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
         "viewer",
         "--signing-key-file",
         &path("signing.key"),
+        // The token's id is recorded in the server's store.
+        "--data-dir",
+        server.data_dir.as_ref().unwrap().path().to_str().unwrap(),
     ]);
     assert!(token.status.success(), "{}", text(&token.stderr));
     let status = reqwest::Client::new()
@@ -258,4 +261,166 @@ async fn pki_init_prints_the_secret_the_chart_mounts() {
     ]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(!bad.exists());
+}
+
+/// What `menshen serve` gives clients with the key material of `dir` and
+/// the provider CA `provider_ca`: the client certificate and `<ca>` of
+/// one `/api/5/openvpn/cert`, and `ca_cert_fingerprint`.
+async fn served(dir: &Path, provider_ca: &Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let config = example_config();
+    let server = Menshen::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--ca-cert",
+        &path("ca.crt"),
+        "--ca-key",
+        &path("ca.key"),
+        "--provider-ca-cert",
+        provider_ca.to_str().unwrap(),
+    ]);
+    let provider: serde_json::Value = reqwest::get(format!("{}/provider.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answer = reqwest::get(format!("{}/api/5/openvpn/cert", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = |tag: &str| {
+        let start = answer.find(&format!("<{tag}>\n")).unwrap() + tag.len() + 3;
+        let end = answer.find(&format!("</{tag}>")).unwrap();
+        answer[start..end].to_owned()
+    };
+    (
+        section("cert"),
+        section("ca"),
+        provider["ca_cert_fingerprint"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Rotating the client CA: clients get a certificate of the new CA at their
+/// next bootstrap while `<ca>` and its fingerprint stay; the gateway's
+/// Secret, made with `--client-ca` twice, trusts certificates of both CAs,
+/// and with the new one alone, no longer the old CA's.
+#[tokio::test]
+async fn the_client_ca_is_rotated_while_gateways_trust_both() {
+    let work = tempfile::tempdir().unwrap();
+    let (old, new) = (work.path().join("old"), work.path().join("new"));
+    for dir in [&old, &new] {
+        let out = cli(&["pki", "init", "--out", dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let provider_ca = old.join("provider-ca.crt");
+    let (old_cert, old_ca, old_pin) = served(&old, &provider_ca).await;
+    let (new_cert, new_ca, new_pin) = served(&new, &provider_ca).await;
+    assert_eq!(
+        (&old_ca, &old_pin),
+        (&new_ca, &new_pin),
+        "what clients pin stays"
+    );
+    assert_eq!(old_ca, std::fs::read_to_string(&provider_ca).unwrap());
+
+    let secret = |client_cas: &[&Path]| {
+        let mut args = vec![
+            "pki",
+            "gateway-cert",
+            "gw1.example.org",
+            "--ca-cert",
+            provider_ca.to_str().unwrap(),
+            "--ca-key",
+            old.join("provider-ca.key")
+                .to_str()
+                .unwrap()
+                .to_owned()
+                .leak(),
+            "--secret",
+            "gw1-openvpn-tls",
+        ];
+        for ca in client_cas {
+            args.extend(["--client-ca", ca.to_str().unwrap()]);
+        }
+        let out = cli(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let manifest = text(&out.stdout);
+        let field = |name: &str| {
+            let line = manifest
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+                .unwrap_or_else(|| panic!("no {name} in {manifest}"));
+            text(
+                &base64::engine::general_purpose::STANDARD
+                    .decode(line)
+                    .unwrap(),
+            )
+        };
+        (field("ca.crt"), field("tls.crt"))
+    };
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (old_client, new_client) = (write("old.crt", &old_cert), write("new.crt", &new_cert));
+    let verifies = |ca: &str, cert: &str, purpose: &str| {
+        openssl(&["verify", "-purpose", purpose, "-CAfile", ca, cert])
+            .status
+            .success()
+    };
+
+    // The overlap: both CAs in ca.crt, which OpenVPN's `ca` reads.
+    let (both, server_cert) = secret(&[&old.join("ca.crt"), &new.join("ca.crt")]);
+    let both = write("both.crt", &both);
+    assert!(
+        verifies(&both, &old_client, "sslclient"),
+        "the old CA's client"
+    );
+    assert!(
+        verifies(&both, &new_client, "sslclient"),
+        "the new CA's client"
+    );
+    // Each CA alone takes only its own clients: the overlap is needed.
+    let old_only = old.join("ca.crt").to_str().unwrap().to_owned();
+    assert!(!verifies(&old_only, &new_client, "sslclient"));
+    // Clients check the gateway against `<ca>`, unchanged.
+    let served_ca = write("served-ca.crt", &new_ca);
+    let server_cert = write("server.crt", &server_cert);
+    assert!(verifies(&served_ca, &server_cert, "sslserver"));
+
+    // After the old certificates' lifetime: the new CA alone.
+    let (after, _) = secret(&[&new.join("ca.crt")]);
+    let after = write("after.crt", &after);
+    assert!(verifies(&after, &new_client, "sslclient"));
+    assert!(
+        !verifies(&after, &old_client, "sslclient"),
+        "the old CA's clients are out"
+    );
+
+    // A file that is not a certificate is refused, naming the flag.
+    let junk = write("junk.crt", "not a certificate\n");
+    let out = cli(&[
+        "pki",
+        "gateway-cert",
+        "gw1.example.org",
+        "--ca-cert",
+        provider_ca.to_str().unwrap(),
+        "--ca-key",
+        old.join("provider-ca.key").to_str().unwrap(),
+        "--secret",
+        "gw1-openvpn-tls",
+        "--client-ca",
+        &junk,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--client-ca"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
 }

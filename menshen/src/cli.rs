@@ -193,9 +193,11 @@ enum PkiCommand {
         #[arg(long, value_name = "NS", requires = "secret")]
         namespace: Option<String>,
         /// The client CA's certificate (`pki init`'s ca.crt), put into the
-        /// Secret as ca.crt.
-        #[arg(long, value_name = "FILE", requires = "secret")]
-        client_ca: Option<PathBuf>,
+        /// Secret as ca.crt. Give it twice (old and new) while the client CA
+        /// is rotated: ca.crt then holds both, and OpenVPN accepts clients
+        /// of either.
+        #[arg(long = "client-ca", value_name = "FILE", requires = "secret")]
+        client_ca: Vec<PathBuf>,
         /// Replace HOST.crt and HOST.key in --out.
         #[arg(long)]
         force: bool,
@@ -220,8 +222,10 @@ const PKI_INIT_HELP: &str = "Examples:
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Mint an admin API token and print it (one line). It is not stored:
-    /// it is valid until it expires, or until the signing key changes.
+    /// Mint an admin API token and print it (one line); its id (jti) goes
+    /// to stderr. The store keeps the id, subject and lifetime, not the
+    /// token: it is valid until it expires, is revoked (`admin revoke`), or
+    /// the signing key changes.
     Token {
         /// Who the token is for; recorded in the audit log.
         #[arg(long)]
@@ -236,6 +240,28 @@ enum AdminCommand {
         store: StoreArgs,
         #[command(flatten)]
         key: KeyArgs,
+    },
+    /// Revoke an admin token by its id (as `admin token` printed it), or
+    /// every admin token of a subject issued up to now. Servers refuse it
+    /// from their next reload (at once on Postgres).
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["jti", "subject"]))]
+    Revoke {
+        /// The token's id (jti): 32 hex digits.
+        jti: Option<String>,
+        /// Revoke every token of this subject issued up to now; tokens
+        /// minted for it afterwards work.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the admin tokens minted (ids, subjects, roles, lifetimes;
+    /// never the tokens), newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -1102,12 +1128,21 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
                 time::OffsetDateTime::now_utc(),
             )?;
             if let Some(secret) = secret {
-                let client_ca = client_ca
-                    .map(|p| {
-                        std::fs::read_to_string(&p)
-                            .map_err(|e| Invalid(format!("--client-ca {}: {e}", p.display())))
-                    })
-                    .transpose()?;
+                let mut bundle = String::new();
+                for path in &client_ca {
+                    // One CA certificate a file, as menshen's --ca-cert takes it.
+                    crate::pki::material::read_certificate(
+                        path,
+                        "--client-ca",
+                        time::OffsetDateTime::now_utc(),
+                    )
+                    .map_err(|e| Invalid(format!("{e:#}")))?;
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| Invalid(format!("--client-ca {}: {e}", path.display())))?;
+                    bundle.push_str(text.trim_end());
+                    bundle.push('\n');
+                }
+                let client_ca = (!client_ca.is_empty()).then_some(bundle);
                 let manifest = made
                     .secret_manifest(&secret, namespace.as_deref(), client_ca.as_deref())
                     .map_err(|e| Invalid(e.to_string()))?;
@@ -1156,13 +1191,118 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
             );
             anyhow::ensure!(ttl.as_secs() >= 1, "--ttl must be at least a second");
             let signing_key = SigningKey::load(&key.source(), &store.data_dir)?;
-            let token = signing_key.mint_admin_token(
-                subject.trim(),
-                role,
-                now_millis() / 1000,
-                i64::try_from(ttl.as_secs())?,
+            let subject = subject.trim();
+            let ttl_secs = i64::try_from(ttl.as_secs())?;
+            let now = now_millis();
+            let jti = random_id(16);
+            let record = crate::store::NewAdminToken {
+                jti: jti.clone(),
+                subject: subject.to_owned(),
+                role: role.as_str().to_owned(),
+                issued_millis: now,
+                expires_millis: (now / 1000).saturating_add(ttl_secs).saturating_mul(1000),
+            };
+            let audit = AuditEntry::new(
+                &cli_actor(),
+                "admin_token.mint",
+                format!("admin_token/{jti}"),
+                now,
+            )
+            .after(
+                serde_json::json!({"jti": jti, "subject": subject, "role": role.as_str(),
+                "expires_millis": record.expires_millis, "kid": signing_key.signing_kid()}),
             );
+            let db = Store::connect(&store.engine()?).await?;
+            db.record_admin_token(&record, &audit).await?;
+            db.close().await;
+            let token =
+                signing_key.mint_admin_token_with_id(subject, role, &jti, now / 1000, ttl_secs);
             println!("{token}");
+            eprintln!(
+                "admin token for {subject} ({}), id {jti}; revoke it with: menshen admin revoke {jti}",
+                role.as_str()
+            );
+        }
+        AdminCommand::Revoke {
+            jti,
+            subject,
+            store,
+        } => {
+            let now = now_millis();
+            if let Some(jti) = jti {
+                let jti = jti.trim().to_ascii_lowercase();
+                if !crate::store::valid_jti(&jti) {
+                    return Err(Invalid(format!(
+                        "{jti:?} is not an admin token id (32 hex digits, as `menshen admin token` printed it)"
+                    ))
+                    .into());
+                }
+                let audit = AuditEntry::new(
+                    &cli_actor(),
+                    "admin_token.revoke",
+                    format!("admin_token/{jti}"),
+                    now,
+                );
+                let db = Store::connect(&store.engine()?).await?;
+                let done = db.revoke_admin_token(&jti, now, audit).await;
+                db.close().await;
+                let row = done.map_err(|err| match err {
+                    crate::store::AdminTokenError::Database(err) => anyhow::Error::from(err),
+                    other => Invalid(other.to_string()).into(),
+                })?;
+                eprintln!("admin token {jti} of {} revoked", row.subject);
+            } else if let Some(subject) = subject {
+                let subject = subject.trim();
+                if subject.is_empty() || subject.len() > 256 {
+                    return Err(Invalid("--subject must be 1-256 characters".into()).into());
+                }
+                let audit = AuditEntry::new(
+                    &cli_actor(),
+                    "admin_token.revoke_subject",
+                    format!("admin_subject/{subject}"),
+                    now,
+                );
+                let db = Store::connect(&store.engine()?).await?;
+                let count = db.revoke_admin_subject(subject, now, audit).await;
+                db.close().await;
+                let count = count?;
+                eprintln!(
+                    "every admin token of {subject} issued up to now is revoked ({count} recorded)"
+                );
+            }
+        }
+        AdminCommand::List { json, store } => {
+            let db = Store::connect(&store.engine()?).await?;
+            let tokens = db.list_admin_tokens().await;
+            db.close().await;
+            let tokens = tokens?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tokens)?);
+            } else {
+                println!(
+                    "{:<32} {:<24} {:<6} {:<8} {:<20} {:<20}",
+                    "ID", "SUBJECT", "ROLE", "STATUS", "ISSUED", "EXPIRES"
+                );
+                let now = now_millis();
+                for t in tokens {
+                    let status = if t.revoked_millis.is_some() {
+                        "revoked"
+                    } else if t.expires_millis <= now {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<32} {:<24} {:<6} {:<8} {:<20} {:<20}",
+                        t.jti,
+                        t.subject,
+                        t.role,
+                        status,
+                        format_millis(t.issued_millis),
+                        format_millis(t.expires_millis)
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -71,6 +71,7 @@ impl FromRequestParts<SharedState> for Agent {
                     }
                     TokenError::Expired => "the agent token has expired",
                     TokenError::Invalid(_) => "the agent token is not valid",
+                    TokenError::Revoked => "the agent token has been revoked",
                 }))
             }
         }

@@ -43,11 +43,25 @@ pub struct AdminClaims {
 }
 
 impl SigningKey {
-    /// A token for operator `subject` with `role`, valid for `ttl_secs`.
+    /// A token for operator `subject` with `role`, valid for `ttl_secs`,
+    /// with a new random id.
     pub fn mint_admin_token(
         &self,
         subject: &str,
         role: Role,
+        now_secs: i64,
+        ttl_secs: i64,
+    ) -> String {
+        self.mint_admin_token_with_id(subject, role, &super::random_id(16), now_secs, ttl_secs)
+    }
+
+    /// A token for operator `subject` with `role` and id `jti` (by which it
+    /// can be revoked), valid for `ttl_secs`.
+    pub fn mint_admin_token_with_id(
+        &self,
+        subject: &str,
+        role: Role,
+        jti: &str,
         now_secs: i64,
         ttl_secs: i64,
     ) -> String {
@@ -56,7 +70,7 @@ impl SigningKey {
             aud: ADMIN_AUDIENCE.into(),
             sub: subject.into(),
             role,
-            jti: super::random_id(16),
+            jti: jti.into(),
             iat: now_secs,
             exp: now_secs.saturating_add(ttl_secs),
         };

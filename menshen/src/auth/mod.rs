@@ -86,6 +86,9 @@ pub enum TokenError {
     Expired,
     #[error("the token is not valid here: {0}")]
     Invalid(String),
+    /// Signed and current, but revoked by an operator.
+    #[error("the token has been revoked")]
+    Revoked,
 }
 
 fn decode_key(text: &str, what: &str) -> anyhow::Result<Vec<u8>> {

@@ -84,6 +84,12 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "menshen admin token --subject alice --role admin --ttl 12h
   menshen admin token --subject grafana --role viewer --ttl 30d",
     ),
+    (
+        &["admin", "revoke"],
+        "menshen admin revoke 3f2a9c0e8b7d4e1fa6b5c4d3e2f1a0b9
+  menshen admin revoke --subject alice",
+    ),
+    (&["admin", "list"], "menshen admin list --json"),
 ];
 
 /// `command` with every entry of [`EXAMPLES`] as its subcommands' closing

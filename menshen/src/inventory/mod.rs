@@ -124,6 +124,9 @@ pub struct Snapshot {
     pub stale_bridges: usize,
     /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
     invites: HashMap<String, invites::Invite>,
+    /// Admin tokens revoked before they expire, checked on each admin
+    /// request.
+    pub admin_revocations: crate::store::AdminRevocations,
 }
 
 fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
@@ -413,6 +416,7 @@ impl Snapshot {
             stale_gateways,
             stale_bridges,
             invites: invites::index(&inventory.invites),
+            admin_revocations: inventory.admin_revocations.clone(),
         }
     }
 

@@ -19,8 +19,8 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
 pub use rows::{
-    Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow,
-    ServiceSettings,
+    AdminRevocations, Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ResourceKind,
+    ResourceRow, ServiceSettings,
 };
 
 use crate::config::file::ProviderFile;
@@ -77,11 +77,13 @@ macro_rules! audit {
 }
 
 mod admin;
+mod admin_tokens;
 mod agents;
 mod health;
 mod invites;
 
 pub use admin::{AdminError, AuditEntry, AuditRow};
+pub use admin_tokens::{AdminTokenError, AdminTokenRow, NewAdminToken, valid_jti};
 pub use agents::{AgentError, AgentRow, PushError, Pushed};
 pub use health::{
     HEALTH_CHECK_INTERVAL, Outage, Outages, PING_TIMEOUT, StoreHealth, is_unavailable,
@@ -412,6 +414,21 @@ impl Store {
             )
             .fetch_all(&mut *tx)
             .await?;
+            // Expired tokens are refused anyway (a minute of leeway kept).
+            let revoked_jtis: Vec<(String,)> = sqlx::query_as(
+                "SELECT jti FROM admin_tokens WHERE revoked_millis IS NOT NULL AND expires_millis > $1",
+            )
+            .bind(now_millis() - 60_000)
+            .fetch_all(&mut *tx)
+            .await?;
+            let revoked_subjects: Vec<(String, i64)> =
+                sqlx::query_as("SELECT subject, revoked_millis FROM admin_subject_revocations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let admin_revocations = AdminRevocations {
+                jtis: revoked_jtis.into_iter().map(|(jti,)| jti).collect(),
+                subjects: revoked_subjects.into_iter().collect(),
+            };
             tx.commit().await?;
             Inventory::from_rows(
                 settings,
@@ -419,6 +436,7 @@ impl Store {
                 resources,
                 invites::entries(invite_rows),
                 overrides,
+                admin_revocations,
             )
         })
     }

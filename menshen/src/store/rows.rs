@@ -142,6 +142,31 @@ pub struct Inventory {
     pub invites: Vec<InviteEntry>,
     /// What operators set on resources, applied over the stored rows.
     pub overrides: Vec<OverrideRow>,
+    /// Admin tokens revoked before they expire.
+    pub admin_revocations: AdminRevocations,
+}
+
+/// Admin tokens that are refused although signed and not expired: by id,
+/// and by subject up to a moment (see `menshen admin revoke`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminRevocations {
+    /// Ids (`jti`) of revoked tokens that have not expired yet.
+    pub jtis: std::collections::HashSet<String>,
+    /// Subject to the moment (Unix ms) up to which its tokens are revoked.
+    pub subjects: std::collections::HashMap<String, i64>,
+}
+
+impl AdminRevocations {
+    /// Whether a token with id `jti` for `subject`, issued at `iat` (Unix
+    /// seconds), is revoked. A subject's revocation takes in the tokens
+    /// issued in the same second as it, after it too.
+    pub fn revokes(&self, jti: &str, subject: &str, iat: i64) -> bool {
+        self.jtis.contains(jti)
+            || self
+                .subjects
+                .get(subject)
+                .is_some_and(|&until| iat.saturating_mul(1000) <= until)
+    }
 }
 
 /// What an operator set on one gateway or bridge; it outlives agents'
@@ -204,12 +229,14 @@ impl Inventory {
         resources: Vec<ResourceRow>,
         invites: Vec<InviteEntry>,
         overrides: Vec<OverrideRow>,
+        admin_revocations: AdminRevocations,
     ) -> anyhow::Result<Inventory> {
         let mut inventory = Inventory {
             locations,
             resources,
             invites,
             overrides,
+            admin_revocations,
             ..Default::default()
         };
         for (name, value) in settings {

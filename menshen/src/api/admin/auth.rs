@@ -36,6 +36,15 @@ pub enum Refusal {
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Refusal> {
     let own = match state.signing_key.verify_admin_token(token) {
         Ok(claims) => {
+            // Checked against this replica's snapshot: no database round trip.
+            let revoked = state.inventory.current().admin_revocations.revokes(
+                &claims.jti,
+                &claims.sub,
+                claims.iat,
+            );
+            if revoked {
+                return Err(Refusal::Token(TokenError::Revoked));
+            }
             return Ok(Principal {
                 subject: claims.sub,
                 role: claims.role,
@@ -83,6 +92,7 @@ async fn principal(parts: &Parts, state: &SharedState) -> Result<Principal, ApiE
                 TokenError::Missing => "an admin token is required: Authorization: Bearer <token>",
                 TokenError::Expired => "the admin token has expired",
                 TokenError::Invalid(_) => "the admin token is not valid",
+                TokenError::Revoked => "the admin token has been revoked",
             })
         }
         Refusal::NoRole => {

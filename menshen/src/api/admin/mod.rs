@@ -9,6 +9,7 @@ mod invites;
 mod locations;
 mod resources;
 mod settings;
+mod tokens;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .merge(invites::router())
         .merge(settings::router())
         .merge(audit::router())
+        .merge(tokens::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

@@ -8,6 +8,7 @@
 #
 #   bench/request-cost.sh [REQUESTS]
 #
+# (menshen runs without its RSA key pool, whose filling would be counted.)
 # Servers: menshen (200 gateways and 50 bridges in 40 locations, as in
 # bench/client-api.sh) for the hot query, for clients placed by a random
 # X-Forwarded-For address (with a GeoIP database: MENSHEN_BENCH_MMDB=FILE or
@@ -111,7 +112,7 @@ geo=()
 [ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$target/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
-    --config "$work/inventory.toml" "${geo[@]}" 2>"$work/menshen.log" &
+    --config "$work/inventory.toml" --rsa-key-pool 0 "${geo[@]}" 2>"$work/menshen.log" &
 pids+=($!)
 menshen_pid=$!
 wait_for "http://127.0.0.1:$api_port/readyz"

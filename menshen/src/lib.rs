@@ -35,7 +35,7 @@ use crate::pki::Pki;
 use crate::pki::workers::Workers;
 use crate::server::ConnectionLimits;
 use crate::store::Store;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Listener, Metrics};
 
 /// Opens the store (applying migrations and the provider file), then serves
 /// the API on `listener` and metrics on `metrics_listener` until `shutdown`
@@ -174,10 +174,12 @@ pub async fn launch(
             max_connections: settings.metrics_max_connections,
             ..settings.connections
         };
+        let open = metrics.connections(Listener::Metrics, limits.max_connections);
         tokio::spawn(server::serve(
             l,
             api::metrics_router(metrics),
             limits,
+            open,
             async move {
                 let _ = stop.changed().await;
             },
@@ -187,9 +189,18 @@ pub async fn launch(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "menshen listening");
     }
-    let result = server::serve(listener, api::router(state), settings.connections, shutdown)
-        .await
-        .context("serving HTTP");
+    let open = state
+        .metrics
+        .connections(Listener::Public, settings.connections.max_connections);
+    let result = server::serve(
+        listener,
+        api::router(state),
+        settings.connections,
+        open,
+        shutdown,
+    )
+    .await
+    .context("serving HTTP");
 
     let _ = stop_tx.send(true);
     let _ = refresher.await;

@@ -34,6 +34,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -75,10 +76,12 @@ const BUSY_RECHECK: Duration = Duration::from_secs(1);
 /// Serves `app` on `listener` until `shutdown` completes, then stops
 /// accepting, lets requests in flight finish and returns once every
 /// connection is closed.
+/// `open` follows the number of open connections.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    open: Gauge,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
@@ -126,8 +129,11 @@ pub async fn serve(
             builder: builder.clone(),
             stop: stop_rx.clone(),
         };
+        open.inc();
+        let open = open.clone();
         tokio::spawn(async move {
             connection.run(TokioIo::new(stream)).await;
+            open.dec();
             drop(permit);
         });
     }

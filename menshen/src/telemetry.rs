@@ -380,6 +380,32 @@ pub struct Metrics {
     certificates_issued: [Counter; 3],
     /// Indexed by [`KINDS`], then [`PushOutcome::ALL`].
     agent_pushes: [[Counter; 4]; 2],
+    /// Open connections and their cap, per listener.
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_max: Family<ListenerLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+/// A listener, as the connection metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Clients, agents and operators.
+    Public,
+    /// `/metrics`.
+    Metrics,
+}
+
+impl Listener {
+    fn name(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Metrics => "metrics",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -469,6 +495,25 @@ impl Metrics {
             issued,
         );
         registry.register("agent_pushes", "Agent pushes by kind and outcome", pushes);
+        let connections_open = Family::<ListenerLabels, Gauge>::default();
+        let connections_max = Family::<ListenerLabels, Gauge>::default();
+        for listener in [Listener::Public, Listener::Metrics] {
+            let labels = ListenerLabels {
+                listener: listener.name(),
+            };
+            connections_open.get_or_create(&labels).set(0);
+            connections_max.get_or_create(&labels).set(0);
+        }
+        registry.register(
+            "http_connections_open",
+            "Open HTTP connections, per listener",
+            connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_max",
+            "The cap on open HTTP connections (--max-connections), per listener; beyond it new ones wait in the backlog",
+            connections_max.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -481,7 +526,20 @@ impl Metrics {
             stale,
             certificates_issued,
             agent_pushes,
+            connections_open,
+            connections_max,
         }
+    }
+
+    /// The gauge of `listener`'s open connections, with its cap set to `max`.
+    pub fn connections(&self, listener: Listener, max: usize) -> Gauge {
+        let labels = ListenerLabels {
+            listener: listener.name(),
+        };
+        self.connections_max
+            .get_or_create(&labels)
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+        self.connections_open.get_or_create(&labels).clone()
     }
 
     /// Exports `store_up`: 1 while the store answers, 0 from a failed

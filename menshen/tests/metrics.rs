@@ -217,3 +217,54 @@ async fn alert_and_dashboard_metrics_follow_what_happens() {
         server.stop().await.unwrap();
     }
 }
+
+/// Open connections are counted per listener, beside their cap.
+#[tokio::test]
+async fn open_connections_are_counted_per_listener() {
+    let backend = backends().await.remove(0);
+    let server = TestServer::start_with(backend.settings()).await;
+    let text = metrics(&server).await;
+    assert_eq!(
+        sample(&text, r#"menshen_http_connections_max{listener="public"}"#),
+        Some(menshen::server::DEFAULT_LIMITS.max_connections as f64),
+        "{text}"
+    );
+    // The scrape itself is an open connection of the metrics listener.
+    assert!(
+        sample(
+            &text,
+            r#"menshen_http_connections_open{listener="metrics"}"#
+        ) >= Some(1.0)
+    );
+    let before = sample(&text, r#"menshen_http_connections_open{listener="public"}"#).unwrap();
+    // Three idle keep-alive connections of the public listener.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(stream);
+    }
+    wait_for(
+        &server,
+        r#"menshen_http_connections_open{listener="public"}"#,
+        Some(before + 3.0),
+    )
+    .await;
+    drop(idle);
+    wait_for(
+        &server,
+        r#"menshen_http_connections_open{listener="public"}"#,
+        Some(before),
+    )
+    .await;
+    server.stop().await.unwrap();
+}

@@ -68,13 +68,16 @@ fi
 
 codes=$(grep -v '^#' "$root/menshen/data/countries.tsv" | cut -f1 | paste -sd' ' -)
 
+declare -A dumps
 # measure NAME PID PORT MODE: switch on the instrumentation of callgrind
-# process PID, make the requests, dump, switch it off again, and print
-# instructions per request.
+# process PID (it starts without, so that start-up is not counted), zero
+# its counters, make the requests, dump, and print instructions per
+# request. (Switching it off between measurements would lose counts.)
 measure() {
     local name=$1 pid=$2 port=$3 mode=$4
     python3 - "$port" "$mode" 50 "$codes" >/dev/null # warm-up
     callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null
     python3 - "$port" "$mode" "$requests" "$codes" <<'PY'
 import http.client, random, sys
 port, mode, n, codes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
@@ -94,14 +97,14 @@ for i in range(n):
     assert r.status == 200, (path, r.status)
 PY
     callgrind_control -d "$name" "$pid" >/dev/null
-    callgrind_control -i off "$pid" >/dev/null
-    # the dump just written is the newest file of this process
-    local file
-    file=$(ls -t "$work"/callgrind.out."$pid".* | head -n1)
+    # callgrind numbers a process's dumps .1, .2, ...
+    dumps[$pid]=$(( ${dumps[$pid]:-0} + 1 ))
+    local file="$work/callgrind.out.$pid.${dumps[$pid]}"
+    for _ in $(seq 100); do [ -s "$file" ] && break; sleep 0.1; done
     local total
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$file")
     printf '  %-28s %9d instructions per request\n' "$name" $((total / requests)) >&2
-    echo "$file"
+    last_dump=$file
 }
 
 python3 "$here/make-inventory.py" 40 200 50 > "$work/inventory.toml"
@@ -163,11 +166,12 @@ nginx_pid=$!
 wait_for "http://127.0.0.1:$fixed_port/"
 wait_for "http://127.0.0.1:$nginx_port/api/5/gateways"
 
-hot=$(measure menshen-hot "$menshen_pid" "$api_port" hot | tail -n1)
-measure menshen-pairs "$menshen_pid" "$api_port" pairs >/dev/null
-[ -n "$mmdb" ] && measure menshen-geoip "$menshen_pid" "$api_port" geoip >/dev/null
-measure axum-fixed "$fixed_pid" "$fixed_port" hot >/dev/null
-measure nginx "$nginx_pid" "$nginx_port" hot >/dev/null
+measure menshen-hot "$menshen_pid" "$api_port" hot
+hot=$last_dump
+measure menshen-pairs "$menshen_pid" "$api_port" pairs
+if [ -n "$mmdb" ]; then measure menshen-geoip "$menshen_pid" "$api_port" geoip; fi
+measure axum-fixed "$fixed_pid" "$fixed_port" hot
+measure nginx "$nginx_pid" "$nginx_port" hot
 
 echo >&2
 echo "menshen, hot query: the costliest functions (self cost, all requests)" >&2

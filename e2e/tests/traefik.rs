@@ -520,7 +520,7 @@ async fn three_replicas_behind_traefik_survive_a_crash_and_a_database_outage() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("obfs4_bridgeline.txt"),
-        "Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=c2VjcmV0LWNlcnQ iat-mode=0\n",
+        "Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=bWVuc2hlbiB0cmFlZmlrIHN0b3J5IGJyaWRnZS4uLi4uLi4uLi4uLi4uLi4uLi4uLi4uLg iat-mode=0\n",
     )
     .unwrap();
     let agent_config = dir.path().join("agent.toml");

@@ -52,6 +52,56 @@ fn with_database(admin: &str, name: &str) -> String {
     }
 }
 
+/// Allows or refuses new connections to database `name`, dropping the
+/// existing ones when refusing: the database "goes away" for the
+/// processes using it while the server stays up.
+pub async fn set_connections_allowed(name: &str, allowed: bool) {
+    let mut admin = PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    if !allowed {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// Writes a GeoIP database with `records` (a JSON array of `network`,
+/// `country`, `lat`, `lon`) in `layout` (`city` or `country`, see
+/// `menshen/tests/fixtures/write-geoip.pl`, which needs Debian's
+/// libmaxmind-db-writer-perl) into `dir`.
+pub fn write_geoip(dir: &Path, layout: &str, records: &serde_json::Value) -> PathBuf {
+    use std::io::Write as _;
+    let script = tools::repo().join("menshen/tests/fixtures/write-geoip.pl");
+    let out = dir.join(format!("{layout}.mmdb"));
+    let mut child = Command::new("perl")
+        .arg(&script)
+        .arg(&out)
+        .arg(layout)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("perl (Debian libmaxmind-db-writer-perl writes the test database)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(records.to_string().as_bytes())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "writing the GeoIP database"
+    );
+    out
+}
+
 /// A Postgres database that exists for one test and is dropped after it.
 pub struct TestDatabase {
     pub url: String,

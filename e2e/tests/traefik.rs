@@ -57,33 +57,12 @@ transport = "udp"
 const PATIENCE: Duration = Duration::from_secs(20);
 
 fn write_geoip(dir: &Path) -> PathBuf {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../menshen/tests/fixtures/write-geoip.pl");
-    let out = dir.join("geo.mmdb");
-    let mut child = Command::new("perl")
-        .arg(&script)
-        .arg(&out)
-        .arg("city")
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("perl (Debian libmaxmind-db-writer-perl writes the test database)");
-    use std::io::Write;
     // The test's own address (127.0.0.1, Traefik's too) is in Japan.
     let records = json!([
         {"network": "203.0.113.0/26", "country": "NL", "lat": 52.1, "lon": 5.1},
         {"network": "127.0.0.0/8", "country": "JP", "lat": 35.7, "lon": 139.7},
     ]);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(records.to_string().as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "writing the GeoIP database"
-    );
-    out
+    menshen_e2e::write_geoip(dir, "city", &records)
 }
 
 /// Traefik's dynamic configuration: TLS, a router with retries for

@@ -594,7 +594,7 @@ async fn health_and_readiness() {
             // the snapshot, at once; /healthz and the metrics say the store
             // is down.
             let name = db.url.rsplit('/').next().unwrap().to_owned();
-            set_connections_allowed(&name, false).await;
+            menshen_e2e::set_connections_allowed(&name, false).await;
             let health = wait_for_health(&server, false).await;
             let error = health["store_error"].as_str().unwrap_or_default();
             assert!(!error.is_empty(), "{health}");
@@ -610,7 +610,7 @@ async fn health_and_readiness() {
             assert_eq!(hosts(&list).len(), 2);
             assert!(metrics(&server).await.contains("menshen_store_up 0\n"));
 
-            set_connections_allowed(&name, true).await;
+            menshen_e2e::set_connections_allowed(&name, true).await;
             let health = wait_for_health(&server, true).await;
             assert_eq!(health.get("store_error"), None, "{health}");
             assert!(metrics(&server).await.contains("menshen_store_up 1\n"));
@@ -639,28 +639,4 @@ async fn wait_for_health(server: &TestServer, up: bool) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the store never showed as up={up}: {health}");
-}
-
-/// Allows or refuses new connections to database `name`, dropping the
-/// existing ones when refusing.
-async fn set_connections_allowed(name: &str, allowed: bool) {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&menshen_e2e::admin_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    if !allowed {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
 }

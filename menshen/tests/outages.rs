@@ -96,30 +96,6 @@ async fn a_replica_serves_its_own_writes_on_the_next_read() {
     }
 }
 
-/// Allows or refuses new connections to database `name`, dropping the
-/// existing ones when refusing.
-async fn set_connections_allowed(name: &str, allowed: bool) {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&menshen_e2e::admin_url())
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    if !allowed {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
     let Some(db) = menshen_e2e::TestDatabase::create().await else {
@@ -136,7 +112,7 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
     assert_eq!(push(&server, &token, &body).await.status(), 201);
     assert_eq!(listed(&server).await, ["a.ams"]);
 
-    set_connections_allowed(&name, false).await;
+    menshen_e2e::set_connections_allowed(&name, false).await;
     let cut_at = Instant::now();
     // Refused with Retry-After (the first push may be the one that finds
     // the store gone).
@@ -174,7 +150,7 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
     tokio::time::sleep((ttl * 3).saturating_sub(cut_at.elapsed())).await;
     assert_eq!(listed(&server).await, ["a.ams"]);
 
-    set_connections_allowed(&name, true).await;
+    menshen_e2e::set_connections_allowed(&name, true).await;
     let mut accepted = false;
     for _ in 0..100 {
         if push(&server, &token, &body).await.status().is_success() {
@@ -213,7 +189,7 @@ async fn without_heartbeats_through_an_outage_a_resource_expires_only_after_its_
     );
     // An outage longer than the TTL, no heartbeat after it: once the store
     // is back the gateway is still listed (the outage does not count)...
-    set_connections_allowed(&name, false).await;
+    menshen_e2e::set_connections_allowed(&name, false).await;
     let mut down = false;
     for _ in 0..100 {
         if !store_up(&server).await {
@@ -224,7 +200,7 @@ async fn without_heartbeats_through_an_outage_a_resource_expires_only_after_its_
     }
     assert!(down);
     tokio::time::sleep(ttl * 2).await;
-    set_connections_allowed(&name, true).await;
+    menshen_e2e::set_connections_allowed(&name, true).await;
     for _ in 0..100 {
         if store_up(&server).await {
             break;

@@ -5,8 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::{Backend, TestServer, get_json};
 use menshen::geo::client_ip::TrustedProxies;
@@ -119,31 +117,6 @@ port = 443
 options = { cert = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", iatMode = "0" }
 "#;
 
-/// Writes a GeoIP database with `records` in `layout` (see the script).
-fn write_geoip(dir: &Path, layout: &str, records: &Value) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/write-geoip.pl");
-    let out = dir.join(format!("{layout}.mmdb"));
-    let mut child = Command::new("perl")
-        .arg(&script)
-        .arg(&out)
-        .arg(layout)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("perl (Debian libmaxmind-db-writer-perl writes the test database)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(records.to_string().as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "writing the GeoIP database"
-    );
-    out
-}
-
 /// Addresses standing for clients in a few places. 127.0.0.0/8 (the test's
 /// own peer address) is placed in Japan, so that a header that is wrongly
 /// believed shows up as a different first location.
@@ -212,7 +185,7 @@ async fn cc_puts_the_nearest_location_first() {
 async fn both_geoip_layouts_are_read() {
     let dir = tempfile::tempdir().unwrap();
     for layout in ["city", "flat"] {
-        let db = GeoIp::open(&write_geoip(dir.path(), layout, &records())).unwrap();
+        let db = GeoIp::open(&menshen_e2e::write_geoip(dir.path(), layout, &records())).unwrap();
         let found = db
             .lookup("203.0.113.70".parse::<IpAddr>().unwrap())
             .unwrap();
@@ -234,7 +207,7 @@ async fn both_geoip_layouts_are_read() {
 async fn the_address_places_the_client_through_a_trusted_proxy_only() {
     let dir = tempfile::tempdir().unwrap();
     for layout in ["city", "flat"] {
-        let geoip = write_geoip(dir.path(), layout, &records());
+        let geoip = menshen_e2e::write_geoip(dir.path(), layout, &records());
 
         // Behind a trusted proxy (the tests' peer is 127.0.0.1).
         let backend = Backend::Sqlite(tempfile::tempdir().unwrap());

@@ -167,44 +167,37 @@ impl Scratch {
                 continue;
             }
             let start = self.picked.len() as u32;
-            if plain_admitted && group.plain {
+            let (open_end, capacity) = if plain_admitted && group.plain {
                 let sums = &group.whole;
                 found.count += (group.end - group.start) as usize;
                 found.hash_sum = found.hash_sum.wrapping_add(sums.hash_sum);
                 found.json_bytes += sums.json_bytes;
                 self.picked.extend((group.start..group.end).map(u64::from));
-                self.groups.push(Pick {
-                    full: group.open_end == group.start,
-                    key: 0.0,
-                    group: g as u32,
-                    start,
-                    open_end: start + (group.open_end - group.start),
-                    end: start + (group.end - group.start),
-                    capacity: sums.capacity,
-                });
-                continue;
-            }
-            let mut capacity = 0.0;
-            let take = |found: &mut Found, picked: &mut Vec<u64>, i: u32, e: &Entry| {
-                found.count += 1;
-                found.hash_sum = found.hash_sum.wrapping_add(e.hash);
-                found.json_bytes += Catalog::json_len(e);
-                picked.push(u64::from(i));
+                (start + (group.open_end - group.start), sums.capacity)
+            } else {
+                let mut capacity = 0.0;
+                let take = |found: &mut Found, picked: &mut Vec<u64>, i: u32, e: &Entry| {
+                    found.count += 1;
+                    found.hash_sum = found.hash_sum.wrapping_add(e.hash);
+                    found.json_bytes += Catalog::json_len(e);
+                    picked.push(u64::from(i));
+                };
+                for i in group.start..group.open_end {
+                    let e = &entries[i as usize];
+                    if admits(e) {
+                        capacity += e.weight;
+                        take(&mut found, &mut self.picked, i, e);
+                    }
+                }
+                let open_end = self.picked.len() as u32;
+                for i in group.open_end..group.end {
+                    let e = &entries[i as usize];
+                    if admits(e) {
+                        take(&mut found, &mut self.picked, i, e);
+                    }
+                }
+                (open_end, capacity)
             };
-            for i in group.start..group.open_end {
-                let e = &entries[i as usize];
-                if admits(e) {
-                    capacity += e.weight;
-                    take(&mut found, &mut self.picked, i, e);
-                }
-            }
-            let open_end = self.picked.len() as u32;
-            for i in group.open_end..group.end {
-                let e = &entries[i as usize];
-                if admits(e) {
-                    take(&mut found, &mut self.picked, i, e);
-                }
-            }
             let end = self.picked.len() as u32;
             if end == start {
                 continue;

@@ -117,6 +117,25 @@ if [ -n "$binaries" ] && [ -z "$base" ]; then
     local_base "$base" "$images/menshen-base-bookworm.tar" ca-certificates
 fi
 
+# build_image IMAGE CONTAINERFILE CTX BUD_ARGS...: builds IMAGE from the
+# context folder CTX (removed then), and removes the image IMAGE named
+# before once nothing names it.
+build_image() {
+    local image=$1 containerfile=$2 ctx=$3
+    shift 3
+    local previous
+    previous=$(buildah images --noheading --format '{{.ID}}' "$image" 2>/dev/null || true)
+    buildah bud --quiet --isolation "${BUILDAH_ISOLATION:-chroot}" "$@" \
+        --build-arg VERSION="$version" \
+        --build-arg SOURCE="$source_url" \
+        -f "$containerfile" -t "$image" "$ctx" >/dev/null
+    rm -rf "$ctx"
+    if [ -n "$previous" ] && [ -z "$(buildah images --noheading --format '{{.Name}}' --filter "id=$previous" 2>/dev/null | grep -v '<none>')" ]; then
+        buildah rmi "$previous" >/dev/null 2>&1 || true
+    fi
+    echo "$image"
+}
+
 # One context folder per image, holding just its binary.
 build() { # NAME CONTAINERFILE
     local name=$1 containerfile=$2 ctx=$images/context-$1
@@ -127,20 +146,8 @@ build() { # NAME CONTAINERFILE
     else
         objcopy --strip-debug "$bin_dir/$name" "$ctx/$name"
     fi
-    # The image this tag named before, removed below once nothing names it.
-    local previous
-    previous=$(buildah images --noheading --format '{{.ID}}' "$prefix/$name:$tag" 2>/dev/null || true)
-    buildah bud --quiet --isolation "${BUILDAH_ISOLATION:-chroot}" "${pull[@]}" \
-        --target runtime-prebuilt \
-        --build-arg BASE_IMAGE="$base" \
-        --build-arg VERSION="$version" \
-        --build-arg SOURCE="$source_url" \
-        -f "$containerfile" -t "$prefix/$name:$tag" "$ctx" >/dev/null
-    rm -rf "$ctx"
-    if [ -n "$previous" ] && [ -z "$(buildah images --noheading --format '{{.Name}}' --filter "id=$previous" 2>/dev/null | grep -v '<none>')" ]; then
-        buildah rmi "$previous" >/dev/null 2>&1 || true
-    fi
-    echo "$prefix/$name:$tag"
+    build_image "$prefix/$name:$tag" "$containerfile" "$ctx" "${pull[@]}" \
+        --target runtime-prebuilt --build-arg BASE_IMAGE="$base"
 }
 built=()
 if [ -n "$binaries" ]; then
@@ -158,17 +165,8 @@ if [ -n "$gateway" ]; then
     local_base "$gateway_base" "$images/menshen-gateway-base-bookworm-$sum.tar" "$gateway_packages"
     ctx=$images/context-gateway
     rm -rf "$ctx" && mkdir -p "$ctx"
-    previous=$(buildah images --noheading --format '{{.ID}}' "$prefix/menshen-gateway-tools:$tag" 2>/dev/null || true)
-    buildah bud --quiet --isolation "${BUILDAH_ISOLATION:-chroot}" --pull=never \
-        --build-arg BASE_IMAGE="$gateway_base" \
-        --build-arg VERSION="$version" \
-        --build-arg SOURCE="$source_url" \
-        -f "$root/charts/gateway/images/Containerfile" -t "$prefix/menshen-gateway-tools:$tag" "$ctx" >/dev/null
-    rm -rf "$ctx"
-    if [ -n "$previous" ] && [ -z "$(buildah images --noheading --format '{{.Name}}' --filter "id=$previous" 2>/dev/null | grep -v '<none>')" ]; then
-        buildah rmi "$previous" >/dev/null 2>&1 || true
-    fi
-    echo "$prefix/menshen-gateway-tools:$tag"
+    build_image "$prefix/menshen-gateway-tools:$tag" "$root/charts/gateway/images/Containerfile" "$ctx" \
+        --pull=never --build-arg BASE_IMAGE="$gateway_base"
     built+=(menshen-gateway-tools)
 fi
 for n in "${built[@]}"; do buildah images --format "{{.Name}}:{{.Tag}} {{.Size}}" "$prefix/$n:$tag" >&2; done

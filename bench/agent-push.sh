@@ -8,44 +8,31 @@
 # and a Postgres server (MENSHEN_TEST_DATABASE_URL, default
 # postgres://postgres@127.0.0.1:5432/postgres) where it may create and drop a
 # database. menshen, Postgres and wrk share this machine's cores.
+# MENSHEN_BENCH_PREBUILT=DIR uses binaries already built (see bench/lib.sh).
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 agents=${1:-200}
 duration=${2:-15s}
 connections=${3:-32}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 admin=${MENSHEN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db="menshen_bench_$$"
 db_url="${admin%/*}/$db"
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+drop_db() { psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1; }
+at_exit drop_db
 
-for tool in wrk psql python3 cargo curl; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-echo "building menshen (release)..." >&2
-cargo build --release -q -p menshen --manifest-path "$root/Cargo.toml"
-menshen="${CARGO_TARGET_DIR:-$root/target}/release/menshen"
+need wrk psql python3 curl
+binaries release -p menshen
+menshen=$bin/menshen
 psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
 
 python3 "$here/make-inventory.py" 40 0 0 > "$work/inventory.toml"
 export MENSHEN_DATABASE_URL="$db_url" MENSHEN_DATA_DIR="$work/data"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$menshen" --log-level warn serve --listen "127.0.0.1:$port" --config "$work/inventory.toml" &
-pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-done
+port=$(free_port)
+start_server menshen "http://127.0.0.1:$port/readyz" "$work/menshen.log" \
+    "$menshen" --log-level warn serve --listen "127.0.0.1:$port" --config "$work/inventory.toml"
 
 echo "creating $agents agents..." >&2
 {

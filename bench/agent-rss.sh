@@ -8,43 +8,23 @@
 # so it reports it unhealthy) and one obfs4 bridge whose state is a
 # bridgeline file written here; its metrics listener is on and asked every
 # second too. MENSHEN_BENCH_PROFILE=debug measures debug binaries instead
-# of release ones (larger). Needs python3, cargo, curl.
+# of release ones (larger); MENSHEN_BENCH_PREBUILT=DIR uses binaries already
+# built (see bench/lib.sh). Needs python3, cargo, curl.
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 duration=${1:-60}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+need python3 curl
 
 profile=${MENSHEN_BENCH_PROFILE:-release}
-echo "building menshen and menshen-agent ($profile)..." >&2
-if [ "$profile" = release ]; then
-    cargo build --release -q -p menshen -p menshen-agent --manifest-path "$root/Cargo.toml"
-else
-    cargo build -q -p menshen -p menshen-agent --manifest-path "$root/Cargo.toml"
-fi
-bin="${CARGO_TARGET_DIR:-$root/target}/$profile"
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+binaries "$profile" -p menshen -p menshen-agent
+[ -z "${MENSHEN_BENCH_PREBUILT:-}" ] || profile="binaries in $bin"
 
 port=$(free_port)
-"$bin/menshen" --log-level warn serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
-    --config "$root/examples/menshen.toml" &
-pids+=($!)
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-done
+start_server menshen "http://127.0.0.1:$port/readyz" "$work/menshen.log" \
+    "$bin/menshen" --log-level warn serve --listen "127.0.0.1:$port" --data-dir "$work/data" \
+    --config "$root/examples/menshen.toml"
 "$bin/menshen" --log-level warn agent create rss-bench --data-dir "$work/data" > "$work/token"
 
 mkdir -p "$work/obfs4"
@@ -76,12 +56,12 @@ transport = "kcp"
 port = 443
 state_dir = "$work/obfs4"
 CONF
-RUST_LOG=warn "$bin/menshen-agent" --config "$work/agent.toml" &
-agent=$!
-pids+=($agent)
+start_server menshen-agent "http://127.0.0.1:$metrics_port/metrics" "$work/agent.log" \
+    env RUST_LOG=warn "$bin/menshen-agent" --config "$work/agent.toml"
+agent=$server_pid
 
 ( while sleep 1; do curl -s "http://127.0.0.1:$metrics_port/metrics" >/dev/null; done ) &
-pids+=($!)
+track $!
 peak=0
 for _ in $(seq $((duration / 5))); do
     sleep 5

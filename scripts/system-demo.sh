@@ -24,8 +24,11 @@
 # postgres://postgres@127.0.0.1:5432/postgres). Every port is a free one,
 # drawn at start and printed at the end.
 set -euo pipefail
+# (root, work, free_port, wait_url, and at exit: what it started stopped,
+# work removed)
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/../bench/lib.sh"
 
-root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 helm=${MENSHEN_HELM:-}
 [ -n "$helm" ] || { [ -x "$target/chart-tools/bin/helm" ] && helm=$target/chart-tools/bin/helm; } || true
@@ -48,26 +51,22 @@ if [ -z "${CONTAINERS_STORAGE_CONF:-}" ]; then
 fi
 
 tag=demo
-work=$(mktemp -d)
 db=menshen_demo_$$
 menshen=$target/debug/menshen
-client_pid=
-cleanup() {
+# After the OpenVPN client is stopped; then work is removed.
+teardown() {
     set +e
-    [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null
     for f in "$work"/gateway.yaml "$work"/backend.yaml; do
         [ -f "$f" ] && podman kube down "$f" >/dev/null 2>&1
     done
     for v in $(cat "$work"/volumes 2>/dev/null); do podman volume rm -f "$v" >/dev/null 2>&1; done
     for i in menshen menshen-agent menshen-gateway-tools; do podman rmi -f "localhost/$i:$tag" >/dev/null 2>&1; done
     psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
-    rm -rf "$work"
     echo "removed what the demo made" >&2
 }
-trap cleanup EXIT
+at_exit teardown
 
 say() { printf '\n== %s\n' "$*" >&2; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 http=$(free_port) metrics=$(free_port) udp=$(free_port) tcp=$(free_port) bridge=$(free_port)
 udp_mgmt=$(free_port) tcp_mgmt=$(free_port) dns=$(free_port) dns_health=$(free_port) agent_metrics=$(free_port)
 # A Secret manifest's data as a ConfigMap (podman 4.3.1 cannot mount Secrets).
@@ -132,8 +131,7 @@ configmap_names "$work/backend.yaml"
 # (Its complaints about systemd, for probes, do not matter here.)
 (cd "$work" && podman kube play --network host "$work/backend.yaml" >/dev/null 2>&1)
 api=http://127.0.0.1:$http
-for _ in $(seq 120); do curl -sf "$api/readyz" >/dev/null && break; sleep 0.5; done
-curl -sf "$api/readyz" >/dev/null || { echo "menshen did not get ready" >&2; exit 1; }
+wait_url "$api/readyz" menshen
 
 say "gateway: charts/gateway"
 # The bridge's state folder belongs to the bridge's user (not root).
@@ -167,7 +165,7 @@ curl -s "$api/api/5/bridges" | python3 -m json.tool
 say "a real OpenVPN client with the configuration menshen serves (tr=tcp)"
 curl -s "$api/api/5/openvpn/config?tr=tcp" > "$work/client.ovpn"
 openvpn --config "$work/client.ovpn" --ifconfig-noexec --route-nopull --log "$work/client.log" &
-client_pid=$!
+track $!
 for _ in $(seq 60); do grep -q "Initialization Sequence Completed" "$work/client.log" 2>/dev/null && break; sleep 0.5; done
 grep -E "PUSH_REPLY|Initialization Sequence Completed" "$work/client.log" | sed 's/^/  /'
 sleep 3

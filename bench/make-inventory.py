@@ -9,6 +9,9 @@ contacted: clients are not run here)."""
 import base64
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+from benchlib import bridge_table, gateway_table, location_table, provider_table
+
 locations, gateways, bridges = (int(a) for a in sys.argv[1:4])
 
 countries = [
@@ -18,21 +21,16 @@ countries = [
     ("SE", 59.33, 18.07, 1), ("IN", 19.08, 72.88, 5), ("SG", 1.35, 103.82, 8),
     ("ZA", -26.20, 28.05, 2), ("MX", 19.43, -99.13, -6), ("AR", -34.60, -58.38, -3),
 ]
-print('[provider]\ndomain = "bench.test"\napi_uri = "https://api.bench.test"\n')
-print('[service.openvpn_configuration]\ndev = "tun"\npersist-key = true\ncipher = "AES-256-GCM"\n')
+out = [provider_table("bench.test")]
+out.append('[service.openvpn_configuration]\ndev = "tun"\npersist-key = true\ncipher = "AES-256-GCM"\n\n')
 for i in range(locations):
     cc, lat, lon, tz = countries[i % len(countries)]
-    print(f'[locations.loc{i:03}]\ndisplay_name = "Location {i}"\ncountry_code = "{cc}"')
-    print(f'lat = {lat + i * 0.01:.2f}\nlon = {lon:.2f}\ntimezone = {tz}\n')
+    out.append(location_table("loc%03d" % i, "Location %d" % i, cc, lat + i * 0.01, lon, tz))
 for i in range(gateways):
-    print('[[gateway]]')
-    print(f'host = "gw{i:04}.bench.test"\nip_addr = "10.{i // 256 % 256}.{i % 256}.1"')
-    print(f'location = "loc{i % locations:03}"\nport = 1194\ntransport = "{"udp" if i % 2 else "tcp"}"')
-    print(f'load = {(i * 37 % 100) / 100:.2f}\n')
+    out.append(gateway_table("gw%04d.bench.test" % i, "10.%d.%d.1" % (i // 256 % 256, i % 256),
+                             "loc%03d" % (i % locations), 1194, "udp" if i % 2 else "tcp",
+                             load=(i * 37 % 100) / 100))
 for i in range(bridges):
-    print('[[bridge]]')
-    print(f'host = "br{i:04}.bench.test"\nip_addr = "10.200.{i % 256}.1"')
-    print(f'location = "loc{i % locations:03}"\nport = 443\ntype = "obfs4"')
-    # an obfs4 cert is the unpadded base64 of 52 bytes
     cert = base64.b64encode(f"bench-cert-{i:06}".encode().ljust(52, b".")).decode().rstrip("=")
-    print(f'options = {{ cert = "{cert}", iatMode = "0" }}\n')
+    out.append(bridge_table("br%04d.bench.test" % i, "10.200.%d.1" % (i % 256), "loc%03d" % (i % locations), 443, cert))
+sys.stdout.write("".join(out))

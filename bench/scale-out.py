@@ -9,8 +9,9 @@
 Each run uses a Postgres cluster of its own (initdb/pg_ctl from
 /usr/lib/postgresql, as the postgres user when run as root) so that it can
 really be stopped. Run `cargo build --release -p menshen -p menshen-agent`
-first. The machine's load average is printed with every result: menshen,
-Postgres and the load generator share its cores.
+first, or name binaries already built with MENSHEN_BENCH_PREBUILT=DIR (see
+bench/benchlib.py). The machine's load average is printed with every
+result: menshen, Postgres and the load generator share its cores.
 """
 
 import base64
@@ -22,47 +23,20 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-# Its inventories use private and documentation addresses.
-os.environ["MENSHEN_ALLOW_PRIVATE_ADDRESSES"] = "true"
+sys.dont_write_bytecode = True  # no __pycache__ in the checkout
+from benchlib import TARGET, binary, free_port, gateway_table, get, location_table, provider_table, start, stop_all
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-MENSHEN = os.path.join(TARGET, "release", "menshen")
+MENSHEN = binary("menshen")
 KEY = base64.b64encode(b"menshen-bench-signing-key-32-bytes!").decode()
 
-PROVIDER = """
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.amsterdam]
-display_name = "Amsterdam"
-country_code = "NL"
-lat = 52.37
-lon = 4.89
-
-[[gateway]]
-host = "static.ams"
-ip_addr = "192.0.2.1"
-location = "amsterdam"
-port = 1194
-transport = "udp"
-"""
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+PROVIDER = (provider_table("vpn.test") + location_table("amsterdam", "Amsterdam", "NL", 52.37, 4.89)
+            + gateway_table("static.ams", "192.0.2.1", "amsterdam", 1194, "udp"))
 
 
 def loadavg():
@@ -112,9 +86,6 @@ class Postgres:
         self.run("pg_ctl", "-D", self.dir + "/data", "-m", mode, "-w", "stop")
 
 
-STARTED = []
-
-
 class Menshen:
     def __init__(self, work, db_url, name, port=None, extra=()):
         self.port = port or free_port()
@@ -135,18 +106,7 @@ class Menshen:
 
     def start(self):
         env = dict(os.environ, MENSHEN_SIGNING_KEY=KEY)
-        self.proc = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.data + "/log", "a"))
-        STARTED.append(self.proc)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if get(self.url, "/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        sys.exit("menshen did not start: " + open(self.data + "/log").read()[-2000:])
+        self.proc = start("menshen", self.args, self.data + "/log", self.url, "/healthz", env=env)
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -170,17 +130,6 @@ def agent_token(db_url, data, name):
         [MENSHEN, "--log-level", "warn", "agent", "create", name, "--database-url", db_url, "--data-dir", data],
         check=True, capture_output=True, env=env)
     return out.stdout.decode().strip()
-
-
-def get(addr, path, conn=None, headers=None):
-    own = conn is None
-    conn = conn or http.client.HTTPConnection(addr, timeout=10)
-    conn.request("GET", path, headers=headers or {})
-    r = conn.getresponse()
-    body = r.read()
-    if own:
-        conn.close()
-    return r.status, body
 
 
 def put(conn, token, host, load):
@@ -476,19 +425,12 @@ def traefik(work, pg):
       loadBalancer:
         servers:
 %s""" % servers)
-        procs.append(subprocess.Popen(
+        procs.append(start(
+            "traefik",
             [traefik_bin, "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
              "--entryPoints.web.address=127.0.0.1:%d" % port, "--providers.file.filename=" + conf,
-             "--log.level=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            try:
-                if get("127.0.0.1:%d" % port, "/api/5/gateways")[0] == 200:
-                    return port
-            except OSError:
-                pass
-            time.sleep(0.1)
-        sys.exit("traefik did not start")
+             "--log.level=ERROR"], os.path.join(work, name + ".log"), "127.0.0.1:%d" % port, "/api/5/gateways"))
+        return port
 
     one = start_traefik("one", replicas[:1])
     three = start_traefik("three", replicas)
@@ -514,7 +456,7 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in ("propagation", "outage", "crash", "idle", "traefik"):
         sys.exit(__doc__)
     if not os.path.exists(MENSHEN):
-        sys.exit("build first: cargo build --release -p menshen -p menshen-agent")
+        sys.exit("build first: cargo build --release -p menshen -p menshen-agent (or set MENSHEN_BENCH_PREBUILT)")
     work = tempfile.mkdtemp(prefix="menshen-bench-")
     if os.geteuid() == 0:
         shutil.chown(work, "postgres")
@@ -523,10 +465,7 @@ def main():
     try:
         globals()[sys.argv[1]](work, pg)
     finally:
-        for proc in STARTED:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_all()
         try:
             pg.stop("immediate")
         except subprocess.CalledProcessError:

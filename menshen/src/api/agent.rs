@@ -19,7 +19,6 @@ use utoipa_axum::routes;
 use super::SharedState;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
-use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
 use crate::telemetry::PushOutcome;
@@ -336,11 +335,11 @@ impl Pushed for Gateway {
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
-        gateway_row(self, Origin::Agent, Some(agent))
+        ResourceRow::from_gateway(self, Origin::Agent, Some(agent))
     }
 
     fn from_row(row: &ResourceRow) -> Self {
-        crate::inventory::to_gateway(row)
+        row.to_gateway()
     }
 }
 
@@ -364,11 +363,11 @@ impl Pushed for Bridge {
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
-        bridge_row(self, Origin::Agent, Some(agent))
+        ResourceRow::from_bridge(self, Origin::Agent, Some(agent))
     }
 
     fn from_row(row: &ResourceRow) -> Self {
-        crate::inventory::to_bridge(row)
+        row.to_bridge()
     }
 }
 

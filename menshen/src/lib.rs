@@ -72,7 +72,7 @@ pub async fn launch(
     tracing::info!(store = %settings.engine.describe(), "store ready");
     if let Some(file) = &provider_file {
         store
-            .apply_provider_file(file)
+            .apply_provider_file(&file.rows())
             .await
             .context("writing the provider file into the store")?;
         tracing::info!(

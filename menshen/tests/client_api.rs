@@ -511,7 +511,7 @@ async fn a_changed_inventory_changes_the_etag() {
         let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.5");
         let file = menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x"))
             .unwrap();
-        store.apply_provider_file(&file).await.unwrap();
+        store.apply_provider_file(&file.rows()).await.unwrap();
         // Postgres notifies other replicas; SQLite relies on the periodic
         // reload (30 s by default), so only Postgres is held to a deadline here.
         if backend.name() == "postgres" {
@@ -553,7 +553,7 @@ async fn the_periodic_reload_picks_up_changes_made_elsewhere() {
         let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.75");
         let file = menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x"))
             .unwrap();
-        store.apply_provider_file(&file).await.unwrap();
+        store.apply_provider_file(&file.rows()).await.unwrap();
         let mut load = Value::Null;
         for _ in 0..100 {
             let list = get_json(&server.url("/api/5/gateways?tr=udp"), 200).await;

@@ -199,7 +199,7 @@ async fn alert_and_dashboard_metrics_follow_what_happens() {
             menshen::inventory::validate::Policy::LAB,
         )
         .unwrap();
-        store.apply_provider_file(&file).await.unwrap();
+        store.apply_provider_file(&file.rows()).await.unwrap();
         store.close().await;
         // A server on SQLite sees it at its next periodic reload.
         let deadline = Instant::now() + Duration::from_secs(5);

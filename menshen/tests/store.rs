@@ -18,7 +18,7 @@ async fn migrations_run_once_and_again_harmlessly() {
     for backend in backends().await {
         let first = Store::connect(&backend.engine()).await.unwrap();
         first
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
         first.close().await;
@@ -36,7 +36,7 @@ async fn the_provider_file_round_trips() {
     for backend in backends().await {
         let store = Store::connect(&backend.engine()).await.unwrap();
         let f = file(CONTRACT_FILE);
-        store.apply_provider_file(&f).await.unwrap();
+        store.apply_provider_file(&f.rows()).await.unwrap();
         let inventory = store.load_inventory().await.unwrap();
         assert_eq!(
             inventory.provider,
@@ -72,12 +72,12 @@ async fn applying_the_same_file_twice_changes_nothing() {
     for backend in backends().await {
         let store = Store::connect(&backend.engine()).await.unwrap();
         store
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
         let once = store.load_inventory().await.unwrap();
         store
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
         let twice = store.load_inventory().await.unwrap();
@@ -91,7 +91,7 @@ async fn what_a_new_file_drops_is_removed() {
     for backend in backends().await {
         let store = Store::connect(&backend.engine()).await.unwrap();
         store
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
 
@@ -103,7 +103,10 @@ async fn what_a_new_file_drops_is_removed() {
                 text.push_str("\n\n");
             }
         }
-        store.apply_provider_file(&file(&text)).await.unwrap();
+        store
+            .apply_provider_file(&file(&text).rows())
+            .await
+            .unwrap();
         let inventory = store.load_inventory().await.unwrap();
         let labels: Vec<_> = inventory
             .locations
@@ -136,7 +139,7 @@ async fn writes_announce_a_change() {
         let mut changes = store.subscribe();
         changes.borrow_and_update();
         store
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(1), changes.changed())
@@ -168,7 +171,7 @@ async fn postgres_replicas_hear_each_others_changes() {
             .unwrap();
         changes.borrow_and_update();
         writer
-            .apply_provider_file(&file(CONTRACT_FILE))
+            .apply_provider_file(&file(CONTRACT_FILE).rows())
             .await
             .unwrap();
         tokio::time::timeout(Duration::from_secs(2), changes.changed())

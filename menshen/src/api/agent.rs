@@ -2,9 +2,7 @@
 //! the whole current set of what runs on their host.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -17,9 +15,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::SharedState;
+use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
-use crate::config::file::{bridge_row, gateway_row};
 use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
 use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
 use crate::telemetry::PushOutcome;
@@ -29,9 +27,6 @@ use crate::telemetry::PushOutcome;
 /// request timeout, so that the agent hears why.
 const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Largest accepted body.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
 /// The security scheme of the agent routes in the OpenAPI document.
 pub const SECURITY_SCHEME: &str = "agent_token";
 
@@ -39,7 +34,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
         .routes(routes!(put_gateways))
         .routes(routes!(put_bridges))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(super::body::limit())
 }
 
 /// An agent that presented a valid token (its revocation is checked when
@@ -76,54 +71,6 @@ impl FromRequestParts<SharedState> for Agent {
             }
         }
     }
-}
-
-/// Parses a JSON body: 413 when too large, 400 when not JSON, 422 naming
-/// the field (under `list`, the name of the whole body) when JSON of the
-/// wrong shape.
-pub(super) fn parse_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    list: &str,
-) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(MAX_BODY_BYTES)
-        } else if timed_out(&rejection) {
-            ApiError::request_timeout()
-        } else {
-            ApiError::bad_request("invalid_body", rejection.body_text())
-        }
-    })?;
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let inner = err.inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("invalid_json", format!("the body is not JSON: {inner}"))
-        } else {
-            let path = err.path().to_string();
-            let path = path.trim_start_matches('?');
-            let field = if path == "." {
-                list.to_owned()
-            } else if path.starts_with('[') || list.is_empty() {
-                format!("{list}{path}")
-            } else {
-                format!("{list}.{path}")
-            };
-            ApiError::invalid_fields(vec![FieldError::new(field, inner.to_string())])
-        }
-    })
-}
-
-/// Whether the body stopped arriving (see `--body-timeout`).
-fn timed_out(rejection: &BytesRejection) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
-    while let Some(err) = source {
-        if err.is::<crate::server::BodyTimeout>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// Clients name locations case-insensitively; store the canonical label.
@@ -238,7 +185,7 @@ async fn push(
 async fn put_gateways(
     State(state): State<SharedState>,
     agent: Result<Agent, ApiError>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     counted::<Gateway>(&state, agent, body).await
 }
@@ -273,7 +220,7 @@ async fn put_gateways(
 async fn put_bridges(
     State(state): State<SharedState>,
     agent: Result<Agent, ApiError>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     counted::<Bridge>(&state, agent, body).await
 }
@@ -283,7 +230,7 @@ async fn put_bridges(
 async fn counted<T: Pushed>(
     state: &SharedState,
     agent: Result<Agent, ApiError>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let result = match agent {
         Ok(agent) => put_all::<T>(state, &agent, body).await,
@@ -336,11 +283,11 @@ impl Pushed for Gateway {
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
-        gateway_row(self, Origin::Agent, Some(agent))
+        ResourceRow::from_gateway(self, Origin::Agent, Some(agent))
     }
 
     fn from_row(row: &ResourceRow) -> Self {
-        crate::inventory::to_gateway(row)
+        row.to_gateway()
     }
 }
 
@@ -364,11 +311,11 @@ impl Pushed for Bridge {
     }
 
     fn row(&self, agent: &str) -> ResourceRow {
-        bridge_row(self, Origin::Agent, Some(agent))
+        ResourceRow::from_bridge(self, Origin::Agent, Some(agent))
     }
 
     fn from_row(row: &ResourceRow) -> Self {
-        crate::inventory::to_bridge(row)
+        row.to_bridge()
     }
 }
 
@@ -377,9 +324,9 @@ impl Pushed for Bridge {
 async fn put_all<T: Pushed>(
     state: &SharedState,
     agent: &Agent,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonBody, ApiError>,
 ) -> Result<Response, ApiError> {
-    let mut items: Vec<T> = parse_body(body, T::LIST)?;
+    let mut items: Vec<T> = body?.parse(T::LIST)?;
     if let Some(error) = check_count(items.len(), state.max_resources_per_agent, T::LIST) {
         return Err(ApiError::invalid_fields(vec![error]));
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod agent;
+mod body;
 pub mod cached;
 mod client;
 mod consistency;

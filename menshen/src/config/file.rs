@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use crate::geo;
-use crate::inventory::validate::{FieldError, Policy, check_bridges, check_gateways};
-use crate::store::{LocationRow, Origin, ResourceKind, ResourceRow, ServiceSettings};
+use crate::inventory::validate::{
+    FieldError, LocationInput, Policy, check_bridges, check_gateways, location_problems,
+};
+use crate::store::{LocationRow, Origin, ProviderRows, ResourceRow, ServiceSettings};
 
 /// A provider file that could not be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +277,22 @@ fn obfs4() -> String {
     "obfs4".into()
 }
 
+impl LocationSection {
+    /// The location in the shape every location is checked and stored in.
+    pub fn input(&self, label: &str) -> LocationInput {
+        LocationInput {
+            label: label.to_owned(),
+            display_name: self.display_name.clone(),
+            country_code: self.country_code.clone(),
+            lat: self.lat,
+            lon: self.lon,
+            timezone: self.timezone,
+            hemisphere: self.hemisphere.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
 impl GatewaySection {
     pub fn to_model(&self) -> Gateway {
         Gateway {
@@ -315,54 +332,6 @@ impl BridgeSection {
             auth: self.auth.clone(),
             options: self.options.clone(),
         }
-    }
-}
-
-/// A gateway's fields as a stored row.
-pub fn gateway_row(g: &Gateway, origin: Origin, agent: Option<&str>) -> ResourceRow {
-    ResourceRow {
-        kind: ResourceKind::Gateway,
-        host: g.host.clone(),
-        ip_addr: g.ip_addr.clone(),
-        ip6_addr: g.ip6_addr.clone(),
-        location: g.location.clone(),
-        port: g.port,
-        transport: g.transport.clone(),
-        kind_type: g.kind.clone(),
-        load: g.load,
-        overloaded: g.overloaded,
-        healthy: g.healthy,
-        experimental: g.experimental,
-        bucket: g.bucket.clone(),
-        auth: String::new(),
-        options: "{}".into(),
-        last_seen_millis: g.last_seen_millis,
-        origin: origin.as_str().into(),
-        agent: agent.map(str::to_owned),
-    }
-}
-
-/// A bridge's fields as a stored row.
-pub fn bridge_row(b: &Bridge, origin: Origin, agent: Option<&str>) -> ResourceRow {
-    ResourceRow {
-        kind: ResourceKind::Bridge,
-        host: b.host.clone(),
-        ip_addr: b.ip_addr.clone(),
-        ip6_addr: b.ip6_addr.clone(),
-        location: b.location.clone(),
-        port: b.port,
-        transport: b.transport.clone(),
-        kind_type: b.kind.clone(),
-        load: b.load,
-        overloaded: b.overloaded,
-        healthy: b.healthy,
-        experimental: b.experimental,
-        bucket: b.bucket.clone(),
-        auth: b.auth.clone(),
-        options: serde_json::to_string(&b.options).unwrap_or_else(|_| "{}".into()),
-        last_seen_millis: b.last_seen_millis,
-        origin: origin.as_str().into(),
-        agent: agent.map(str::to_owned),
     }
 }
 
@@ -504,44 +473,11 @@ impl ProviderFile {
                     FieldError::new(format!("locations.{label}.{field}"), message),
                 ))
             };
-            if !valid_label(label) {
-                err(
-                    "label",
-                    "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
-                );
+            for e in location_problems(&loc.input(label)) {
+                err(&e.field, e.message);
             }
             if !labels.insert(label.to_ascii_lowercase()) {
                 err("label", "differs from another location only in case".into());
-            }
-            if loc.display_name.trim().is_empty() {
-                err("display_name", "must not be empty".into());
-            }
-            if geo::country(&loc.country_code).is_none() {
-                err(
-                    "country_code",
-                    format!("{:?} is not an ISO 3166-1 alpha-2 code", loc.country_code),
-                );
-            }
-            match (loc.lat, loc.lon) {
-                (Some(lat), Some(lon)) => {
-                    if !(-90.0..=90.0).contains(&lat) {
-                        err("lat", format!("{lat} is outside -90..90"));
-                    }
-                    if !(-180.0..=180.0).contains(&lon) {
-                        err("lon", format!("{lon} is outside -180..180"));
-                    }
-                }
-                (None, None) => {}
-                (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
-                (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
-            }
-            if let Some(tz) = loc.timezone
-                && !(-12..=14).contains(&tz)
-            {
-                err("timezone", format!("{tz} is outside -12..14 hours"));
-            }
-            if !matches!(loc.hemisphere.as_str(), "" | "N" | "S") {
-                err("hemisphere", "must be N or S".into());
             }
         }
 
@@ -567,28 +503,20 @@ impl ProviderFile {
         errors
     }
 
+    /// Everything the file defines, as the store keeps it.
+    pub fn rows(&self) -> ProviderRows {
+        ProviderRows {
+            provider: self.provider.to_model(),
+            service: self.service.to_settings(),
+            locations: self.location_rows(),
+            resources: self.resource_rows(),
+        }
+    }
+
     pub fn location_rows(&self) -> Vec<LocationRow> {
         self.locations
             .iter()
-            .map(|(label, loc)| {
-                let loc = loc.get_ref();
-                let hemisphere = match (loc.hemisphere.as_str(), loc.lat) {
-                    ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
-                    ("", Some(_)) => "N".to_owned(),
-                    (h, _) => h.to_owned(),
-                };
-                LocationRow {
-                    label: label.clone(),
-                    display_name: loc.display_name.clone(),
-                    country_code: loc.country_code.to_ascii_uppercase(),
-                    lat: loc.lat,
-                    lon: loc.lon,
-                    timezone: loc.timezone,
-                    hemisphere,
-                    region: loc.region.clone(),
-                    origin: Origin::Config.as_str().into(),
-                }
-            })
+            .map(|(label, loc)| loc.get_ref().input(label).to_row(Origin::Config))
             .collect()
     }
 
@@ -596,21 +524,13 @@ impl ProviderFile {
         let gateways = self
             .gateways
             .iter()
-            .map(|g| gateway_row(&g.get_ref().to_model(), Origin::Config, None));
+            .map(|g| ResourceRow::from_gateway(&g.get_ref().to_model(), Origin::Config, None));
         let bridges = self
             .bridges
             .iter()
-            .map(|b| bridge_row(&b.get_ref().to_model(), Origin::Config, None));
+            .map(|b| ResourceRow::from_bridge(&b.get_ref().to_model(), Origin::Config, None));
         gateways.chain(bridges).collect()
     }
-}
-
-/// A location label as clients may send it in `loc`.
-pub fn valid_label(label: &str) -> bool {
-    (1..=64).contains(&label.len())
-        && label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// The line a field path like `gateway[3].port` points at: the line of that

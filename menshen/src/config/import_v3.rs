@@ -19,8 +19,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Table;
 
-use super::file::{ProviderFile, valid_label};
+use super::file::ProviderFile;
 use crate::inventory::validate::Policy;
+use crate::inventory::validate::valid_label;
 
 #[derive(Debug, Deserialize)]
 struct EipService {

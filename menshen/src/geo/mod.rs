@@ -40,6 +40,14 @@ impl Locator {
     }
 }
 
+/// Where a location is, for ordering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Place {
+    pub position: Option<Position>,
+    /// Whole hours from UTC.
+    pub timezone: Option<i64>,
+}
+
 /// A point on Earth, in degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Position {

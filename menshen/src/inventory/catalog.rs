@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::geo::Position;
-
-use super::Place;
+use crate::geo::{Place, Position};
 
 /// One resource as given to [`CatalogBuilder::push`].
 #[derive(Debug, Clone)]

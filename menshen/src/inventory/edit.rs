@@ -8,106 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Status;
-use super::validate::{FieldError, Policy, check_bridges, check_gateways};
-use crate::auth::invite::valid_bucket;
-use crate::config::file::{bridge_row, gateway_row, valid_label};
-use crate::store::{Inventory, LocationRow, Origin, OverrideRow, ResourceKind, ResourceRow};
-
-/// A location as operators write it.
-#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct LocationInput {
-    /// 1-64 letters, digits, '-', '_' or '.'; unique ignoring case. Taken
-    /// from the path when updating.
-    pub label: String,
-    pub display_name: String,
-    /// ISO 3166-1 alpha-2.
-    pub country_code: String,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    /// Whole hours from UTC, -12 to 14.
-    pub timezone: Option<i64>,
-    /// `N` or `S`; from `lat` when left out.
-    pub hemisphere: String,
-    pub region: String,
-}
-
-impl From<LocationRow> for LocationInput {
-    fn from(l: LocationRow) -> Self {
-        LocationInput {
-            label: l.label,
-            display_name: l.display_name,
-            country_code: l.country_code,
-            lat: l.lat,
-            lon: l.lon,
-            timezone: l.timezone,
-            hemisphere: l.hemisphere,
-            region: l.region,
-        }
-    }
-}
-
-/// Checks a location with the same rules as for locations in the provider
-/// file, and returns it as stored (origin `admin`).
-pub fn check_location(input: &LocationInput) -> Result<LocationRow, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    let mut err = |field: &str, message: String| errors.push(FieldError::new(field, message));
-    if !valid_label(&input.label) {
-        err(
-            "label",
-            "a label is 1-64 letters, digits, '-', '_' or '.'".into(),
-        );
-    }
-    if input.display_name.trim().is_empty() {
-        err("display_name", "must not be empty".into());
-    }
-    if crate::geo::country(&input.country_code).is_none() {
-        err(
-            "country_code",
-            format!("{:?} is not an ISO 3166-1 alpha-2 code", input.country_code),
-        );
-    }
-    match (input.lat, input.lon) {
-        (Some(lat), Some(lon)) => {
-            if !(-90.0..=90.0).contains(&lat) {
-                err("lat", format!("{lat} is outside -90..90"));
-            }
-            if !(-180.0..=180.0).contains(&lon) {
-                err("lon", format!("{lon} is outside -180..180"));
-            }
-        }
-        (None, None) => {}
-        (Some(_), None) => err("lon", "lat is given, so lon is required".into()),
-        (None, Some(_)) => err("lat", "lon is given, so lat is required".into()),
-    }
-    if let Some(tz) = input.timezone
-        && !(-12..=14).contains(&tz)
-    {
-        err("timezone", format!("{tz} is outside -12..14 hours"));
-    }
-    if !matches!(input.hemisphere.as_str(), "" | "N" | "S") {
-        err("hemisphere", "must be N or S".into());
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let hemisphere = match (input.hemisphere.as_str(), input.lat) {
-        ("", Some(lat)) if lat < 0.0 => "S".to_owned(),
-        ("", Some(_)) => "N".to_owned(),
-        (h, _) => h.to_owned(),
-    };
-    Ok(LocationRow {
-        label: input.label.clone(),
-        display_name: input.display_name.clone(),
-        country_code: input.country_code.to_ascii_uppercase(),
-        lat: input.lat,
-        lon: input.lon,
-        timezone: input.timezone,
-        hemisphere,
-        region: input.region.clone(),
-        origin: Origin::Admin.as_str().into(),
-    })
-}
+use super::validate::{FieldError, Policy, check_bridges, check_gateways, valid_bucket};
+pub use super::validate::{LocationInput, check_location};
+use crate::store::{Inventory, Origin, OverrideRow, ResourceKind, ResourceRow};
 
 /// What an operator set on a resource; `null` means the resource's own value.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -308,7 +211,7 @@ pub fn new_gateway(
     if !errors.is_empty() {
         return Err(one(errors));
     }
-    Ok(gateway_row(&g, Origin::Admin, None))
+    Ok(ResourceRow::from_gateway(&g, Origin::Admin, None))
 }
 
 /// A bridge defined by hand (origin `admin`), from its JSON as clients see
@@ -342,7 +245,7 @@ pub fn new_bridge(
     if !errors.is_empty() {
         return Err(one(errors));
     }
-    Ok(bridge_row(&b, Origin::Admin, None))
+    Ok(ResourceRow::from_bridge(&b, Origin::Admin, None))
 }
 
 #[cfg(test)]

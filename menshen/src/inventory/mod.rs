@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::watch;
 
-use crate::geo::Position;
+use crate::geo::{Place, Position};
 use crate::store::{Inventory, Outages, OverrideRow, ResourceKind, ResourceRow, Store, now_millis};
 use crate::telemetry::Metrics;
 use catalog::{Catalog, CatalogBuilder, Item};
@@ -83,14 +83,6 @@ impl Default for SnapshotOptions {
             order_seed: None,
         }
     }
-}
-
-/// Where a location is, for ordering.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Place {
-    pub position: Option<Position>,
-    /// Whole hours from UTC.
-    pub timezone: Option<i64>,
 }
 
 /// Shortest time between the starts of two reloads caused by change
@@ -207,46 +199,6 @@ impl Status {
     }
 }
 
-/// A stored row as a client sees it.
-pub fn to_gateway(r: &ResourceRow) -> Gateway {
-    Gateway {
-        host: r.host.clone(),
-        ip_addr: r.ip_addr.clone(),
-        ip6_addr: r.ip6_addr.clone(),
-        location: r.location.clone(),
-        port: r.port,
-        transport: r.transport.clone(),
-        kind: r.kind_type.clone(),
-        load: r.load,
-        overloaded: r.overloaded,
-        healthy: r.healthy,
-        experimental: r.experimental,
-        bucket: r.bucket.clone(),
-        last_seen_millis: r.last_seen_millis,
-    }
-}
-
-/// A stored row as a client sees it.
-pub fn to_bridge(r: &ResourceRow) -> Bridge {
-    Bridge {
-        host: r.host.clone(),
-        ip_addr: r.ip_addr.clone(),
-        ip6_addr: r.ip6_addr.clone(),
-        location: r.location.clone(),
-        port: r.port,
-        transport: r.transport.clone(),
-        kind: r.kind_type.clone(),
-        load: r.load,
-        overloaded: r.overloaded,
-        healthy: r.healthy,
-        experimental: r.experimental,
-        bucket: r.bucket.clone(),
-        last_seen_millis: r.last_seen_millis,
-        auth: r.auth.clone(),
-        options: r.options_map(),
-    }
-}
-
 /// Formats a coordinate the way clients expect it: a decimal string.
 fn coordinate(value: Option<f64>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
@@ -298,8 +250,8 @@ impl Snapshot {
                 next_expiry = Some(next_expiry.map_or(expiry, |e| e.min(expiry)));
             }
             match r.kind {
-                ResourceKind::Gateway => gateways.push(to_gateway(r)),
-                ResourceKind::Bridge => bridges.push(to_bridge(r)),
+                ResourceKind::Gateway => gateways.push(r.to_gateway()),
+                ResourceKind::Bridge => bridges.push(r.to_bridge()),
             }
         }
 

@@ -328,8 +328,8 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geo::Position;
-    use crate::inventory::Place;
+    use crate::geo::{Place, Position};
+
     use crate::inventory::catalog::{CatalogBuilder, Item};
     use rand::SeedableRng;
     use rand::rngs::SmallRng;

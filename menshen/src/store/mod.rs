@@ -19,11 +19,9 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
 pub use rows::{
-    AdminRevocations, Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ResourceKind,
-    ResourceRow, ServiceSettings,
+    AdminRevocations, Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ProviderRows,
+    ResourceKind, ResourceRow, ServiceSettings,
 };
-
-use crate::config::file::ProviderFile;
 
 /// The Postgres channel on which writers announce inventory changes.
 const CHANGE_CHANNEL: &str = "menshen_inventory";
@@ -445,12 +443,15 @@ impl Store {
     /// settings replaced, its locations and resources created or updated,
     /// and what an earlier version of the file defined but this one no longer
     /// does removed. Applying the same file twice changes nothing.
-    pub async fn apply_provider_file(&self, file: &ProviderFile) -> anyhow::Result<()> {
+    pub async fn apply_provider_file(&self, file: &ProviderRows) -> anyhow::Result<()> {
         let now = now_millis();
-        let provider = serde_json::to_string(&file.provider.to_model())?;
-        let service = serde_json::to_string(&file.service.to_settings())?;
-        let locations = file.location_rows();
-        let resources = file.resource_rows();
+        let provider = serde_json::to_string(&file.provider)?;
+        let service = serde_json::to_string(&file.service)?;
+        let ProviderRows {
+            locations,
+            resources,
+            ..
+        } = file;
         let config = Origin::Config.as_str();
 
         with_pool!(&self.db, |pool| {
@@ -494,7 +495,7 @@ impl Store {
                 }
             }
 
-            for loc in &locations {
+            for loc in locations {
                 sqlx::query(
                     "INSERT INTO locations (label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -516,7 +517,7 @@ impl Store {
                 .await?;
             }
 
-            for r in &resources {
+            for r in resources {
                 let query = sqlx::query(
                     "INSERT INTO resources (kind, host, ip_addr, ip6_addr, location, port, transport, type, load, \
                      overloaded, healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent) \

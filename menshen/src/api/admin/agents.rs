@@ -1,8 +1,6 @@
 //! Agents: `/admin/v1/agents`, as `menshen agent` does.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -11,6 +9,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
+use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::auth::{random_id, valid_agent_name};
 use crate::inventory::validate::FieldError;
@@ -106,9 +105,9 @@ async fn list_agents(
 async fn create_agent(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
-    let input: NewAgent = super::parse(body)?;
+    let input: NewAgent = body.object()?;
     let mut errors = Vec::new();
     if !valid_agent_name(&input.name) {
         errors.push(FieldError::new(

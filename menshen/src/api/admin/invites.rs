@@ -1,8 +1,7 @@
 //! Invite tokens: `/admin/v1/invites`, as `menshen invite` does.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -11,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
+use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::auth::invite;
 use crate::inventory::validate::FieldError;
@@ -128,9 +128,9 @@ async fn list_invites(
 async fn create_invites(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<CreatedInvites>), ApiError> {
-    let mut input: NewInvites = super::parse(body)?;
+    let mut input: NewInvites = body.object()?;
     let mut errors = Vec::new();
     if input.buckets.is_empty() {
         errors.push(FieldError::new("buckets", "name at least one bucket"));

@@ -1,8 +1,6 @@
 //! Locations: `/admin/v1/locations`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -11,6 +9,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
+use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::inventory::edit::{LocationInput, check_location};
 use crate::inventory::validate::FieldError;
@@ -96,9 +95,9 @@ async fn list_locations(
 async fn create_location(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<LocationView>), ApiError> {
-    let input: LocationInput = super::parse(body)?;
+    let input: LocationInput = body.object()?;
     let row = check(&input)?;
     let audit = AuditEntry::new(
         &who.subject,
@@ -133,9 +132,9 @@ async fn update_location(
     Admin(who): Admin,
     State(state): State<SharedState>,
     Path(label): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<LocationView>, ApiError> {
-    let mut input: LocationInput = super::parse(body)?;
+    let mut input: LocationInput = body.object()?;
     if !input.label.is_empty() && input.label != label {
         return Err(ApiError::invalid_fields(vec![FieldError::new(
             "label",

@@ -5,17 +5,15 @@
 //! agent's pushes.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use menshen_model::{Bridge, Gateway};
-use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
+use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
 use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
@@ -42,10 +40,6 @@ async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResour
 }
 
 /// The body as JSON: 400 when it is not.
-fn parse_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    super::parse(body)
-}
-
 /// The label of location `name` (ignoring case) in the current snapshot.
 fn location_label(state: &SharedState) -> impl Fn(&str) -> Option<String> + use<> {
     let snapshot = state.inventory.snapshot();
@@ -93,9 +87,9 @@ async fn set_overrides(
     who: &str,
     kind: ResourceKind,
     host: String,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<AdminResource>, ApiError> {
-    let input: Overrides = super::parse(body)?;
+    let input: Overrides = body.object()?;
     let over = input
         .check(kind, &host)
         .map_err(|e| ApiError::invalid_fields(vec![e]))?;
@@ -153,10 +147,10 @@ async fn list_gateways(
 async fn create_gateway(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
     let row = new_gateway(
-        parse_value(body)?,
+        body.object()?,
         &location_label(&state),
         now_millis(),
         &state.policy,
@@ -212,7 +206,7 @@ async fn set_gateway_overrides(
     Admin(who): Admin,
     State(state): State<SharedState>,
     Path(host): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<AdminResource>, ApiError> {
     set_overrides(&state, &who.subject, ResourceKind::Gateway, host, body).await
 }
@@ -254,10 +248,10 @@ async fn list_bridges(
 async fn create_bridge(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
     let row = new_bridge(
-        parse_value(body)?,
+        body.object()?,
         &location_label(&state),
         now_millis(),
         &state.policy,
@@ -313,7 +307,7 @@ async fn set_bridge_overrides(
     Admin(who): Admin,
     State(state): State<SharedState>,
     Path(host): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<AdminResource>, ApiError> {
     set_overrides(&state, &who.subject, ResourceKind::Bridge, host, body).await
 }

@@ -2,9 +2,7 @@
 //! A provider file given at start writes its own settings again then.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use menshen_model::Provider;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
+use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, ServiceSettings, now_millis};
@@ -70,9 +69,9 @@ async fn get_provider(
 async fn put_provider(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<Provider>, ApiError> {
-    let mut provider: Provider = super::parse(body)?;
+    let mut provider: Provider = body.object()?;
     let mut errors = Vec::new();
     if provider.domain.trim().is_empty() {
         errors.push(FieldError::new("domain", "must not be empty"));
@@ -133,9 +132,9 @@ async fn get_service(
 async fn put_service(
     Admin(who): Admin,
     State(state): State<SharedState>,
-    body: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<ServiceSettings>, ApiError> {
-    let service: ServiceSettings = super::parse(body)?;
+    let service: ServiceSettings = body.object()?;
     let mut errors = Vec::new();
     if service.auth.trim().is_empty() {
         errors.push(FieldError::new("auth", "must not be empty"));

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    Db, LocationRow, Origin, OverrideRow, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store,
-    bind_resource,
+    Db, LOCATION_COLUMNS, LocationRow, Origin, OverrideRow, RESOURCE_COLUMNS, ResourceKind,
+    ResourceRow, Store, bind_location, bind_resource,
 };
 
 /// Why an operator's change was not made.
@@ -88,8 +88,6 @@ type RawAudit = (
     Option<String>,
 );
 
-const LOCATION_COLUMNS: &str =
-    "label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin";
 /// Why an operator may not delete a resource of this origin, if not.
 fn owned_elsewhere(row: &ResourceRow) -> Option<String> {
     if row.origin == Origin::Config.as_str() {
@@ -129,21 +127,13 @@ impl Store {
                     "location {label:?} already exists"
                 )));
             }
-            sqlx::query(
-                "INSERT INTO locations (label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(&loc.label)
-            .bind(&loc.display_name)
-            .bind(&loc.country_code)
-            .bind(loc.lat)
-            .bind(loc.lon)
-            .bind(loc.timezone)
-            .bind(&loc.hemisphere)
-            .bind(&loc.region)
-            .bind(Origin::Admin.as_str())
-            .execute(&mut *tx)
-            .await?;
+            let insert = format!(
+                "INSERT INTO locations ({LOCATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            );
+            bind_location(sqlx::query(sqlx::AssertSqlSafe(insert)), loc)
+                .bind(Origin::Admin.as_str())
+                .execute(&mut *tx)
+                .await?;
             audit!(tx, &audit.after(loc));
             commit_and_announce!(self, tx);
         });
@@ -173,20 +163,11 @@ impl Store {
                     loc.label
                 )));
             }
-            sqlx::query(
-                "UPDATE locations SET display_name = $1, country_code = $2, lat = $3, lon = $4, timezone = $5, \
-                 hemisphere = $6, region = $7 WHERE label = $8",
-            )
-            .bind(&loc.display_name)
-            .bind(&loc.country_code)
-            .bind(loc.lat)
-            .bind(loc.lon)
-            .bind(loc.timezone)
-            .bind(&loc.hemisphere)
-            .bind(&loc.region)
-            .bind(&loc.label)
-            .execute(&mut *tx)
-            .await?;
+            let update = "UPDATE locations SET display_name = $2, country_code = $3, lat = $4, lon = $5, \
+                 timezone = $6, hemisphere = $7, region = $8 WHERE label = $1";
+            bind_location(sqlx::query(update), loc)
+                .execute(&mut *tx)
+                .await?;
             audit!(tx, &audit.before(&before).after(loc));
             commit_and_announce!(self, tx);
             Ok(before)

@@ -24,7 +24,7 @@ pub use rows::{
 };
 
 /// The Postgres channel on which writers announce inventory changes.
-const CHANGE_CHANNEL: &str = "menshen_inventory";
+pub(crate) const CHANGE_CHANNEL: &str = "menshen_inventory";
 
 /// Runs `$body` with `$pool` bound to whichever pool the store has. The body
 /// is compiled once per engine, so the same query text serves both.
@@ -45,7 +45,8 @@ macro_rules! commit_and_announce {
         if $store.is_postgres() {
             // Signed with this process's id, so that its own listener can
             // tell its own changes (already announced locally) from others'.
-            sqlx::query("SELECT pg_notify('menshen_inventory', $1)")
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind($crate::store::CHANGE_CHANNEL)
                 .bind(&*$store.id)
                 .execute(&mut *$tx)
                 .await?;
@@ -389,17 +390,14 @@ impl Store {
                 sqlx::query_as("SELECT name, value FROM settings")
                     .fetch_all(&mut *tx)
                     .await?;
-            let locations: Vec<LocationRow> = sqlx::query_as(
-                "SELECT label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin \
-                 FROM locations ORDER BY label",
-            )
+            let locations: Vec<LocationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {LOCATION_COLUMNS} FROM locations ORDER BY label"
+            )))
             .fetch_all(&mut *tx)
             .await?;
-            let resources: Vec<ResourceRow> = sqlx::query_as(
-                "SELECT kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
-                 healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent \
-                 FROM resources ORDER BY kind, host",
-            )
+            let resources: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources ORDER BY kind, host"
+            )))
             .fetch_all(&mut *tx)
             .await?;
             let invite_rows: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(
@@ -453,6 +451,23 @@ impl Store {
             ..
         } = file;
         let config = Origin::Config.as_str();
+        let upsert_location = format!(
+            "INSERT INTO locations ({LOCATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (label) DO UPDATE SET display_name = excluded.display_name, \
+             country_code = excluded.country_code, lat = excluded.lat, lon = excluded.lon, \
+             timezone = excluded.timezone, hemisphere = excluded.hemisphere, region = excluded.region, \
+             origin = excluded.origin"
+        );
+        let upsert_resource = format!(
+            "INSERT INTO resources ({RESOURCE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+             ON CONFLICT (kind, host) DO UPDATE SET ip_addr = excluded.ip_addr, ip6_addr = excluded.ip6_addr, \
+             location = excluded.location, port = excluded.port, transport = excluded.transport, \
+             type = excluded.type, load = excluded.load, overloaded = excluded.overloaded, \
+             healthy = excluded.healthy, experimental = excluded.experimental, bucket = excluded.bucket, \
+             auth = excluded.auth, options = excluded.options, last_seen_millis = excluded.last_seen_millis, \
+             origin = excluded.origin, agent = excluded.agent"
+        );
 
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
@@ -496,39 +511,15 @@ impl Store {
             }
 
             for loc in locations {
-                sqlx::query(
-                    "INSERT INTO locations (label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (label) DO UPDATE SET display_name = excluded.display_name, \
-                     country_code = excluded.country_code, lat = excluded.lat, lon = excluded.lon, \
-                     timezone = excluded.timezone, hemisphere = excluded.hemisphere, region = excluded.region, \
-                     origin = excluded.origin",
-                )
-                .bind(&loc.label)
-                .bind(&loc.display_name)
-                .bind(&loc.country_code)
-                .bind(loc.lat)
-                .bind(loc.lon)
-                .bind(loc.timezone)
-                .bind(&loc.hemisphere)
-                .bind(&loc.region)
-                .bind(&loc.origin)
-                .execute(&mut *tx)
-                .await?;
+                let query = sqlx::query(sqlx::AssertSqlSafe(upsert_location.clone()));
+                bind_location(query, loc)
+                    .bind(&loc.origin)
+                    .execute(&mut *tx)
+                    .await?;
             }
 
             for r in resources {
-                let query = sqlx::query(
-                    "INSERT INTO resources (kind, host, ip_addr, ip6_addr, location, port, transport, type, load, \
-                     overloaded, healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                     ON CONFLICT (kind, host) DO UPDATE SET ip_addr = excluded.ip_addr, ip6_addr = excluded.ip6_addr, \
-                     location = excluded.location, port = excluded.port, transport = excluded.transport, \
-                     type = excluded.type, load = excluded.load, overloaded = excluded.overloaded, \
-                     healthy = excluded.healthy, experimental = excluded.experimental, bucket = excluded.bucket, \
-                     auth = excluded.auth, options = excluded.options, last_seen_millis = excluded.last_seen_millis, \
-                     origin = excluded.origin, agent = excluded.agent",
-                );
+                let query = sqlx::query(sqlx::AssertSqlSafe(upsert_resource.clone()));
                 bind_resource(query, r)
                     .bind(&r.origin)
                     .bind(&r.agent)
@@ -601,8 +592,35 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bo
 const RESOURCE_COLUMNS: &str = "kind, host, ip_addr, ip6_addr, location, port, transport, type, load, overloaded, \
      healthy, experimental, bucket, auth, options, last_seen_millis, origin, agent";
 
+/// The columns of `locations`, in the order [`bind_location`] binds them
+/// (followed by `origin`).
+const LOCATION_COLUMNS: &str =
+    "label, display_name, country_code, lat, lon, timezone, hemisphere, region, origin";
+
 /// A query of either engine.
 type AnyQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>;
+
+/// Binds a location row's columns `label` to `region`, in the order of
+/// [`LOCATION_COLUMNS`]; the caller binds `origin`.
+fn bind_location<'q, DB: sqlx::Database>(
+    query: AnyQuery<'q, DB>,
+    l: &'q LocationRow,
+) -> AnyQuery<'q, DB>
+where
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<i64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<f64>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(l.label.as_str())
+        .bind(l.display_name.as_str())
+        .bind(l.country_code.as_str())
+        .bind(l.lat)
+        .bind(l.lon)
+        .bind(l.timezone)
+        .bind(l.hemisphere.as_str())
+        .bind(l.region.as_str())
+}
 
 /// Binds a resource row's columns `kind` to `last_seen_millis`, in the
 /// order of [`RESOURCE_COLUMNS`]; the caller binds `origin` and `agent`.

@@ -188,7 +188,7 @@ fn gateway(
         management_password_file: None,
         capacity: NonZeroU32::new(capacity).unwrap(),
         overload_threshold: 0.9,
-        probe_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        probe_addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
         experimental: false,
         bucket: String::new(),
     }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use menshen_model::Gateway;
+use menshen_model::{Gateway, GatewayType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -354,7 +354,7 @@ pub async fn observe(
         location: host.location.clone(),
         port: i64::from(g.port),
         transport: g.transport.as_str().to_owned(),
-        kind: "openvpn".to_owned(),
+        kind: GatewayType::Openvpn.as_str().to_owned(),
         experimental: g.experimental,
         bucket: g.bucket.clone(),
         ..Default::default()
@@ -374,10 +374,17 @@ pub async fn observe(
         None => None,
     };
     let stats = look(g.management, password.as_deref(), want_status, timeout);
+    // A udp port cannot be checked with a connection.
+    let checked = match g.transport {
+        GatewayTransport::Tcp => g.probe_addr,
+        GatewayTransport::Udp => None,
+    };
     let port = async {
-        match g.transport {
-            GatewayTransport::Tcp => probe::tcp_accepts(g.probe_addr, timeout).await,
-            GatewayTransport::Udp => Ok(()),
+        match checked {
+            Some(addr) => probe::tcp_accepts(addr, timeout)
+                .await
+                .map_err(|e| (addr, e)),
+            None => Ok(()),
         }
     };
     let (stats, port) = tokio::join!(stats, port);
@@ -395,8 +402,8 @@ pub async fn observe(
         }
         Err(e) => problems.push(format!("management interface {}: {e}", g.management)),
     }
-    if let Err(e) = port {
-        problems.push(format!("port {}: {e}", g.probe_addr));
+    if let Err((addr, e)) = port {
+        problems.push(format!("port {addr}: {e}"));
     }
     gateway.healthy = problems.is_empty();
     GatewayState {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{agent_command, free_port, wait_until, write_config};
+use common::{free_port, wait_until, write_config};
 use menshen_agent::obfs4;
 
 /// obfs4proxy, killed when dropped.
@@ -88,8 +88,9 @@ fn start_obfs4proxy(
     (child, cert, iat)
 }
 
+/// What the agent would push for a bridge on `port` with its state in `state`.
 fn dry_run(dir: &Path, port: u16, state: &Path) -> serde_json::Value {
-    let config = write_config(
+    common::dry_run(&write_config(
         dir,
         &format!(
             r#"
@@ -106,16 +107,7 @@ probe_addr = "127.0.0.1:{port}"
 "#,
             state.display()
         ),
-    );
-    let out = agent_command(&["--config", config.to_str().unwrap(), "--once", "--dry-run"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    ))
 }
 
 #[test]

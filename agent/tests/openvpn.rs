@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Process, agent_command, free_port, wait_until, write_config};
+use common::{Process, dry_run, free_port, wait_until, write_config};
 use menshen_agent::config::{GatewayTransport, HostConfig, OpenvpnConfig};
 use menshen_agent::openvpn;
 
@@ -188,7 +188,7 @@ fn gateway(
         management_password_file: None,
         capacity: NonZeroU32::new(capacity).unwrap(),
         overload_threshold: 0.9,
-        probe_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        probe_addr: Some(SocketAddr::from(([127, 0, 0, 1], port))),
         experimental: false,
         bucket: String::new(),
     }
@@ -290,15 +290,7 @@ capacity = 1
 "#
         ),
     );
-    let out = agent_command(&["--config", config.to_str().unwrap(), "--once", "--dry-run"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = dry_run(&config);
     let g = &printed["gateways"][0];
     assert_eq!(g["host"], "ams1.example.org");
     assert_eq!(g["healthy"], true);

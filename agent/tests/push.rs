@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{FakeMenshen, Process, agent_command, free_port, write_config};
+use common::{FakeMenshen, Process, agent_command, dry_run, free_port, succeeds, write_config};
 use serde_json::json;
 
 /// Room on top of upper time bounds for a busy machine: the bounds check
@@ -72,26 +72,52 @@ probe_addr = "127.0.0.1:{bridge_port}"
     )
 }
 
-fn bridge_listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    (l, port)
+/// The host of [`setup`] in a folder of its own, its bridge listening.
+struct Host {
+    dir: tempfile::TempDir,
+    /// The bridge's port accepts connections until this is dropped.
+    bridge: TcpListener,
+    port: u16,
+    config: PathBuf,
 }
 
-fn run_once(config: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["--config", config.to_str().unwrap(), "--once"];
-    args.extend_from_slice(extra);
-    agent_command(&args).output().unwrap()
+impl Host {
+    fn new(menshen: &str) -> Host {
+        Host::with(menshen, "")
+    }
+
+    /// With `top` before the tables.
+    fn with(menshen: &str, top: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let bridge = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = bridge.local_addr().unwrap().port();
+        let config = setup(dir.path(), menshen, port, top);
+        Host {
+            dir,
+            bridge,
+            port,
+            config,
+        }
+    }
+
+    /// `menshen-agent --once` and `extra`, to its end.
+    fn once(&self, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["--config", self.config.to_str().unwrap(), "--once"];
+        args.extend_from_slice(extra);
+        agent_command(&args).output().unwrap()
+    }
+
+    fn daemon(&self) -> Process {
+        common::daemon(&self.config)
+    }
 }
 
 #[test]
 fn once_puts_both_lists_with_the_token() {
     let menshen = FakeMenshen::start(|req, n| (if n == 0 { 201 } else { 200 }, req.body.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
+    let host = Host::new(&menshen.url);
 
-    let out = run_once(&config, &[]);
+    let out = host.once(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -135,7 +161,7 @@ fn once_puts_both_lists_with_the_token() {
             "ip_addr": "192.0.2.10",
             "ip6_addr": "2001:db8::10",
             "location": "amsterdam",
-            "port": port,
+            "port": host.port,
             "transport": "tcp",
             "type": "obfs4",
             "healthy": true,
@@ -147,19 +173,11 @@ fn once_puts_both_lists_with_the_token() {
 #[test]
 fn token_and_url_come_from_the_environment() {
     let menshen = FakeMenshen::echo();
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), "http://127.0.0.1:9", port, "");
-    let out = agent_command(&["--config", config.to_str().unwrap(), "--once"])
-        .env("MENSHEN_AGENT_URL", &menshen.url)
-        .env("MENSHEN_AGENT_TOKEN", "from-env")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = Host::new("http://127.0.0.1:9");
+    let mut once = agent_command(&["--config", host.config.to_str().unwrap(), "--once"]);
+    once.env("MENSHEN_AGENT_URL", &menshen.url)
+        .env("MENSHEN_AGENT_TOKEN", "from-env");
+    succeeds(once);
     let reqs = menshen.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].header("authorization"), Some("Bearer from-env"));
@@ -168,18 +186,10 @@ fn token_and_url_come_from_the_environment() {
 #[test]
 fn dry_run_prints_the_json_and_contacts_nobody() {
     let menshen = FakeMenshen::echo();
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    std::fs::remove_file(dir.path().join("token")).unwrap();
+    let host = Host::new(&menshen.url);
+    std::fs::remove_file(host.dir.path().join("token")).unwrap();
 
-    let out = run_once(&config, &["--dry-run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = dry_run(&host.config);
     assert_eq!(printed["gateways"][0]["host"], "gw1.ams1.example.org");
     assert_eq!(printed["bridges"][0]["options"]["cert"], CERT);
     assert_eq!(printed["bridges"][0]["healthy"], true);
@@ -190,12 +200,10 @@ fn dry_run_prints_the_json_and_contacts_nobody() {
 #[test]
 fn a_bridge_without_state_is_left_out_and_said_so() {
     let menshen = FakeMenshen::echo();
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    std::fs::remove_file(dir.path().join("obfs4/obfs4_bridgeline.txt")).unwrap();
+    let host = Host::new(&menshen.url);
+    std::fs::remove_file(host.dir.path().join("obfs4/obfs4_bridgeline.txt")).unwrap();
 
-    let out = run_once(&config, &[]);
+    let out = host.once(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -220,10 +228,7 @@ fn invalid_fields_are_logged_and_once_fails() {
             .to_string(),
         )
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    let out = run_once(&config, &[]);
+    let out = Host::new(&menshen.url).once(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -234,15 +239,7 @@ fn invalid_fields_are_logged_and_once_fails() {
 
 #[test]
 fn unreachable_menshen_fails_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(
-        dir.path(),
-        &format!("http://127.0.0.1:{}", free_port()),
-        port,
-        "",
-    );
-    let out = run_once(&config, &[]);
+    let out = Host::new(&format!("http://127.0.0.1:{}", free_port())).once(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("unreachable"), "{stderr}");
@@ -258,10 +255,8 @@ fn transient_failures_are_retried_with_backoff() {
             (200, req.body.clone())
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    let agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
+    let host = Host::new(&menshen.url);
+    let agent = host.daemon();
 
     let reqs = menshen.wait_for(4, Duration::from_secs(10));
     // A failed gateways PUT is not followed by the bridges PUT.
@@ -301,15 +296,13 @@ fn a_refused_token_is_logged_and_retried_slowly() {
             "{\"error\":\"unauthorized\",\"message\":\"token revoked\"}".into(),
         )
     });
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
     // interval 1 s, retry.refused 3 s: the slower one wins.
-    let config = setup(dir.path(), &menshen.url, port, "");
-    let text = std::fs::read_to_string(&config)
+    let host = Host::new(&menshen.url);
+    let text = std::fs::read_to_string(&host.config)
         .unwrap()
         .replace("interval = \"60s\"", "interval = \"1s\"");
-    std::fs::write(&config, text).unwrap();
-    let agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
+    std::fs::write(&host.config, text).unwrap();
+    let agent = host.daemon();
 
     let reqs = menshen.wait_for(2, Duration::from_secs(8));
     let gap = reqs[1].at - reqs[0].at;
@@ -331,16 +324,14 @@ fn a_refused_token_is_logged_and_retried_slowly() {
 #[test]
 fn a_change_is_pushed_at_once() {
     let menshen = FakeMenshen::echo();
-    let dir = tempfile::tempdir().unwrap();
-    let (bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    let agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
+    let host = Host::new(&menshen.url);
+    let agent = host.daemon();
 
     let reqs = menshen.wait_for(2, Duration::from_secs(5));
     assert_eq!(reqs[1].json()[0]["healthy"], true);
     // The bridge stops listening: pushed within a check or two, long before
     // the 60 s heartbeat.
-    drop(bridge);
+    drop(host.bridge);
     let stopped = Instant::now();
     let reqs = menshen.wait_for(4, Duration::from_secs(6));
     assert!(stopped.elapsed() < Duration::from_millis(2000 + SLACK_MS));
@@ -355,10 +346,8 @@ fn a_change_is_pushed_at_once() {
 #[test]
 fn sigterm_withdraws_when_configured() {
     let menshen = FakeMenshen::echo();
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "withdraw_on_exit = true");
-    let mut agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
+    let host = Host::with(&menshen.url, "withdraw_on_exit = true");
+    let mut agent = host.daemon();
 
     let reqs = menshen.wait_for(2, Duration::from_secs(5));
     assert_ne!(reqs[0].json(), json!([]));
@@ -382,10 +371,8 @@ fn sigterm_withdraws_when_configured() {
 fn sigterm_exits_promptly_without_withdrawing_by_default() {
     // menshen keeps failing: the agent is in its backoff when told to stop.
     let menshen = FakeMenshen::start(|_, _| (503, String::new()));
-    let dir = tempfile::tempdir().unwrap();
-    let (_bridge, port) = bridge_listener();
-    let config = setup(dir.path(), &menshen.url, port, "");
-    let mut agent = Process::spawn(agent_command(&["--config", config.to_str().unwrap()]));
+    let host = Host::new(&menshen.url);
+    let mut agent = host.daemon();
     menshen.wait_for(1, Duration::from_secs(5));
     agent.signal("TERM");
     let status = agent
@@ -397,23 +384,22 @@ fn sigterm_exits_promptly_without_withdrawing_by_default() {
 
 #[test]
 fn a_bad_configuration_is_refused_with_file_line_and_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = setup(dir.path(), "http://127.0.0.1:9", 443, "");
-    let text = std::fs::read_to_string(&config)
+    let host = Host::new("http://127.0.0.1:9");
+    let text = std::fs::read_to_string(&host.config)
         .unwrap()
         .replace("capacity = 100", "capacity = -3");
-    std::fs::write(&config, text).unwrap();
-    let out = run_once(&config, &["--dry-run"]);
+    std::fs::write(&host.config, text).unwrap();
+    let out = host.once(&["--dry-run"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let path = config.display().to_string();
+    let path = host.config.display().to_string();
     assert!(stderr.contains(&format!("{path}:25:")), "{stderr}");
     assert!(stderr.contains("capacity = -3"), "{stderr}");
 
     // No token anywhere: refused at start (but --dry-run needs none).
-    let config = setup(dir.path(), "http://127.0.0.1:9", 443, "");
-    std::fs::remove_file(dir.path().join("token")).unwrap();
-    let out = agent_command(&["--config", config.to_str().unwrap()])
+    let host = Host::new("http://127.0.0.1:9");
+    std::fs::remove_file(host.dir.path().join("token")).unwrap();
+    let out = agent_command(&["--config", host.config.to_str().unwrap()])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -5,10 +5,19 @@
 //! rules must not change. A field is left out of the JSON when it is empty,
 //! zero or false, except where a comment says "always".
 //!
+//! The names and defaults both sides share (transports, types, the agent's
+//! interval, the resources' TTL) are in [`vocab`].
+//!
 //! With the `openapi` feature the types also describe themselves for
 //! menshen's OpenAPI document (`utoipa::ToSchema`); nothing else needs it.
 
 pub mod v3;
+pub mod vocab;
+
+pub use vocab::{
+    AGENT_INTERVAL, BridgeTransport, BridgeType, GatewayTransport, GatewayType, RESOURCE_TTL,
+    UnknownName,
+};
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,35 @@ pub fn agent_command(args: &[&str]) -> Command {
         .env_remove("MENSHEN_AGENT_LOG_FORMAT")
         .env("RUST_LOG", "debug");
     c
+}
+
+/// Runs `command` to its end; fails the test with its stderr unless it
+/// succeeded.
+pub fn succeeds(mut command: Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// What `menshen-agent --once --dry-run` prints with `config`: the JSON it
+/// would push.
+pub fn dry_run(config: &Path) -> serde_json::Value {
+    let out = succeeds(agent_command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--once",
+        "--dry-run",
+    ]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The agent's daemon with `config`, running until dropped.
+pub fn daemon(config: &Path) -> Process {
+    Process::spawn(agent_command(&["--config", config.to_str().unwrap()]))
 }
 
 /// Writes `text` as `menshen-agent.toml` in `dir`.
@@ -97,18 +126,18 @@ impl Process {
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                // Everything it wrote is in the log once it has exited.
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        // Everything it wrote is in the log once it has exited.
+        if status.is_some()
+            && let Some(reader) = self.reader.take()
+        {
+            let _ = reader.join();
         }
-        None
+        status
     }
 }
 

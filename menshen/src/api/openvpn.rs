@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::Response;
-use menshen_model::Gateway;
+use menshen_model::{Gateway, GatewayTransport};
 use serde_json::{Map, Value};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -286,11 +286,10 @@ fn remotes(gateways: &[&Gateway], max: usize) -> Vec<Remote> {
         } else {
             &g.ip_addr
         };
-        let proto = match g.transport.as_str() {
-            "udp" => "udp",
-            "tcp" => "tcp",
-            _ => continue,
+        let Ok(proto) = g.transport.parse::<GatewayTransport>() else {
+            continue;
         };
+        let proto = proto.as_str();
         if address.is_empty() || !(1..=65535).contains(&g.port) {
             continue;
         }

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use menshen_model::{Bridge, Gateway, Provider, ProviderService};
+use menshen_model::{
+    Bridge, BridgeTransport, BridgeType, Gateway, GatewayType, Provider, ProviderService,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
@@ -235,7 +237,7 @@ pub struct GatewaySection {
 }
 
 fn openvpn() -> String {
-    "openvpn".into()
+    GatewayType::default().as_str().into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,11 +272,11 @@ pub struct BridgeSection {
 }
 
 fn tcp() -> String {
-    "tcp".into()
+    BridgeTransport::default().as_str().into()
 }
 
 fn obfs4() -> String {
-    "obfs4".into()
+    BridgeType::default().as_str().into()
 }
 
 impl LocationSection {

@@ -20,8 +20,9 @@ use serde_json::{Map, Value};
 use toml::Table;
 
 use super::file::ProviderFile;
-use crate::inventory::validate::Policy;
-use crate::inventory::validate::valid_label;
+use menshen_model::GatewayType;
+
+use crate::inventory::validate::{Policy, valid_label};
 
 #[derive(Debug, Deserialize)]
 struct EipService {
@@ -111,16 +112,6 @@ struct V3Provider {
     services: Vec<String>,
 }
 
-/// Options of `obfs4-hop` bridges that are numbers in v5.
-const HOP_NUMBERS: &[&str] = &[
-    "min_hop_seconds",
-    "min_hop_port",
-    "max_hop_port",
-    "hop_jitter",
-    "port_count",
-    "port_seed",
-];
-
 /// What the import needs besides the v3 files.
 #[derive(Debug, Default, Clone)]
 pub struct ImportOptions {
@@ -145,7 +136,7 @@ fn endpoints(caps: &Capabilities) -> Vec<Endpoint> {
             // A port-hopping bridge has no fixed port: one endpoint per
             // protocol, port 0 (none).
             let no_port = [String::from("0")];
-            let ports = if ports.is_empty() && kind != "openvpn" {
+            let ports = if ports.is_empty() && kind != GatewayType::Openvpn.as_str() {
                 &no_port[..]
             } else {
                 ports
@@ -184,9 +175,14 @@ fn endpoints(caps: &Capabilities) -> Vec<Endpoint> {
             || caps
                 .transport
                 .iter()
-                .any(|t| matches!(t, TransportEntry::Name(n) if n.eq_ignore_ascii_case("openvpn")));
+                .any(|t| matches!(t, TransportEntry::Name(n) if n.eq_ignore_ascii_case(GatewayType::Openvpn.as_str())));
         if openvpn {
-            add("openvpn", &caps.protocols, &caps.ports, &no_options);
+            add(
+                GatewayType::Openvpn.as_str(),
+                &caps.protocols,
+                &caps.ports,
+                &no_options,
+            );
         }
     }
     out
@@ -343,7 +339,11 @@ pub fn import(
                 format!(
                     "{}-{}{}{}",
                     gw.host,
-                    if ep.kind == "openvpn" { "" } else { &ep.kind },
+                    if ep.kind == GatewayType::Openvpn.as_str() {
+                        ""
+                    } else {
+                        &ep.kind
+                    },
                     ep.transport,
                     ep.port
                 )
@@ -362,7 +362,7 @@ pub fn import(
             }
             t.insert("transport".into(), ep.transport.clone().into());
             t.insert("type".into(), ep.kind.clone().into());
-            if ep.kind == "openvpn" {
+            if ep.kind == GatewayType::Openvpn.as_str() {
                 gateways.push(toml::Value::from(t));
             } else {
                 let options: Table = ep
@@ -371,12 +371,17 @@ pub fn import(
                     .filter_map(|(k, v)| match v {
                         // v3 writes every option as a string; v5 keeps the
                         // hopping bridges' numbers as numbers.
-                        Value::String(s) if HOP_NUMBERS.contains(&k.as_str()) => Some((
-                            k.clone(),
-                            s.trim()
-                                .parse::<i64>()
-                                .map_or_else(|_| toml::Value::from(s.clone()), toml::Value::from),
-                        )),
+                        Value::String(s)
+                            if menshen_model::vocab::HOP_OPTIONS.contains(&k.as_str()) =>
+                        {
+                            Some((
+                                k.clone(),
+                                s.trim().parse::<i64>().map_or_else(
+                                    |_| toml::Value::from(s.clone()),
+                                    toml::Value::from,
+                                ),
+                            ))
+                        }
                         Value::String(s) => Some((k.clone(), toml::Value::from(s.clone()))),
                         Value::Number(n) => n.as_i64().map(|n| (k.clone(), toml::Value::from(n))),
                         _ => None,

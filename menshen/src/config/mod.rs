@@ -14,11 +14,9 @@ use crate::pki::PkiSettings;
 use crate::server::ConnectionLimits;
 use crate::store::Engine;
 
-/// Default interval at which agents push.
-pub const DEFAULT_AGENT_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Default TTL of pushed resources: four missed heartbeats.
-pub const DEFAULT_RESOURCE_TTL: &str = "60s";
+/// Default TTL of pushed resources (`--resource-ttl`): four missed
+/// heartbeats of an agent at its default interval.
+pub const DEFAULT_RESOURCE_TTL: &str = menshen_model::vocab::RESOURCE_TTL_TEXT;
 
 /// Default number of `remote` lines in a served OpenVPN configuration: what
 /// the desktop client uses.
@@ -94,7 +92,7 @@ impl Settings {
             engine: Engine::Sqlite(data_dir.join("menshen.sqlite")),
             data_dir,
             provider_file: None,
-            resource_ttl: DEFAULT_AGENT_INTERVAL * 4,
+            resource_ttl: menshen_model::vocab::RESOURCE_TTL,
             reload_interval: Duration::from_secs(30),
             signing_key: KeySource::default(),
             pki: PkiSettings::default(),

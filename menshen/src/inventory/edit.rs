@@ -3,7 +3,7 @@
 //! a gateway or bridge is shown to operators. Both call these, so both
 //! apply the same rules.
 
-use menshen_model::{Bridge, Gateway};
+use menshen_model::{Bridge, BridgeTransport, BridgeType, Gateway, GatewayType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -194,7 +194,10 @@ pub fn new_gateway(
 ) -> Result<ResourceRow, Vec<FieldError>> {
     let mut g: Gateway = parse_resource(
         body,
-        &[("type", "openvpn".into()), ("healthy", true.into())],
+        &[
+            ("type", GatewayType::default().as_str().into()),
+            ("healthy", true.into()),
+        ],
     )?;
     g.transport.make_ascii_lowercase();
     g.kind.make_ascii_lowercase();
@@ -225,8 +228,8 @@ pub fn new_bridge(
     let mut b: Bridge = parse_resource(
         body,
         &[
-            ("type", "obfs4".into()),
-            ("transport", "tcp".into()),
+            ("type", BridgeType::default().as_str().into()),
+            ("transport", BridgeTransport::default().as_str().into()),
             ("healthy", true.into()),
         ],
     )?;

@@ -15,10 +15,12 @@ pub use address::{non_public_v4, non_public_v6};
 pub use location::{LocationInput, check_location, location_problems, valid_label};
 pub use resources::{check_bridges, check_gateways};
 
-pub const GATEWAY_TRANSPORTS: &[&str] = &["tcp", "udp"];
-pub const BRIDGE_TRANSPORTS: &[&str] = &["tcp", "kcp", "quic"];
-pub const GATEWAY_TYPES: &[&str] = &["openvpn"];
-pub const BRIDGE_TYPES: &[&str] = &["obfs4", "obfs4-hop"];
+use menshen_model::{BridgeTransport, BridgeType, GatewayTransport, GatewayType};
+
+pub const GATEWAY_TRANSPORTS: &[&str] = GatewayTransport::NAMES;
+pub const BRIDGE_TRANSPORTS: &[&str] = BridgeTransport::NAMES;
+pub const GATEWAY_TYPES: &[&str] = GatewayType::NAMES;
+pub const BRIDGE_TYPES: &[&str] = BridgeType::NAMES;
 
 pub(super) const MAX_HOST_LEN: usize = 253;
 pub const MAX_BUCKET_LEN: usize = 64;
@@ -31,18 +33,20 @@ pub const DEFAULT_MAX_RESOURCES_PER_AGENT: usize = 64;
 pub(super) const OBFS4_CERT_BYTES: usize = 52;
 
 /// The options an obfs4 bridge may carry.
-pub(super) const OBFS4_OPTIONS: &[&str] = &["cert", "iatMode"];
+pub(super) const OBFS4_OPTIONS: &[&str] = &menshen_model::vocab::OBFS4_OPTIONS;
 
-/// The options an obfs4-hop bridge may carry besides [`OBFS4_OPTIONS`]:
-/// whole numbers, with the smallest value each may take.
-pub(super) const HOP_OPTIONS: &[(&str, i64)] = &[
-    ("min_hop_seconds", 1),
-    ("hop_jitter", 0),
-    ("min_hop_port", 1),
-    ("max_hop_port", 1),
-    ("port_count", 1),
-    ("port_seed", 0),
-];
+/// The options an obfs4-hop bridge may carry besides [`OBFS4_OPTIONS`]
+/// (whole numbers, see [`hop_minimum`]).
+pub(super) const HOP_OPTIONS: &[&str] = &menshen_model::vocab::HOP_OPTIONS;
+
+/// The smallest value a port-hopping setting may take: a jitter and a seed
+/// may be 0, the others (seconds, ports, a count) at least 1.
+pub(super) fn hop_minimum(key: &str) -> i64 {
+    match key {
+        "hop_jitter" | "port_seed" => 0,
+        _ => 1,
+    }
+}
 
 /// What the operator allows beyond the rules every gateway and bridge
 /// follows.

@@ -4,12 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use menshen_model::{Bridge, Gateway};
+use menshen_model::{Bridge, BridgeType, Gateway};
 
 use super::{
     BRIDGE_TRANSPORTS, BRIDGE_TYPES, FieldError, GATEWAY_TRANSPORTS, GATEWAY_TYPES, HOP_OPTIONS,
-    MAX_HOST_LEN, OBFS4_CERT_BYTES, OBFS4_OPTIONS, Policy, bucket_problem, non_public_v4,
-    non_public_v6,
+    MAX_HOST_LEN, OBFS4_CERT_BYTES, OBFS4_OPTIONS, Policy, bucket_problem, hop_minimum,
+    non_public_v4, non_public_v6,
 };
 
 /// The fields gateways and bridges share, borrowed for checking.
@@ -170,7 +170,7 @@ pub fn check_bridges(
             load: b.load,
             bucket: &b.bucket,
             // Hopping bridges choose their ports; the others listen on one.
-            port_required: b.kind != "obfs4-hop",
+            port_required: b.kind != BridgeType::Obfs4Hop.as_str(),
         };
         check_common(
             &common,
@@ -207,7 +207,7 @@ fn check_options(
     let mut err = |key: &str, message: String| {
         errors.push(FieldError::new(format!("{prefix}options.{key}"), message))
     };
-    let hopping = kind == "obfs4-hop";
+    let hopping = kind == BridgeType::Obfs4Hop.as_str();
     match options.get("cert") {
         None => err("cert", format!("an {kind} bridge needs its cert")),
         Some(Value::String(cert)) => {
@@ -231,13 +231,13 @@ fn check_options(
         if OBFS4_OPTIONS.contains(&key.as_str()) {
             continue;
         }
-        let Some(&(_, min)) = HOP_OPTIONS.iter().find(|(k, _)| k == key) else {
+        if !HOP_OPTIONS.contains(&key.as_str()) {
             let known: Vec<&str> = OBFS4_OPTIONS
                 .iter()
                 .copied()
                 .chain(
                     hopping
-                        .then_some(HOP_OPTIONS.iter().map(|(k, _)| *k))
+                        .then_some(HOP_OPTIONS.iter().copied())
                         .into_iter()
                         .flatten(),
                 )
@@ -247,7 +247,7 @@ fn check_options(
                 format!("is not an option of {kind} bridges ({})", known.join(", ")),
             );
             continue;
-        };
+        }
         if !hopping {
             err(
                 key,
@@ -255,6 +255,7 @@ fn check_options(
             );
             continue;
         }
+        let min = hop_minimum(key);
         let max = if key.ends_with("_port") {
             65535
         } else {

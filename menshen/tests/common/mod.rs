@@ -276,6 +276,21 @@ impl TestServer {
         .await;
     }
 
+    /// `/healthz` once it says the store is up (or not, with `up` false),
+    /// within 10 s.
+    pub async fn wait_store_up(&self, up: bool) -> Value {
+        let what = format_args!("the store to show as up={up}");
+        eventually(what, Duration::from_secs(10), || async {
+            let health = self.json("/healthz").await;
+            if health["store_up"] == up {
+                Ok(health)
+            } else {
+                Err(health)
+            }
+        })
+        .await
+    }
+
     /// The metrics exposition.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.metrics_url))

@@ -159,6 +159,11 @@ impl TestServer {
             format_args!("the server at {} to be ready", server.url),
             PATIENCE,
             || async {
+                let task = server.task.as_ref().unwrap();
+                assert!(
+                    !task.is_finished(),
+                    "the server stopped before it was ready"
+                );
                 reqwest::get(server.url("/readyz"))
                     .await
                     .is_ok_and(|r| r.status() == 200)
@@ -308,6 +313,14 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The value of the sample `series` (name and labels as exposed) in a
+/// metrics exposition, if any.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// GET and parse JSON, asserting the status.

@@ -238,6 +238,22 @@ fn build_binaries() -> PathBuf {
     dir
 }
 
+/// Runs the `menshen` CLI with `args` (its store named in them, not by the
+/// environment), failing the test unless it succeeds; returns its stdout.
+pub fn menshen_cli(args: &[&str]) -> String {
+    let out = Command::new(binary("menshen"))
+        .args(args)
+        .env_remove("MENSHEN_DATABASE_URL")
+        .output()
+        .expect("menshen runs");
+    assert!(
+        out.status.success(),
+        "menshen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The hosts of a JSON list of gateways or bridges, sorted: most tests are
 /// about what is listed; the order has tests of its own.
 pub fn sorted_hosts(list: &serde_json::Value) -> Vec<String> {

@@ -100,6 +100,22 @@ where
     }
 }
 
+/// Polls `probe` as [`eventually`] does, but answers `None` instead of
+/// failing once `within` has passed: for callers that say themselves what
+/// went wrong.
+pub async fn poll<T, F>(within: Duration, mut probe: impl FnMut() -> F) -> Option<T>
+where
+    F: Future<Output = Option<T>>,
+{
+    let mut pace = Pace::new(within);
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        tokio::time::sleep(pace.next()?).await;
+    }
+}
+
 /// [`eventually`] for code that does not run in an async runtime.
 pub fn eventually_blocking<O: Outcome>(
     what: impl Display,

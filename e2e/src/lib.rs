@@ -12,17 +12,22 @@ pub mod chart;
 pub mod clients;
 pub mod peers;
 pub mod podman;
+pub mod provider;
 pub mod tools;
+pub mod wait;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+
+pub use provider::ProviderFile;
+pub use wait::{PATIENCE, eventually, eventually_blocking};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -175,22 +180,91 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Path of a binary of this workspace. `cargo test --workspace` builds them
-/// before any test runs.
+/// Path of a binary of this workspace (`menshen`, `menshen-agent`), built
+/// fresh: the first call of a test process runs `cargo build` for both
+/// (with the profile and target folder the tests were built with), so a
+/// binary left over from an older build is never the one tested. When they
+/// are fresh that build only checks, in well under a second.
 pub fn binary(name: &str) -> PathBuf {
-    // The test executable lives in target/<profile>/deps/.
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(build_binaries);
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing after the build",
+        path.display()
+    );
+    path
+}
+
+/// Builds the workspace's binaries where the test executable's build put
+/// its own (`target/<profile>/`, from `target/<profile>/deps/`) and
+/// returns that folder.
+fn build_binaries() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target directory");
-    let path = dir.join(name);
+        .expect("target directory")
+        .to_path_buf();
+    let profile = match dir.file_name().and_then(|p| p.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+        None => panic!("no profile folder in {}", dir.display()),
+    };
+    let target = dir.parent().expect("target directory");
+    // The `cargo` running these tests, when they run under cargo.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(tools::repo())
+        .args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "menshen",
+            "-p",
+            "menshen-agent",
+        ])
+        .args(["--profile", &profile])
+        .arg("--target-dir")
+        .arg(target)
+        .status()
+        .expect("cargo runs");
     assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        path.display()
+        status.success(),
+        "building menshen and menshen-agent failed"
     );
-    path
+    dir
+}
+
+/// Runs the `menshen` CLI with `args` (its store named in them, not by the
+/// environment), failing the test unless it succeeds; returns its stdout.
+pub fn menshen_cli(args: &[&str]) -> String {
+    let out = Command::new(binary("menshen"))
+        .args(args)
+        .env_remove("MENSHEN_DATABASE_URL")
+        .output()
+        .expect("menshen runs");
+    assert!(
+        out.status.success(),
+        "menshen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The hosts of a JSON list of gateways or bridges, sorted: most tests are
+/// about what is listed; the order has tests of its own.
+pub fn sorted_hosts(list: &serde_json::Value) -> Vec<String> {
+    let mut hosts: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("a JSON array: {list}"))
+        .iter()
+        .map(|item| item["host"].as_str().expect("host is a string").to_owned())
+        .collect();
+    hosts.sort();
+    hosts
 }
 
 /// A running process of ours, killed when dropped; its stderr lines are
@@ -260,26 +334,12 @@ impl Process {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.wait_exit(timeout)
     }
 
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait::poll_blocking(timeout, || self.child.try_wait().ok().flatten())
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::peers::free_tcp_port;
 
@@ -242,14 +242,7 @@ impl PrivatePostgres {
 
     /// Waits until `f` holds, up to `timeout`.
     pub fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if f() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        crate::wait::poll_blocking(timeout, || f().then_some(())).is_some()
     }
 }
 

@@ -13,7 +13,8 @@ use menshen_e2e::peers::{
     Gateway, Obfs4Proxy, client, free_tcp_port, free_udp_port, openssl_ca, path_str,
     require_real_peers, server_certificate,
 };
-use menshen_e2e::{Menshen, Process, TestDatabase, binary};
+use menshen_e2e::wait::poll;
+use menshen_e2e::{Menshen, Process, TestDatabase, binary, menshen_cli};
 use serde_json::{Value, json};
 
 /// How long menshen lists a pushed resource without a heartbeat, here.
@@ -22,27 +23,9 @@ const TTL: Duration = Duration::from_secs(6);
 /// The example provider file without its hand-defined gateways and bridges:
 /// everything listed comes from the agent.
 fn provider_file(dir: &Path) -> String {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml");
-    let text = std::fs::read_to_string(example).unwrap();
-    let head = &text[..text.find("[[gateway]]").expect("the example has gateways")];
     let path = dir.join("provider.toml");
-    std::fs::write(&path, head).unwrap();
+    std::fs::write(&path, menshen_e2e::provider::example_without_resources()).unwrap();
     path.to_str().unwrap().to_owned()
-}
-
-/// Runs `menshen ARGS` (a CLI command) and returns its stdout.
-fn menshen_cli(args: &[&str]) -> String {
-    let out = Command::new(binary("menshen"))
-        .args(args)
-        .env_remove("MENSHEN_DATABASE_URL")
-        .output()
-        .expect("menshen runs");
-    assert!(
-        out.status.success(),
-        "menshen {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn start_agent(config: &Path) -> Process {
@@ -72,16 +55,15 @@ async fn wait_for(
     pred: impl Fn(&[Value]) -> bool,
 ) -> (Vec<Value>, Option<Duration>) {
     let start = Instant::now();
-    loop {
+    let last = std::cell::RefCell::new(Vec::new());
+    let met = poll(timeout, || async {
         let items = list(menshen_url, what).await;
-        if pred(&items) {
-            return (items, Some(start.elapsed()));
-        }
-        if start.elapsed() > timeout {
-            return (items, None);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let met = pred(&items);
+        *last.borrow_mut() = items;
+        met.then_some(())
+    })
+    .await;
+    (last.into_inner(), met.map(|()| start.elapsed()))
 }
 
 fn find<'a>(items: &'a [Value], host: &str) -> Option<&'a Value> {

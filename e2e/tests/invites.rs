@@ -5,34 +5,18 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use menshen_e2e::{Menshen, TestDatabase, binary};
+use menshen_e2e::{Menshen, ProviderFile, TestDatabase, binary, eventually, sorted_hosts};
 
-const FILE: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.amsterdam]
-display_name = "Amsterdam"
-country_code = "NL"
-
-[[gateway]]
-host = "public.ams"
-ip_addr = "192.0.2.1"
-location = "amsterdam"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "friends.ams"
-ip_addr = "192.0.2.50"
-location = "amsterdam"
-port = 1194
-transport = "udp"
-bucket = "friends"
-"#;
+/// A public gateway, and an invite-only one.
+fn provider_file() -> ProviderFile {
+    ProviderFile::new()
+        .location("amsterdam", "NL")
+        .gateway("public.ams", "192.0.2.1", "amsterdam")
+        .gateway("friends.ams", "192.0.2.50", "amsterdam")
+        .with("bucket = \"friends\"")
+}
 
 /// Runs `menshen ARGS STORE_ARGS` at debug level and returns its output.
 fn cli(args: &[&str], store_args: &[&str]) -> Output {
@@ -64,32 +48,22 @@ async fn gateways(menshen: &Menshen, token: &str) -> (Vec<String>, Option<String
         .headers()
         .get("x-menshen-auth-token-status")
         .map(|v| v.to_str().unwrap().to_owned());
-    let list: serde_json::Value = response.json().await.unwrap();
-    let mut hosts: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["host"].as_str().unwrap().to_owned())
-        .collect();
-    hosts.sort();
-    (hosts, status)
+    (sorted_hosts(&response.json().await.unwrap()), status)
 }
 
 /// Polls until `token` gets the status `want`: on SQLite the server sees
 /// the CLI's changes at its next periodic reload.
 async fn wait_status(menshen: &Menshen, token: &str, want: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format_args!("the token to become {want}");
+    eventually(what, Duration::from_secs(10), || async {
         let (hosts, status) = gateways(menshen, token).await;
         if status.as_deref() == Some(want) {
-            return hosts;
+            Ok(hosts)
+        } else {
+            Err(status)
         }
-        assert!(
-            Instant::now() < deadline,
-            "token never became {want}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn invite_story(store_args: &[&str], config: &Path) {
@@ -195,9 +169,7 @@ async fn invite_story(store_args: &[&str], config: &Path) {
 }
 
 fn config_in(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("provider.toml");
-    std::fs::write(&path, FILE).unwrap();
-    path
+    provider_file().write(dir)
 }
 
 #[tokio::test]

@@ -14,14 +14,12 @@ use menshen_e2e::peers::{
     Gateway, client, free_udp_port, openssl, openssl_ca, openssl_fingerprint, path_str,
     require_real_peers, server_certificate,
 };
-use menshen_e2e::{Menshen, Process, binary};
+use menshen_e2e::{Menshen, Process, binary, menshen_cli};
 
 /// The example provider file with one gateway instead of its own: the
 /// OpenVPN server at 127.0.0.1:`port`.
 fn provider_file(dir: &Path, port: u16) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml");
-    let text = std::fs::read_to_string(example).unwrap();
-    let head = &text[..text.find("[[gateway]]").expect("the example has gateways")];
+    let head = menshen_e2e::provider::example_without_resources();
     let path = dir.join("provider.toml");
     std::fs::write(
         &path,
@@ -169,18 +167,7 @@ async fn a_gateway_certificate_from_pki_gateway_cert_works_with_real_openvpn() {
     require_real_peers();
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
-    let run = |args: &[&str]| {
-        let out = Command::new(binary("menshen"))
-            .args(args)
-            .output()
-            .expect("menshen runs");
-        assert!(
-            out.status.success(),
-            "menshen {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let run = |args: &[&str]| menshen_cli(args);
     run(&["pki", "init", "--out", path_str(&pki), "--name", "e2e.test"]);
     let (provider_ca, provider_key) = (pki.join("provider-ca.crt"), pki.join("provider-ca.key"));
     run(&[

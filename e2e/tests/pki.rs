@@ -12,7 +12,7 @@ use menshen_e2e::{Menshen, binary};
 const BACKEND_FILES: [&str; 4] = ["signing.key", "ca.crt", "ca.key", "provider-ca.crt"];
 
 fn example_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml")
+    menshen_e2e::provider::example()
 }
 
 fn cli(args: &[&str]) -> Output {

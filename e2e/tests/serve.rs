@@ -1,13 +1,13 @@
 //! The real `menshen` binary: start, serve, restart, stop, refuse bad files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use menshen_e2e::{Menshen, Process, TestDatabase, binary};
 
 fn example_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml")
+    menshen_e2e::provider::example()
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
@@ -161,7 +161,7 @@ fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
 #[tokio::test]
 async fn a_v3_provider_is_imported_and_served() {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../menshen/tests/fixtures");
+    let fixtures = menshen_e2e::tools::repo().join("menshen/tests/fixtures");
     let output = dir.path().join("imported.toml");
     let status = Command::new(binary("menshen"))
         .arg("import")

@@ -3,24 +3,14 @@
 //! screenshot is saved.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use menshen_e2e::peers::{chromium_dom, chromium_screenshot};
-use menshen_e2e::{Menshen, binary};
+use menshen_e2e::{Menshen, PATIENCE, eventually, menshen_cli};
 use serde_json::json;
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(binary("menshen"))
-        .args(args)
-        .output()
-        .expect("menshen runs");
-    assert!(
-        out.status.success(),
-        "menshen {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    menshen_cli(args).trim().to_owned()
 }
 
 /// Where screenshots go: beside the build, so they survive the test.
@@ -50,7 +40,7 @@ async fn push(url: &str, token: &str, host: &str, load: f64) {
 async fn the_status_page_shows_the_inventory() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml");
+    let config = menshen_e2e::provider::example();
     let menshen = Menshen::start(&[
         "--data-dir",
         data,
@@ -64,7 +54,39 @@ async fn the_status_page_shows_the_inventory() {
     // One agent gateway that goes stale, one that stays live.
     let stale_agent = cli(&["agent", "create", "paris-old", "--data-dir", data]);
     push(&url, &stale_agent, "old.paris.example.org", 0.2).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let viewer = cli(&[
+        "admin",
+        "token",
+        "--subject",
+        "status-test",
+        "--role",
+        "viewer",
+        "--data-dir",
+        data,
+    ]);
+    // Not heard from within the TTL: stale, as the admin API tells.
+    eventually("old.paris.example.org to go stale", PATIENCE, || async {
+        let gateways: serde_json::Value = reqwest::Client::new()
+            .get(format!("{url}/admin/v1/gateways"))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let old = gateways
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["host"] == "old.paris.example.org")
+            .cloned();
+        match old {
+            Some(old) if old["status"] == "stale" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
     let live_agent = cli(&["agent", "create", "paris-new", "--data-dir", data]);
     push(&url, &live_agent, "new.paris.example.org", 0.75).await;
     // It stays live as an agent keeps it: heartbeats while the browser
@@ -79,16 +101,6 @@ async fn the_status_page_shows_the_inventory() {
         })
     };
 
-    let viewer = cli(&[
-        "admin",
-        "token",
-        "--subject",
-        "status-test",
-        "--role",
-        "viewer",
-        "--data-dir",
-        data,
-    ]);
     // The token travels in the fragment, which the browser never sends.
     let page = format!("{url}/status#token={viewer}");
     let dom = chromium_dom(&page, 4000);
@@ -139,7 +151,7 @@ async fn the_status_page_shows_the_inventory() {
 #[tokio::test]
 async fn a_public_summary_shows_counts_but_no_hosts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml");
+    let config = menshen_e2e::provider::example();
     let menshen = Menshen::start(&[
         "--data-dir",
         dir.path().to_str().unwrap(),

@@ -13,7 +13,7 @@ async fn requests_are_traced_over_grpc_continuing_the_callers_trace() {
     let mut collector = FakeCollectorServer::start().await.expect("collector");
     let endpoint = collector.endpoint();
     let dir = tempfile::tempdir().unwrap();
-    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml");
+    let config = menshen_e2e::provider::example();
     let menshen = Menshen::start_with_env(
         &[
             "--config",

@@ -6,28 +6,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, get_json};
+use common::{ProviderFile, TestServer, eventually, get_json, sample};
 use menshen::server::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const FILE: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.paris]
-display_name = "Paris"
-country_code = "FR"
-"#;
 
 /// Generous: these tests are about what happens, not how fast.
 const PATIENCE: Duration = Duration::from_secs(15);
 
 async fn server(limits: ConnectionLimits) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("provider.toml");
-    std::fs::write(&path, FILE).unwrap();
+    let path = ProviderFile::new()
+        .location("paris", "FR")
+        .write(dir.path());
     let mut settings = menshen::config::Settings::with_data_dir(dir.path());
     settings.provider_file = Some(path);
     settings.connections = limits;
@@ -136,7 +127,11 @@ async fn at_the_cap_new_connections_wait_until_a_slot_frees() {
     // Two connections that say nothing take both slots...
     let _a = TcpStream::connect(address(&server)).await.unwrap();
     let _b = TcpStream::connect(address(&server)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let open = r#"menshen_http_connections_open{listener="public"}"#;
+    eventually("both connections to be accepted", PATIENCE, || async {
+        sample(&server.metrics().await, open) == Some(2.0)
+    })
+    .await;
     // ...so a third waits in the backlog: connected, but not answered yet.
     let mut third = TcpStream::connect(address(&server)).await.unwrap();
     third

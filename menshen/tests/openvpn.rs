@@ -1,57 +1,37 @@
 //! OpenVPN credentials and configurations over HTTP, from a server started
 //! in this process, read the way LEAP clients read them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use common::TestServer;
 
 use menshen::config::Settings;
 use menshen::pki::{KeyType, PkiSettings};
 use menshen_e2e::clients::{android_ca_pin, bitmask_core_ca_pin};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn example_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/menshen.toml")
+    menshen_e2e::provider::example()
 }
 
 /// menshen serving on a port of its own until dropped or stopped.
-struct Server {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+struct Server(TestServer);
 
 impl Server {
     async fn start(settings: Settings) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(menshen::launch(settings, listener, None, async {
-            let _ = stopped.await;
-        }));
-        for _ in 0..200 {
-            if reqwest::get(format!("{url}/healthz")).await.is_ok() {
-                return Server {
-                    url,
-                    stop: Some(stop),
-                    task,
-                };
-            }
-            assert!(!task.is_finished(), "menshen stopped: {:?}", task.await);
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("menshen did not start");
+        Server(TestServer::start_with(settings).await)
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
-        (&mut self.task).await.unwrap().unwrap();
+    async fn stop(self) {
+        self.0.stop().await.unwrap();
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
-        reqwest::get(format!("{}{path}", self.url)).await.unwrap()
+        reqwest::get(self.0.url(path)).await.unwrap()
     }
 
     async fn text(&self, path: &str) -> String {
@@ -73,12 +53,6 @@ impl Server {
         assert_eq!(algorithm, "SHA256", "{pin}");
         assert_eq!(android, bitmask_core_ca_pin(pin), "{pin}");
         android
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.stop.take().map(|s| s.send(()));
     }
 }
 
@@ -344,7 +318,7 @@ async fn certificates_are_rate_limited_per_client_address_when_asked() {
     let client = reqwest::Client::new();
     let get = |path: &str, from: &str| {
         client
-            .get(format!("{}{path}", server.url))
+            .get(server.0.url(path))
             .header("x-forwarded-for", from)
             .send()
     };

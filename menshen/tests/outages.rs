@@ -5,37 +5,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestServer, backends, get_json};
-use menshen::auth::SigningKey;
-use menshen::store::{Store, now_millis};
+use common::{Backend, PATIENCE, ProviderFile, TestServer, eventually, on_each_backend};
 use serde_json::{Value, json};
 
-const FILE: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.amsterdam]
-display_name = "Amsterdam"
-country_code = "NL"
-"#;
-
+/// A server whose pushed resources live `ttl`, and an agent's token.
 async fn start(backend: &Backend, ttl: Duration) -> (TestServer, String) {
-    let path = backend.data_dir().join("provider.toml");
-    std::fs::write(&path, FILE).unwrap();
-    let mut settings = backend.settings();
-    settings.provider_file = Some(path);
+    let mut settings = backend.serving(ProviderFile::new().location("amsterdam", "NL"));
     settings.resource_ttl = ttl;
-    let key = SigningKey::load(&settings.signing_key, &settings.data_dir).unwrap();
     let server = TestServer::start_with(settings).await;
-    let store = Store::connect(&backend.engine()).await.unwrap();
-    let token_id = menshen::auth::random_id(16);
-    store
-        .create_agent("gw-ams", &token_id, now_millis())
-        .await
-        .unwrap();
-    store.close().await;
-    let token = key.mint_agent_token("gw-ams", &token_id, now_millis() / 1000, 3600);
+    let token = server.new_agent("gw-ams").await;
     (server, token)
 }
 
@@ -50,7 +28,8 @@ fn gateways(hosts: &[&str]) -> Value {
 }
 
 async fn push(server: &TestServer, token: &str, body: &Value) -> reqwest::Response {
-    reqwest::Client::new()
+    server
+        .client
         .put(server.url("/api/5/agent/gateways"))
         .bearer_auth(token)
         .json(body)
@@ -60,52 +39,40 @@ async fn push(server: &TestServer, token: &str, body: &Value) -> reqwest::Respon
 }
 
 async fn listed(server: &TestServer) -> Vec<String> {
-    let list = get_json(&server.url("/api/5/gateways"), 200).await;
-    let mut hosts: Vec<String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["host"].as_str().unwrap().to_owned())
-        .collect();
-    hosts.sort();
-    hosts
+    server.hosts("/api/5/gateways").await
 }
 
-/// The store's state as `/healthz` tells it.
-async fn store_up(server: &TestServer) -> bool {
-    get_json(&server.url("/healthz"), 200).await["store_up"] == true
+/// A Postgres backend and its database's name, or `None` without Postgres.
+async fn postgres() -> Option<(Backend, String)> {
+    let backend = Backend::postgres().await?;
+    let name = backend.database_name().unwrap();
+    Some((backend, name))
 }
 
-#[tokio::test]
-async fn a_replica_serves_its_own_writes_on_the_next_read() {
-    for backend in backends().await {
-        let (server, token) = start(&backend, Duration::from_secs(60)).await;
-        let mut hosts = Vec::new();
-        for i in 0..20 {
-            hosts.push(format!("gw{i:02}.ams"));
-            let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
-            let response = push(&server, &token, &gateways(&names)).await;
-            assert!(response.status().is_success(), "{}", backend.name());
-            // No polling: the very next read shows it.
-            assert_eq!(listed(&server).await, hosts, "{}", backend.name());
-        }
-        // Retired hosts leave at once too.
-        push(&server, &token, &gateways(&["gw00.ams"])).await;
-        assert_eq!(listed(&server).await, ["gw00.ams"], "{}", backend.name());
-        server.stop().await.unwrap();
+on_each_backend!(a_replica_serves_its_own_writes_on_the_next_read);
+
+async fn a_replica_serves_its_own_writes_on_the_next_read(backend: Backend) {
+    let (server, token) = start(&backend, Duration::from_secs(60)).await;
+    let mut hosts = Vec::new();
+    for i in 0..20 {
+        hosts.push(format!("gw{i:02}.ams"));
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let response = push(&server, &token, &gateways(&names)).await;
+        assert!(response.status().is_success(), "{}", backend.name());
+        // No polling: the very next read shows it.
+        assert_eq!(listed(&server).await, hosts, "{}", backend.name());
     }
+    // Retired hosts leave at once too.
+    push(&server, &token, &gateways(&["gw00.ams"])).await;
+    assert_eq!(listed(&server).await, ["gw00.ams"], "{}", backend.name());
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
-    let Some(db) = menshen_e2e::TestDatabase::create().await else {
+    let Some((backend, name)) = postgres().await else {
         return;
     };
-    let backend = Backend::Postgres(db, tempfile::tempdir().unwrap());
-    let Backend::Postgres(db, _) = &backend else {
-        unreachable!()
-    };
-    let name = db.url.rsplit('/').next().unwrap().to_owned();
     let ttl = Duration::from_secs(2);
     let (server, token) = start(&backend, ttl).await;
     let body = gateways(&["a.ams"]);
@@ -116,16 +83,15 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
     let cut_at = Instant::now();
     // Refused with Retry-After (the first push may be the one that finds
     // the store gone).
-    let mut refused = None;
-    for _ in 0..20 {
-        let response = push(&server, &token, &body).await;
-        if response.status() == 503 {
-            refused = Some(response);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let refused = refused.expect("pushes are refused while the store is cut off");
+    let refused = eventually(
+        "pushes to be refused while the store is cut off",
+        PATIENCE,
+        || async {
+            let response = push(&server, &token, &body).await;
+            (response.status() == 503).then_some(response)
+        },
+    )
+    .await;
     assert_eq!(refused.headers()["retry-after"], "1");
     let error: Value = refused.json().await.unwrap();
     assert_eq!(error["error"], "store_unavailable");
@@ -137,7 +103,7 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
         reqwest::get(server.url("/readyz")).await.unwrap().status(),
         200
     );
-    let health = get_json(&server.url("/healthz"), 200).await;
+    let health = server.json("/healthz").await;
     assert_eq!(health["store_up"], false, "{health}");
     let client = reqwest::Client::new();
     for path in ["/3/cert", "/3/config/eip-service.json"] {
@@ -151,36 +117,27 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
     assert_eq!(listed(&server).await, ["a.ams"]);
 
     menshen_e2e::set_connections_allowed(&name, true).await;
-    let mut accepted = false;
-    for _ in 0..100 {
-        if push(&server, &token, &body).await.status().is_success() {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(accepted, "pushes are accepted again once the store is back");
+    eventually(
+        "pushes to be accepted again once the store is back",
+        PATIENCE,
+        || async { push(&server, &token, &body).await.status().is_success() },
+    )
+    .await;
     assert_eq!(listed(&server).await, ["a.ams"]);
 
     // Without heartbeats, expiry has resumed: gone after the TTL.
-    let deadline = Instant::now() + ttl * 5;
-    while listed(&server).await.contains(&"a.ams".to_owned()) {
-        assert!(Instant::now() < deadline, "expiry resumed after the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("expiry to resume after the outage", ttl * 5, || async {
+        !listed(&server).await.contains(&"a.ams".to_owned())
+    })
+    .await;
     server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn without_heartbeats_through_an_outage_a_resource_expires_only_after_its_ttl_outside_it() {
-    let Some(db) = menshen_e2e::TestDatabase::create().await else {
+    let Some((backend, name)) = postgres().await else {
         return;
     };
-    let backend = Backend::Postgres(db, tempfile::tempdir().unwrap());
-    let Backend::Postgres(db, _) = &backend else {
-        unreachable!()
-    };
-    let name = db.url.rsplit('/').next().unwrap().to_owned();
     let ttl = Duration::from_secs(3);
     let (server, token) = start(&backend, ttl).await;
     assert_eq!(
@@ -190,29 +147,15 @@ async fn without_heartbeats_through_an_outage_a_resource_expires_only_after_its_
     // An outage longer than the TTL, no heartbeat after it: once the store
     // is back the gateway is still listed (the outage does not count)...
     menshen_e2e::set_connections_allowed(&name, false).await;
-    let mut down = false;
-    for _ in 0..100 {
-        if !store_up(&server).await {
-            down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(down);
+    server.wait_store_up(false).await;
     tokio::time::sleep(ttl * 2).await;
     menshen_e2e::set_connections_allowed(&name, true).await;
-    for _ in 0..100 {
-        if store_up(&server).await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_store_up(true).await;
     assert_eq!(listed(&server).await, ["a.ams"]);
     // ...and leaves once the rest of its TTL has run out.
-    let deadline = Instant::now() + ttl * 3;
-    while !listed(&server).await.is_empty() {
-        assert!(Instant::now() < deadline, "expired in the end");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the gateway to expire in the end", ttl * 3, || async {
+        listed(&server).await.is_empty()
+    })
+    .await;
     server.stop().await.unwrap();
 }

@@ -6,116 +6,34 @@ mod common;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use common::{Backend, TestServer, get_json};
+use common::{Backend, ProviderFile, TestServer, get_json};
 use menshen::geo::client_ip::TrustedProxies;
 use menshen::geo::geoip::GeoIp;
 use serde_json::{Value, json};
 
 /// Six locations around the world, one gateway each, plus a location with
 /// three gateways of different load for the spreading tests.
-const WORLD: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
+const CERT: &str = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ";
 
-[locations.amsterdam]
-display_name = "Amsterdam"
-country_code = "NL"
-lat = 52.37
-lon = 4.89
-timezone = 1
-
-[locations.paris]
-display_name = "Paris"
-country_code = "FR"
-lat = 48.86
-lon = 2.35
-timezone = 1
-
-[locations.montreal]
-display_name = "Montreal"
-country_code = "CA"
-lat = 45.50
-lon = -73.57
-timezone = -5
-
-[locations.miami]
-display_name = "Miami"
-country_code = "US"
-lat = 25.76
-lon = -80.19
-timezone = -5
-
-[locations.seattle]
-display_name = "Seattle"
-country_code = "US"
-lat = 47.61
-lon = -122.33
-timezone = -8
-
-[locations.tokyo]
-display_name = "Tokyo"
-country_code = "JP"
-lat = 35.68
-lon = 139.69
-timezone = 9
-
-[[gateway]]
-host = "ams"
-ip_addr = "192.0.2.1"
-location = "amsterdam"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "par"
-ip_addr = "192.0.2.2"
-location = "paris"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "mtl"
-ip_addr = "192.0.2.3"
-location = "montreal"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "mia"
-ip_addr = "192.0.2.4"
-location = "miami"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "sea"
-ip_addr = "192.0.2.5"
-location = "seattle"
-port = 1194
-transport = "udp"
-
-[[gateway]]
-host = "tyo"
-ip_addr = "192.0.2.6"
-location = "tokyo"
-port = 1194
-transport = "udp"
-
-[[bridge]]
-host = "br-ams"
-ip_addr = "192.0.2.11"
-location = "amsterdam"
-port = 443
-options = { cert = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", iatMode = "0" }
-
-[[bridge]]
-host = "br-tyo"
-ip_addr = "192.0.2.16"
-location = "tokyo"
-port = 443
-options = { cert = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", iatMode = "0" }
-"#;
+fn world_file() -> ProviderFile {
+    let places = [
+        ("amsterdam", "ams", "192.0.2.1"),
+        ("paris", "par", "192.0.2.2"),
+        ("montreal", "mtl", "192.0.2.3"),
+        ("miami", "mia", "192.0.2.4"),
+        ("seattle", "sea", "192.0.2.5"),
+        ("tokyo", "tyo", "192.0.2.6"),
+    ];
+    let mut file = ProviderFile::new();
+    for (label, _, _) in places {
+        file = file.place(label);
+    }
+    for (label, host, ip_addr) in places {
+        file = file.gateway(host, ip_addr, label);
+    }
+    file.bridge("br-ams", "192.0.2.11", "amsterdam", CERT)
+        .bridge("br-tyo", "192.0.2.16", "tokyo", CERT)
+}
 
 /// Addresses standing for clients in a few places. 127.0.0.0/8 (the test's
 /// own peer address) is placed in Japan, so that a header that is wrongly
@@ -138,17 +56,14 @@ async fn world(
     backend: &Backend,
     tweak: impl FnOnce(&mut menshen::config::Settings),
 ) -> TestServer {
-    let path = backend.data_dir().join("provider.toml");
-    std::fs::write(&path, WORLD).unwrap();
-    let mut settings = backend.settings();
-    settings.provider_file = Some(path);
+    let mut settings = backend.serving(world_file());
     tweak(&mut settings);
     TestServer::start_with(settings).await
 }
 
 #[tokio::test]
 async fn cc_puts_the_nearest_location_first() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let backend = Backend::sqlite();
     let server = world(&backend, |_| {}).await;
     for (cc, first) in [
         ("NL", "ams"),
@@ -210,7 +125,7 @@ async fn the_address_places_the_client_through_a_trusted_proxy_only() {
         let geoip = menshen_e2e::write_geoip(dir.path(), layout, &records());
 
         // Behind a trusted proxy (the tests' peer is 127.0.0.1).
-        let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+        let backend = Backend::sqlite();
         let db = geoip.clone();
         let server = world(&backend, |s| {
             s.geoip_db = Some(db);
@@ -250,7 +165,7 @@ async fn the_address_places_the_client_through_a_trusted_proxy_only() {
 
         // The same headers from a peer that is not trusted are ignored: the
         // peer's own address (placed in Japan) decides.
-        let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+        let backend = Backend::sqlite();
         let db = geoip.clone();
         let server = world(&backend, |s| {
             s.geoip_db = Some(db);
@@ -278,7 +193,7 @@ async fn the_address_places_the_client_through_a_trusted_proxy_only() {
 
 #[tokio::test]
 async fn without_a_position_nothing_fails() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let backend = Backend::sqlite();
     let server = world(&backend, |_| {}).await;
     let list = get_json(&server.url("/api/5/gateways"), 200).await;
     assert_eq!(list.as_array().unwrap().len(), 6);
@@ -288,50 +203,22 @@ async fn without_a_position_nothing_fails() {
     assert_eq!(config.status(), 200);
 }
 
-const CROWDED: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.paris]
-display_name = "Paris"
-country_code = "FR"
-lat = 48.86
-lon = 2.35
-
-[[gateway]]
-host = "light"
-ip_addr = "192.0.2.1"
-location = "paris"
-port = 1194
-transport = "udp"
-load = 0.1
-
-[[gateway]]
-host = "heavy"
-ip_addr = "192.0.2.2"
-location = "paris"
-port = 1194
-transport = "udp"
-load = 0.8
-
-[[gateway]]
-host = "full"
-ip_addr = "192.0.2.3"
-location = "paris"
-port = 1194
-transport = "udp"
-load = 0.99
-overloaded = true
-"#;
+fn crowded_file() -> ProviderFile {
+    ProviderFile::new()
+        .location("paris", "FR")
+        .with("lat = 48.86\nlon = 2.35")
+        .gateway("light", "192.0.2.1", "paris")
+        .with("load = 0.1")
+        .gateway("heavy", "192.0.2.2", "paris")
+        .with("load = 0.8")
+        .gateway("full", "192.0.2.3", "paris")
+        .with("load = 0.99\noverloaded = true")
+}
 
 #[tokio::test]
 async fn load_spreads_over_requests_and_overloaded_is_never_first() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
-    let path = backend.data_dir().join("provider.toml");
-    std::fs::write(&path, CROWDED).unwrap();
-    let mut settings = backend.settings();
-    settings.provider_file = Some(path);
+    let backend = Backend::sqlite();
+    let mut settings = backend.serving(crowded_file());
     // A fixed seed: every request draws its own order, and the counts below
     // are the same on every run.
     settings.order_seed = Some(20261126);
@@ -369,11 +256,8 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
 
 #[tokio::test]
 async fn every_order_of_the_same_set_revalidates_with_304() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
-    let path = backend.data_dir().join("provider.toml");
-    std::fs::write(&path, CROWDED).unwrap();
-    let mut settings = backend.settings();
-    settings.provider_file = Some(path);
+    let backend = Backend::sqlite();
+    let settings = backend.serving(crowded_file());
     let server = TestServer::start_with(settings).await;
     let client = reqwest::Client::new();
 
@@ -417,7 +301,7 @@ async fn every_order_of_the_same_set_revalidates_with_304() {
 
 #[tokio::test]
 async fn a_port_fill_leaves_the_answers_as_they_were() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
+    let backend = Backend::sqlite();
     let server = world(&backend, |_| {}).await;
     let client = reqwest::Client::new();
     let before = client
@@ -451,17 +335,14 @@ async fn a_port_fill_leaves_the_answers_as_they_were() {
 /// the same order every time, overloaded last.
 #[tokio::test]
 async fn byload_orders_by_load_alone() {
-    let backend = Backend::Sqlite(tempfile::tempdir().unwrap());
-    let path = backend.data_dir().join("provider.toml");
-    let mut text = CROWDED.to_owned();
+    let backend = Backend::sqlite();
     // A lighter gateway far away: byload ignores geography.
-    text.push_str(
-        "\n[locations.tokyo]\ndisplay_name = \"Tokyo\"\ncountry_code = \"JP\"\nlat = 35.68\nlon = 139.69\n\n\
-         [[gateway]]\nhost = \"far\"\nip_addr = \"192.0.2.9\"\nlocation = \"tokyo\"\nport = 1194\ntransport = \"udp\"\nload = 0.05\n",
-    );
-    std::fs::write(&path, text).unwrap();
-    let mut settings = backend.settings();
-    settings.provider_file = Some(path);
+    let file = crowded_file()
+        .location("tokyo", "JP")
+        .with("lat = 35.68\nlon = 139.69")
+        .gateway("far", "192.0.2.9", "tokyo")
+        .with("load = 0.05");
+    let settings = backend.serving(file);
     let server = TestServer::start_with(settings).await;
     for query in ["byload=true&cc=FR", "byload=1", "byload=YES&tr=udp"] {
         for _ in 0..20 {

@@ -42,6 +42,10 @@ pub struct Readiness {
     bridges: usize,
     /// Gateways in the snapshot, listed or not.
     gateways: usize,
+    /// How many snapshots this process has swapped in since its first (0):
+    /// one more after every rebuild, whether or not anything changed.
+    #[schema(example = 42)]
+    generation: u64,
     /// How old the snapshot clients are served from is.
     snapshot_age_millis: i64,
     /// Always `ready`.
@@ -95,6 +99,7 @@ async fn readyz(State(state): State<SharedState>) -> Json<Readiness> {
     Json(Readiness {
         bridges: snapshot.bridges.len(),
         gateways: snapshot.gateways.len(),
+        generation: state.inventory.generation(),
         snapshot_age_millis: now_millis().saturating_sub(snapshot.built_at_millis),
         status: "ready",
         store: state.store.engine_name(),

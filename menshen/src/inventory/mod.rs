@@ -421,6 +421,8 @@ pub struct InventoryHandle {
     /// The store's change count that the current snapshot includes (see
     /// [`InventoryHandle::includes`]).
     built: watch::Sender<u64>,
+    /// How many snapshots this process has swapped in since the first.
+    generation: AtomicU64,
 }
 
 impl InventoryHandle {
@@ -442,6 +444,7 @@ impl InventoryHandle {
             draws: AtomicU64::new(0),
             store: store.clone(),
             built: watch::channel(seen).0,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -452,6 +455,12 @@ impl InventoryHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// How many snapshots have been swapped in since the first: it grows
+    /// by one with every rebuild, so an observer can tell one has happened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The current snapshot.
@@ -488,6 +497,7 @@ impl InventoryHandle {
         let snapshot = build_timed(&source, &self.options, &outages);
         self.metrics.observe_snapshot(&snapshot);
         self.current.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Reads the store again and swaps in a new snapshot.

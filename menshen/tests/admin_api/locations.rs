@@ -1,0 +1,179 @@
+//! Locations: created, updated, refused, deleted unless used, and logged.
+
+use menshen::store::now_millis;
+use serde_json::json;
+
+use super::{Harness, actions, gateway};
+use crate::common::{Backend, PATIENCE, eventually, named_fields, on_each_backend};
+
+on_each_backend!(locations_are_created_updated_and_deleted_unless_used);
+
+async fn locations_are_created_updated_and_deleted_unless_used(backend: Backend) {
+    let name = backend.name();
+    let h = Harness::start(backend).await;
+
+    let berlin = json!({"label": "berlin", "display_name": "Berlin", "country_code": "de",
+                        "lat": 52.52, "lon": 13.4, "timezone": 1});
+    let (status, body) = h
+        .write("POST", "/admin/v1/locations", Some(berlin.clone()))
+        .await;
+    assert_eq!(status, 201, "{name}: {body}");
+    assert_eq!(body["country_code"], "DE");
+    assert_eq!(body["hemisphere"], "N");
+    assert_eq!(body["origin"], "admin");
+    let (status, _) = h
+        .write(
+            "POST",
+            "/admin/v1/locations",
+            Some(json!({"label": "BERLIN",
+        "display_name": "B", "country_code": "DE"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{name}: same label ignoring case");
+
+    // broken input names its fields and writes nothing
+    let (status, body) = h
+        .write(
+            "POST",
+            "/admin/v1/locations",
+            Some(json!({"label": "bad label",
+            "display_name": "", "country_code": "XX", "lat": 99.0})),
+        )
+        .await;
+    assert_eq!(status, 422, "{name}");
+    let fields = named_fields(&body);
+    for field in ["label", "display_name", "country_code", "lon"] {
+        assert!(fields.contains(&field), "{name}: {field} in {body}");
+    }
+    let (status, body) = h
+        .write(
+            "POST",
+            "/admin/v1/locations",
+            Some(json!({"label": "x",
+        "display_name": "X", "country_code": "DE", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{name}: {body}");
+    let (status, _) = h
+        .write("POST", "/admin/v1/locations", Some(json!("not an object")))
+        .await;
+    assert_eq!(status, 422, "{name}");
+
+    let (_, list) = h.get("/admin/v1/locations").await;
+    let labels: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["amsterdam", "berlin"], "{name}");
+
+    // the client sees it
+    eventually(
+        format_args!("{name}: berlin in /api/5/service"),
+        PATIENCE,
+        || async {
+            h.server.json("/api/5/service").await["locations"]["berlin"]["display_name"] == "Berlin"
+        },
+    )
+    .await;
+
+    let (status, body) = h
+        .write(
+            "PUT",
+            "/admin/v1/locations/berlin",
+            Some(json!({
+        "display_name": "Berlin-Mitte", "country_code": "DE"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_eq!(body["display_name"], "Berlin-Mitte");
+    let (status, _) = h
+        .write(
+            "PUT",
+            "/admin/v1/locations/berlin",
+            Some(json!({
+        "label": "paris", "display_name": "P", "country_code": "FR"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{name}: the label cannot change");
+    let (status, _) = h
+        .write(
+            "PUT",
+            "/admin/v1/locations/nowhere",
+            Some(json!({
+        "display_name": "N", "country_code": "FR"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{name}");
+    let (status, body) = h
+        .write(
+            "PUT",
+            "/admin/v1/locations/amsterdam",
+            Some(json!({
+        "display_name": "A", "country_code": "NL"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{name}: the provider file's: {body}");
+
+    // used: refused; unused again: deleted
+    let (status, body) = h
+        .write(
+            "POST",
+            "/admin/v1/gateways",
+            Some(gateway("gw.ber", "Berlin")),
+        )
+        .await;
+    assert_eq!(status, 201, "{name}: {body}");
+    assert_eq!(body["location"], "berlin", "{name}: canonical label");
+    let (status, body) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
+    assert_eq!(status, 409, "{name}: {body}");
+    assert_eq!(body["error"], "conflict");
+    assert!(
+        body["message"].as_str().unwrap().contains("used by"),
+        "{body}"
+    );
+    let (status, _) = h
+        .write("DELETE", "/admin/v1/locations/amsterdam", None)
+        .await;
+    assert_eq!(status, 409, "{name}: the provider file's");
+    let (status, _) = h.write("DELETE", "/admin/v1/gateways/gw.ber", None).await;
+    assert_eq!(status, 204, "{name}");
+    let (status, _) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
+    assert_eq!(status, 204, "{name}");
+    let (status, _) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
+    assert_eq!(status, 404, "{name}");
+
+    // the audit log, newest first, with before and after
+    let audit = h.audit().await;
+    let actions = actions(&audit);
+    assert_eq!(
+        actions,
+        [
+            "location.delete",
+            "gateway.delete",
+            "gateway.create",
+            "location.update",
+            "location.create"
+        ],
+        "{name}"
+    );
+    assert!(audit.iter().all(|a| a["actor"] == "alice"));
+    let update = &audit[3];
+    assert_eq!(update["target"], "location/berlin");
+    assert_eq!(update["before"]["display_name"], "Berlin");
+    assert_eq!(update["after"]["display_name"], "Berlin-Mitte");
+    assert!(audit[0]["after"].is_null() && audit[0]["before"]["label"] == "berlin");
+    assert!(audit[4]["before"].is_null() && audit[4]["after"]["label"] == "berlin");
+    assert!(audit[0]["at_millis"].as_i64().unwrap() <= now_millis());
+    let (_, page) = h
+        .get(&format!(
+            "/admin/v1/audit?limit=2&before={}",
+            audit[1]["id"]
+        ))
+        .await;
+    let page = super::actions(page.as_array().unwrap());
+    assert_eq!(page, ["gateway.create", "location.update"], "{name}");
+    let (status, _) = h.get("/admin/v1/audit?limit=0").await;
+    assert_eq!(status, 400, "{name}");
+}

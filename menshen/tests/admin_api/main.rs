@@ -1,0 +1,112 @@
+//! The admin API over real HTTP, on every backend: each operation, its
+//! effect on client lists, the audit log, and each refusal.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod access;
+mod agents;
+mod locations;
+mod resources;
+mod settings;
+
+use std::time::Duration;
+
+use common::{Backend, ProviderFile, TestServer};
+use menshen::auth::admin::Role;
+use serde_json::{Value, json};
+
+/// One location and one hand-defined gateway in it.
+fn provider_file() -> ProviderFile {
+    ProviderFile::new()
+        .place("amsterdam")
+        .gateway("static.ams", "192.0.2.1", "amsterdam")
+}
+
+/// A server, an admin's token (alice) and a viewer's (victor).
+struct Harness {
+    backend: Backend,
+    server: TestServer,
+    admin: String,
+    viewer: String,
+}
+
+impl Harness {
+    async fn start(backend: Backend) -> Harness {
+        Self::start_with_ttl(backend, Duration::from_secs(60)).await
+    }
+
+    async fn start_with_ttl(backend: Backend, ttl: Duration) -> Harness {
+        let mut settings = backend.serving(provider_file());
+        settings.resource_ttl = ttl;
+        let server = TestServer::start_with(settings).await;
+        let admin = server.admin_token("alice", Role::Admin);
+        let viewer = server.admin_token("victor", Role::Viewer);
+        Harness {
+            backend,
+            server,
+            admin,
+            viewer,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.server.call(method, path, token, body.as_ref()).await
+    }
+
+    /// A viewer's read.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, Some(&self.viewer), None).await
+    }
+
+    /// An admin's write.
+    async fn write(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, path, Some(&self.admin), body).await
+    }
+
+    /// Polls a client list until `pred` holds on its sorted hosts.
+    async fn wait_hosts(&self, path: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        self.server.wait_hosts(path, pred).await
+    }
+
+    /// The resource `host` of the admin list of `kind`, or null.
+    async fn admin_resource(&self, kind: &str, host: &str) -> Value {
+        let (status, list) = self.get(&format!("/admin/v1/{kind}")).await;
+        assert_eq!(status, 200);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["host"] == host)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    async fn audit(&self) -> Vec<Value> {
+        let (status, list) = self.get("/admin/v1/audit").await;
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().clone()
+    }
+}
+
+fn gateway(host: &str, location: &str) -> Value {
+    json!({"host": host, "ip_addr": "198.51.100.7", "location": location, "port": 1194,
+           "transport": "udp"})
+}
+
+/// The actions of audit entries.
+fn actions(audit: &[Value]) -> Vec<&str> {
+    audit
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect()
+}
+
+fn has(hosts: &[String], host: &str) -> bool {
+    hosts.iter().any(|h| h == host)
+}

@@ -817,8 +817,8 @@ fn exit_code(err: &anyhow::Error) -> ExitCode {
             .downcast_ref::<crate::config::file::ConfigError>()
             .is_some()
         || matches!(
-            err.downcast_ref::<crate::store::AdminError>(),
-            Some(crate::store::AdminError::Invalid { .. })
+            err.downcast_ref::<crate::store::StoreError>(),
+            Some(crate::store::StoreError::Invalid { .. })
         );
     ExitCode::from(if invalid { 2 } else { 1 })
 }
@@ -991,8 +991,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let now = now_millis();
             let audit = AuditEntry::new(&cli_actor(), "agent.create", format!("agent/{name}"), now)
                 .after(serde_json::json!({"name": name, "expires_millis": now + ttl.as_millis() as i64}));
-            db.create_agent_audited(&name, &token_id, now, Some(audit))
-                .await?;
+            db.create_agent(&name, &token_id, now, audit).await?;
             db.close().await;
             let token =
                 signing_key.mint_agent_token(&name, &token_id, now / 1000, ttl.as_secs() as i64);
@@ -1017,7 +1016,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let token_id = db.reissue_agent(&name, keep_old_token, audit).await;
             db.close().await;
             let token_id = token_id.map_err(|err| match err {
-                crate::store::AgentError::NotFound(_) => anyhow::Error::from(Invalid(format!(
+                crate::store::StoreError::NotFound(_) => anyhow::Error::from(Invalid(format!(
                     "no agent named {name:?} (or it is revoked)"
                 ))),
                 other => other.into(),
@@ -1031,7 +1030,7 @@ async fn agent(command: AgentCommand) -> anyhow::Result<()> {
             let now = now_millis();
             let audit = AuditEntry::new(&cli_actor(), "agent.revoke", format!("agent/{name}"), now)
                 .before(serde_json::json!({"name": name}));
-            db.revoke_agent_audited(&name, now, Some(audit)).await?;
+            db.revoke_agent(&name, now, audit).await?;
             db.close().await;
             eprintln!("agent {name} revoked");
         }
@@ -1247,7 +1246,7 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 let done = db.revoke_admin_token(&jti, now, audit).await;
                 db.close().await;
                 let row = done.map_err(|err| match err {
-                    crate::store::AdminTokenError::Database(err) => anyhow::Error::from(err),
+                    crate::store::StoreError::Database(err) => anyhow::Error::from(err),
                     other => Invalid(other.to_string()).into(),
                 })?;
                 eprintln!("admin token {jti} of {} revoked", row.subject);
@@ -1348,8 +1347,7 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
             let audit = AuditEntry::new(&cli_actor(), "invite.create", "invites", now).after(
                 serde_json::json!({"ids": ids, "buckets": buckets, "expires_millis": expires_millis}),
             );
-            db.create_invites_audited(&invites, now, Some(audit))
-                .await?;
+            db.create_invites(&invites, now, audit).await?;
             db.close().await;
             for token in tokens {
                 println!("{token}");
@@ -1396,7 +1394,7 @@ async fn invite(command: InviteCommand) -> anyhow::Result<()> {
                 InviteSelection::All => "invites".to_owned(),
             };
             let audit = AuditEntry::new(&cli_actor(), "invite.delete", target, now_millis());
-            let deleted = db.delete_invites_audited(which, Some(audit)).await?;
+            let deleted = db.delete_invites(which, audit).await?;
             db.close().await;
             if let (Some(id), 0) = (&id, deleted) {
                 anyhow::bail!("no invite with id {id:?}");

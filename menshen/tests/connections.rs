@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ProviderFile, TestServer, eventually, get_json, sample};
+use common::{ProviderFile, TestServer, audit, eventually, get_json, sample};
 use menshen::server::ConnectionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -100,7 +100,10 @@ async fn a_body_that_does_not_arrive_in_time_is_refused() {
         .await
         .unwrap();
     let now = menshen::store::now_millis();
-    store.create_agent("gw", "id", now).await.unwrap();
+    store
+        .create_agent("gw", "id", now, audit("agent.create", "agent/gw"))
+        .await
+        .unwrap();
     store.close().await;
     let token = key.mint_agent_token("gw", "id", now / 1000, 600);
     let mut stream = TcpStream::connect(address(&server)).await.unwrap();

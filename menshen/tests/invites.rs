@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, PATIENCE, ProviderFile, TestServer, eventually, on_each_backend};
+use common::{Backend, PATIENCE, ProviderFile, TestServer, audit, eventually, on_each_backend};
 use menshen::auth::invite;
 use menshen::store::{InviteSelection, NewInvite, Store, now_millis};
 
@@ -87,6 +87,7 @@ impl Harness {
                     expires_millis,
                 }],
                 now_millis(),
+                audit("invite.create", "invites"),
             )
             .await
             .unwrap();
@@ -96,7 +97,10 @@ impl Harness {
 
     async fn delete(&self, which: InviteSelection<'_>) -> u64 {
         let store = self.backend.store().await;
-        let deleted = store.delete_invites(which).await.unwrap();
+        let deleted = store
+            .delete_invites(which, audit("invite.delete", "invites"))
+            .await
+            .unwrap();
         store.close().await;
         deleted
     }

@@ -156,7 +156,7 @@ async fn alert_and_dashboard_metrics_follow_what_happens(backend: Backend) {
     )
     .unwrap();
     let store = backend.store().await;
-    store.apply_provider_file(&file).await.unwrap();
+    store.apply_provider_file(&file.rows()).await.unwrap();
     store.close().await;
     // A server on SQLite sees it at its next periodic reload.
     wait_for(&server, r#"menshen_gateways_live{location="paris"}"#, None).await;

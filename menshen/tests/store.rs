@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{CONTRACT_FILE, backends};
+use common::{CONTRACT_FILE, audit, backends};
 use menshen::config::file::ProviderFile;
 use menshen::store::{Engine, ResourceKind, Store};
 
@@ -233,6 +233,7 @@ async fn invites_round_trip_and_their_uses_only_move_forward() {
                     invite("bbbb", &["friends"], None),
                 ],
                 1_000,
+                audit("invite.create", "invites"),
             )
             .await
             .unwrap();
@@ -266,6 +267,7 @@ async fn invites_round_trip_and_their_uses_only_move_forward() {
             .create_invites(
                 &[invite("cccc", &["x"], None), invite("bbbb", &["x"], None)],
                 2_000,
+                audit("invite.create", "invites"),
             )
             .await;
         assert!(err.is_err(), "{name}");
@@ -273,14 +275,20 @@ async fn invites_round_trip_and_their_uses_only_move_forward() {
 
         assert_eq!(
             store
-                .delete_invites(InviteSelection::Id("nope"))
+                .delete_invites(
+                    InviteSelection::Id("nope"),
+                    audit("invite.delete", "invite/nope")
+                )
                 .await
                 .unwrap(),
             0
         );
         assert_eq!(
             store
-                .delete_invites(InviteSelection::Bucket("friends"))
+                .delete_invites(
+                    InviteSelection::Bucket("friends"),
+                    audit("invite.delete", "invites"),
+                )
                 .await
                 .unwrap(),
             2,

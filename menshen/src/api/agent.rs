@@ -19,7 +19,7 @@ use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
 use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
-use crate::store::{Origin, PushError, ResourceKind, ResourceRow, now_millis};
+use crate::store::{Origin, ResourceKind, ResourceRow, StoreError, now_millis};
 use crate::telemetry::PushOutcome;
 
 /// Longest a push waits for its transaction before it is answered 503 (the
@@ -115,36 +115,31 @@ async fn push(
             ApiError::store_unavailable()
         })?
         .map_err(ApiError::internal)?
-        .map_err(|err| match err {
-            PushError::NotAuthorized => {
-                tracing::info!(agent = %agent.name, "push from a revoked or replaced token refused");
-                ApiError::unauthorized("the agent token is no longer valid")
-            }
-            PushError::HostTaken(host) => {
-                tracing::warn!(agent = %agent.name, %host, "push refused: host belongs to someone else");
-                ApiError::forbidden(format!("host {host:?} belongs to another agent or is defined by hand"))
-            }
-            PushError::UnknownLocation => ApiError::invalid_fields(vec![FieldError::new(
-                "location",
-                "a location does not exist",
-            )]),
-            PushError::TooMany { count, max } => {
-                tracing::warn!(agent = %agent.name, count, max, "push refused: too many resources");
-                let list = match kind {
-                    ResourceKind::Gateway => Gateway::LIST,
-                    ResourceKind::Bridge => Bridge::LIST,
-                };
-                ApiError::invalid_fields(vec![
-                    check_count(count, max, list)
-                        .unwrap_or_else(|| FieldError::new(list, "too many")),
-                ])
-            }
-            PushError::Database(err) => {
-                if crate::store::is_unavailable(&err) {
-                    state.store.health().failed(&err);
+        .map_err(|err| {
+            match &err {
+                StoreError::NotAuthorized => {
+                    tracing::info!(agent = %agent.name, "push from a revoked or replaced token refused");
                 }
-                ApiError::store(err)
+                StoreError::HostTaken(host) => {
+                    tracing::warn!(agent = %agent.name, %host, "push refused: host belongs to someone else");
+                }
+                StoreError::TooMany { count, max } => {
+                    tracing::warn!(agent = %agent.name, count, max, "push refused: too many resources");
+                    let list = match kind {
+                        ResourceKind::Gateway => Gateway::LIST,
+                        ResourceKind::Bridge => Bridge::LIST,
+                    };
+                    return ApiError::invalid_fields(vec![
+                        check_count(*count, *max, list)
+                            .unwrap_or_else(|| FieldError::new(list, "too many")),
+                    ]);
+                }
+                StoreError::Database(db) if crate::store::is_unavailable(db) => {
+                    state.store.health().failed(db);
+                }
+                _ => {}
             }
+            ApiError::from(err)
         })?;
     tracing::debug!(agent = %agent.name, kind = kind.as_str(), count, changed = pushed.changed, "push stored");
     let status = if pushed.created {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::inventory::validate::FieldError;
 use crate::select::BadParameter;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -198,16 +199,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::AdminError> for ApiError {
-    fn from(err: crate::store::AdminError) -> Self {
-        use crate::store::AdminError;
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
         match err {
-            AdminError::NotFound(what) => ApiError::not_found(what),
-            AdminError::Conflict(why) => ApiError::conflict(why),
-            AdminError::Invalid { field, message } => {
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::Conflict(why) => ApiError::conflict(why),
+            StoreError::Invalid { field, message } => {
                 ApiError::invalid_fields(vec![FieldError::new(field, message)])
             }
-            AdminError::Database(err) => ApiError::store(err),
+            StoreError::NotAuthorized => {
+                ApiError::unauthorized("the agent token is no longer valid")
+            }
+            StoreError::HostTaken(host) => ApiError::forbidden(format!(
+                "host {host:?} belongs to another agent or is defined by hand"
+            )),
+            StoreError::TooMany { count, max } => ApiError::invalid_fields(vec![
+                crate::inventory::validate::check_count(count, max, "resources")
+                    .unwrap_or_else(|| FieldError::new("resources", "too many")),
+            ]),
+            StoreError::Unreadable(why) => ApiError::internal(why),
+            StoreError::Database(err) => ApiError::store(err),
         }
     }
 }

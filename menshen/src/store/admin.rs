@@ -6,23 +6,8 @@ use serde_json::Value;
 
 use super::{
     Db, LOCATION_COLUMNS, LocationRow, Origin, OverrideRow, RESOURCE_COLUMNS, ResourceKind,
-    ResourceRow, Store, bind_location, bind_resource,
+    ResourceRow, Store, StoreError, bind_location, bind_resource,
 };
-
-/// Why an operator's change was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("{0}")]
-    NotFound(String),
-    /// Refused because of the state of things (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// A field refers to something that does not exist (422).
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
 
 /// One change, as the audit log keeps it.
 #[derive(Debug, Clone)]
@@ -114,7 +99,7 @@ impl Store {
         &self,
         loc: &LocationRow,
         audit: AuditEntry,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let existing: Option<(String,)> =
@@ -123,7 +108,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if let Some((label,)) = existing {
-                return Err(AdminError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "location {label:?} already exists"
                 )));
             }
@@ -146,7 +131,7 @@ impl Store {
         &self,
         loc: &LocationRow,
         audit: AuditEntry,
-    ) -> Result<LocationRow, AdminError> {
+    ) -> Result<LocationRow, StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let before: Option<LocationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -156,9 +141,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let before = before
-                .ok_or_else(|| AdminError::NotFound(format!("no location {:?}", loc.label)))?;
+                .ok_or_else(|| StoreError::NotFound(format!("no location {:?}", loc.label)))?;
             if before.origin == Origin::Config.as_str() {
-                return Err(AdminError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "location {:?} is defined in the provider file; change it there",
                     loc.label
                 )));
@@ -176,7 +161,7 @@ impl Store {
 
     /// Deletes a location, unless the provider file defines it or a gateway
     /// or bridge uses it.
-    pub async fn delete_location(&self, label: &str, audit: AuditEntry) -> Result<(), AdminError> {
+    pub async fn delete_location(&self, label: &str, audit: AuditEntry) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let before: Option<LocationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -186,9 +171,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let before =
-                before.ok_or_else(|| AdminError::NotFound(format!("no location {label:?}")))?;
+                before.ok_or_else(|| StoreError::NotFound(format!("no location {label:?}")))?;
             if before.origin == Origin::Config.as_str() {
-                return Err(AdminError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "location {label:?} is defined in the provider file; remove it there"
                 )));
             }
@@ -197,7 +182,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if used.0 > 0 {
-                return Err(AdminError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "location {label:?} is used by {} gateway(s) or bridge(s)",
                     used.0
                 )));
@@ -213,7 +198,7 @@ impl Store {
     }
 
     /// Every location, by label.
-    pub async fn list_locations(&self) -> Result<Vec<LocationRow>, AdminError> {
+    pub async fn list_locations(&self) -> Result<Vec<LocationRow>, StoreError> {
         Ok(with_pool!(&self.db, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {LOCATION_COLUMNS} FROM locations ORDER BY label"
@@ -229,7 +214,7 @@ impl Store {
         &self,
         row: &ResourceRow,
         audit: AuditEntry,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let insert = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -243,14 +228,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(|err| match err.as_database_error() {
-                    Some(db) if db.is_foreign_key_violation() => AdminError::Invalid {
+                    Some(db) if db.is_foreign_key_violation() => StoreError::Invalid {
                         field: "location".into(),
                         message: format!("no location {:?}", row.location),
                     },
-                    _ => AdminError::Database(err),
+                    _ => StoreError::Database(err),
                 })?;
             if done.rows_affected() == 0 {
-                return Err(AdminError::Conflict(format!(
+                return Err(StoreError::Conflict(format!(
                     "{} {:?} already exists",
                     row.kind.as_str(),
                     row.host
@@ -267,7 +252,7 @@ impl Store {
         &self,
         kind: ResourceKind,
         host: &str,
-    ) -> Result<(ResourceRow, OverrideRow), AdminError> {
+    ) -> Result<(ResourceRow, OverrideRow), StoreError> {
         let (row, over): (Option<ResourceRow>, Option<OverrideRow>) =
             with_pool!(&self.db, |pool| {
                 let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -288,7 +273,7 @@ impl Store {
                 (row, over)
             });
         let row =
-            row.ok_or_else(|| AdminError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
+            row.ok_or_else(|| StoreError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
         let over = over.unwrap_or(OverrideRow {
             kind,
             host: host.to_owned(),
@@ -304,7 +289,7 @@ impl Store {
         kind: ResourceKind,
         host: &str,
         audit: AuditEntry,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let before: Option<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -315,9 +300,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let before = before
-                .ok_or_else(|| AdminError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
+                .ok_or_else(|| StoreError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
             if let Some(why) = owned_elsewhere(&before) {
-                return Err(AdminError::Conflict(why));
+                return Err(StoreError::Conflict(why));
             }
             sqlx::query("DELETE FROM resources WHERE kind = $1 AND host = $2")
                 .bind(kind.as_str())
@@ -341,7 +326,7 @@ impl Store {
         &self,
         over: &OverrideRow,
         audit: AuditEntry,
-    ) -> Result<OverrideRow, AdminError> {
+    ) -> Result<OverrideRow, StoreError> {
         let kind = over.kind.as_str();
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
@@ -352,7 +337,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if exists.is_none() {
-                return Err(AdminError::NotFound(format!("no {kind} {:?}", over.host)));
+                return Err(StoreError::NotFound(format!("no {kind} {:?}", over.host)));
             }
             let before: Option<OverrideRow> = sqlx::query_as(
                 "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides \
@@ -394,7 +379,7 @@ impl Store {
     }
 
     /// The provider (`provider`) or service (`service`) settings as stored.
-    pub async fn setting(&self, name: &str) -> Result<Option<Value>, AdminError> {
+    pub async fn setting(&self, name: &str) -> Result<Option<Value>, StoreError> {
         let value: Option<(String,)> = with_pool!(&self.db, |pool| {
             sqlx::query_as("SELECT value FROM settings WHERE name = $1")
                 .bind(name)
@@ -411,7 +396,7 @@ impl Store {
         value: &Value,
         audit: AuditEntry,
         now: i64,
-    ) -> Result<(), AdminError> {
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let before: Option<(String,)> =
@@ -442,7 +427,7 @@ impl Store {
         &self,
         limit: i64,
         before_id: Option<i64>,
-    ) -> Result<Vec<AuditRow>, AdminError> {
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let rows: Vec<RawAudit> = with_pool!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT id, at_millis, actor, action, target, before, after FROM audit_log \

@@ -3,20 +3,7 @@
 //! Every replica reads the revocations into its snapshot, so that an admin
 //! request is checked without a database round trip.
 
-use super::{AuditEntry, Db, Store};
-
-/// Why a revocation was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminTokenError {
-    /// No token with this id was minted (404).
-    #[error("no admin token with id {0:?} was minted here")]
-    NotFound(String),
-    /// It is revoked already (409).
-    #[error("admin token {0:?} is already revoked")]
-    AlreadyRevoked(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
+use super::{AuditEntry, Db, Store, StoreError};
 
 /// A minted admin token, recorded.
 #[derive(Debug, Clone)]
@@ -54,7 +41,7 @@ impl Store {
         &self,
         token: &NewAdminToken,
         audit: &AuditEntry,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             sqlx::query(
@@ -82,7 +69,7 @@ impl Store {
         jti: &str,
         now: i64,
         audit: AuditEntry,
-    ) -> Result<AdminTokenRow, AdminTokenError> {
+    ) -> Result<AdminTokenRow, StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let row: Option<AdminTokenRow> = sqlx::query_as(
@@ -93,10 +80,16 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(mut row) = row else {
-                return Err(AdminTokenError::NotFound(jti.to_owned()));
+                return Err(StoreError::NotFound(format!(
+                    "no admin token with id {:?} was minted here",
+                    jti.to_owned()
+                )));
             };
             if row.revoked_millis.is_some() {
-                return Err(AdminTokenError::AlreadyRevoked(jti.to_owned()));
+                return Err(StoreError::Conflict(format!(
+                    "admin token {:?} is already revoked",
+                    jti.to_owned()
+                )));
             }
             sqlx::query("UPDATE admin_tokens SET revoked_millis = $1 WHERE jti = $2")
                 .bind(now)
@@ -119,7 +112,7 @@ impl Store {
         subject: &str,
         now: i64,
         audit: AuditEntry,
-    ) -> Result<u64, AdminTokenError> {
+    ) -> Result<u64, StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             sqlx::query(
@@ -149,7 +142,7 @@ impl Store {
     }
 
     /// Every recorded admin token, newest first.
-    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, sqlx::Error> {
+    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRow>, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT jti, subject, role, issued_millis, expires_millis, revoked_millis \
@@ -157,6 +150,7 @@ impl Store {
             )
             .fetch_all(pool)
             .await
+            .map_err(StoreError::from)
         })
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::{AuditEntry, Db, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store, bind_resource};
+use super::{
+    AuditEntry, Db, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store, StoreError, bind_resource,
+};
 
 /// An agent as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
@@ -12,25 +14,6 @@ pub struct AgentRow {
     pub token_id: String,
     pub created_millis: i64,
     pub revoked_millis: Option<i64>,
-}
-
-/// Why a push was not stored.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    /// The agent is unknown or revoked, or the token is not its current one.
-    #[error("the agent is unknown or revoked, or its token was replaced")]
-    NotAuthorized,
-    /// The host belongs to another agent or is defined by hand.
-    #[error("host {0:?} belongs to someone else")]
-    HostTaken(String),
-    /// A location vanished between validation and writing.
-    #[error("a location does not exist")]
-    UnknownLocation,
-    /// The agent would have more gateways and bridges than it may.
-    #[error("the agent would have {count} gateways and bridges, more than {max}")]
-    TooMany { count: usize, max: usize },
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 /// What a push did.
@@ -45,17 +28,6 @@ pub struct Pushed {
     pub stored: Vec<ResourceRow>,
 }
 
-/// Why an agent command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    #[error("agent {0:?} already exists")]
-    Exists(String),
-    #[error("no agent named {0:?}")]
-    NotFound(String),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
-
 /// Whether two rows differ in anything but their heartbeat time.
 fn same_but_heartbeat(a: &ResourceRow, b: &ResourceRow) -> bool {
     let mut a = a.clone();
@@ -64,25 +36,16 @@ fn same_but_heartbeat(a: &ResourceRow, b: &ResourceRow) -> bool {
 }
 
 impl Store {
-    /// Creates agent `name` with token id `token_id`. A revoked agent may be
-    /// created again; its old tokens stay invalid.
+    /// Creates agent `name` with token id `token_id`, writing `audit` in
+    /// the same transaction. A revoked agent may be created again; its old
+    /// tokens stay invalid.
     pub async fn create_agent(
         &self,
         name: &str,
         token_id: &str,
         now: i64,
-    ) -> Result<(), AgentError> {
-        self.create_agent_audited(name, token_id, now, None).await
-    }
-
-    /// [`Store::create_agent`], writing `audit` in the same transaction.
-    pub async fn create_agent_audited(
-        &self,
-        name: &str,
-        token_id: &str,
-        now: i64,
-        audit: Option<AuditEntry>,
-    ) -> Result<(), AgentError> {
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let existing: Option<(Option<i64>,)> =
@@ -91,7 +54,11 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             match existing {
-                Some((None,)) => return Err(AgentError::Exists(name.to_owned())),
+                Some((None,)) => {
+                    return Err(StoreError::Conflict(format!(
+                        "agent {name:?} already exists"
+                    )));
+                }
                 Some((Some(_),)) => {
                     sqlx::query(
                         "UPDATE agents SET token_id = $1, created_millis = $2, revoked_millis = NULL WHERE name = $3",
@@ -113,27 +80,20 @@ impl Store {
                     .await?;
                 }
             }
-            if let Some(audit) = &audit {
-                audit!(tx, audit);
-            }
+            audit!(tx, &audit);
             tx.commit().await?;
         });
         Ok(())
     }
 
-    /// Revokes agent `name`: its tokens stop working and what it pushed
-    /// leaves the lists at once.
-    pub async fn revoke_agent(&self, name: &str, now: i64) -> Result<(), AgentError> {
-        self.revoke_agent_audited(name, now, None).await
-    }
-
-    /// [`Store::revoke_agent`], writing `audit` in the same transaction.
-    pub async fn revoke_agent_audited(
+    /// Revokes agent `name`, writing `audit` in the same transaction: its
+    /// tokens stop working and what it pushed leaves the lists at once.
+    pub async fn revoke_agent(
         &self,
         name: &str,
         now: i64,
-        audit: Option<AuditEntry>,
-    ) -> Result<(), AgentError> {
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let done = sqlx::query(
@@ -144,15 +104,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
-                return Err(AgentError::NotFound(name.to_owned()));
+                return Err(StoreError::NotFound(format!(
+                    "no agent {name:?}, or it is already revoked"
+                )));
             }
             sqlx::query("DELETE FROM resources WHERE origin = 'agent' AND agent = $1")
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
-            if let Some(audit) = &audit {
-                audit!(tx, audit);
-            }
+            audit!(tx, &audit);
             commit_and_announce!(self, tx);
         });
         Ok(())
@@ -167,7 +127,7 @@ impl Store {
         name: &str,
         keep: bool,
         audit: AuditEntry,
-    ) -> Result<String, AgentError> {
+    ) -> Result<String, StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let current: Option<(String,)> = sqlx::query_as(
@@ -177,7 +137,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((current,)) = current else {
-                return Err(AgentError::NotFound(name.to_owned()));
+                return Err(StoreError::NotFound(format!(
+                    "no agent {name:?}, or it is already revoked"
+                )));
             };
             let token_id = if keep {
                 current
@@ -196,13 +158,14 @@ impl Store {
         })
     }
 
-    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, sqlx::Error> {
+    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT name, token_id, created_millis, revoked_millis FROM agents ORDER BY name",
             )
             .fetch_all(pool)
             .await
+            .map_err(StoreError::from)
         })
     }
 
@@ -228,7 +191,7 @@ impl Store {
         rows: &[ResourceRow],
         stale_before: i64,
         max_resources: usize,
-    ) -> Result<Pushed, PushError> {
+    ) -> Result<Pushed, StoreError> {
         let select = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2"
         );
@@ -289,7 +252,7 @@ impl Store {
         rows: &[ResourceRow],
         stale_before: i64,
         max_resources: usize,
-    ) -> Result<Pushed, PushError> {
+    ) -> Result<Pushed, StoreError> {
         let insert = format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
@@ -321,7 +284,7 @@ impl Store {
                 .await?;
             match current {
                 Some((id, None)) if id == token_id => {}
-                _ => return Err(PushError::NotAuthorized),
+                _ => return Err(StoreError::NotAuthorized),
             }
             // The cap counts both kinds: what this push leaves of this one,
             // and what the agent has of the other.
@@ -334,7 +297,7 @@ impl Store {
             .await?;
             let count = rows.len() + usize::try_from(others).unwrap_or(0);
             if count > max_resources {
-                return Err(PushError::TooMany {
+                return Err(StoreError::TooMany {
                     count,
                     max: max_resources,
                 });
@@ -393,7 +356,7 @@ impl Store {
                         // taken for someone else's: only another owner's
                         // row leaves nothing written.
                         if done.rows_affected() == 0 {
-                            return Err(PushError::HostTaken(r.host.clone()));
+                            return Err(StoreError::HostTaken(r.host.clone()));
                         }
                         created = true;
                         changed = true;
@@ -433,9 +396,11 @@ fn sorted(rows: &[ResourceRow]) -> Vec<ResourceRow> {
     rows
 }
 
-fn location_error(err: sqlx::Error) -> PushError {
+fn location_error(err: sqlx::Error) -> StoreError {
     match err.as_database_error() {
-        Some(db) if db.is_foreign_key_violation() => PushError::UnknownLocation,
-        _ => PushError::Database(err),
+        Some(db) if db.is_foreign_key_violation() => {
+            StoreError::invalid("location", "a location does not exist")
+        }
+        _ => StoreError::Database(err),
     }
 }

@@ -1,7 +1,7 @@
 //! Invite tokens, as far as the store keeps them: an id, a hash of the
 //! secret, the buckets they grant. Never the token.
 
-use super::{AuditEntry, Db, InviteEntry, Store};
+use super::{AuditEntry, Db, InviteEntry, Store, StoreError};
 
 /// An invite as stored, for operators.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,18 +65,14 @@ pub(super) fn entries(rows: Vec<(String, String, String, Option<i64>)>) -> Vec<I
 type ListedRow = (String, String, String, i64, Option<i64>, Option<i64>);
 
 impl Store {
-    /// Creates `invites`, all or none.
-    pub async fn create_invites(&self, invites: &[NewInvite], now: i64) -> anyhow::Result<()> {
-        self.create_invites_audited(invites, now, None).await
-    }
-
-    /// [`Store::create_invites`], writing `audit` in the same transaction.
-    pub async fn create_invites_audited(
+    /// Creates `invites`, all or none, writing `audit` in the same
+    /// transaction.
+    pub async fn create_invites(
         &self,
         invites: &[NewInvite],
         now: i64,
-        audit: Option<AuditEntry>,
-    ) -> anyhow::Result<()> {
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             for invite in invites {
@@ -92,16 +88,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some(audit) = &audit {
-                audit!(tx, audit);
-            }
+            audit!(tx, &audit);
             commit_and_announce!(self, tx);
         });
         Ok(())
     }
 
     /// Every invite, oldest first.
-    pub async fn list_invites(&self) -> anyhow::Result<Vec<InviteRow>> {
+    pub async fn list_invites(&self) -> Result<Vec<InviteRow>, StoreError> {
         let rows: Vec<ListedRow> = with_pool!(&self.db, |pool| {
             sqlx::query_as(
                 "SELECT id, secret_hash, buckets, created_millis, expires_millis, last_used_millis \
@@ -113,8 +107,9 @@ impl Store {
         rows.into_iter()
             .map(
                 |(id, secret_hash, buckets, created_millis, expires_millis, last_used_millis)| {
-                    let buckets = serde_json::from_str(&buckets)
-                        .map_err(|e| anyhow::anyhow!("invite {id}: unreadable buckets: {e}"))?;
+                    let buckets = serde_json::from_str(&buckets).map_err(|e| {
+                        StoreError::Unreadable(format!("invite {id}: unreadable buckets: {e}"))
+                    })?;
                     Ok(InviteRow {
                         id,
                         secret_hash,
@@ -128,19 +123,15 @@ impl Store {
             .collect()
     }
 
-    /// Deletes the invites `which` selects and returns how many there were.
-    /// Their tokens stop working as soon as the replicas' snapshots reload.
-    pub async fn delete_invites(&self, which: InviteSelection<'_>) -> anyhow::Result<u64> {
-        self.delete_invites_audited(which, None).await
-    }
-
-    /// [`Store::delete_invites`], writing `audit` in the same transaction
-    /// when something was deleted; its `before` is set to the ids deleted.
-    pub async fn delete_invites_audited(
+    /// Deletes the invites `which` selects and returns how many there were,
+    /// writing `audit` in the same transaction when something was deleted
+    /// (its `before` set to the invites deleted). Their tokens stop working
+    /// as soon as the replicas' snapshots reload.
+    pub async fn delete_invites(
         &self,
         which: InviteSelection<'_>,
-        audit: Option<AuditEntry>,
-    ) -> anyhow::Result<u64> {
+        audit: AuditEntry,
+    ) -> Result<u64, StoreError> {
         with_pool!(&self.db, |pool| {
             let mut tx = self.begin_write(pool).await?;
             let ids: Vec<(String, String)> =
@@ -179,7 +170,7 @@ impl Store {
                 }
             };
             if deleted > 0 {
-                if let Some(audit) = audit {
+                {
                     // What the selection matched, as it was.
                     let remaining: Vec<(String,)> = sqlx::query_as("SELECT id FROM invites")
                         .fetch_all(&mut *tx)
@@ -204,7 +195,7 @@ impl Store {
     /// Notes when invites were last used: `(id, unix ms)`. Never moves a
     /// time backwards; ids that no longer exist are passed over. Clients'
     /// lists do not depend on it, so no change is announced.
-    pub async fn record_invite_uses(&self, uses: &[(String, i64)]) -> anyhow::Result<()> {
+    pub async fn record_invite_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());
         }

@@ -5,6 +5,7 @@
 //! Every write is one transaction and ends with a change notification, so
 //! that every replica rebuilds its client snapshot.
 
+mod error;
 mod rows;
 
 use std::path::Path;
@@ -81,9 +82,10 @@ mod agents;
 mod health;
 mod invites;
 
-pub use admin::{AdminError, AuditEntry, AuditRow};
-pub use admin_tokens::{AdminTokenError, AdminTokenRow, NewAdminToken, valid_jti};
-pub use agents::{AgentError, AgentRow, PushError, Pushed};
+pub use admin::{AuditEntry, AuditRow};
+pub use admin_tokens::{AdminTokenRow, NewAdminToken, valid_jti};
+pub use agents::{AgentRow, Pushed};
+pub use error::StoreError;
 pub use health::{
     HEALTH_CHECK_INTERVAL, Outage, Outages, PING_TIMEOUT, StoreHealth, is_unavailable,
 };
@@ -362,7 +364,7 @@ impl Store {
     }
 
     /// Checks that the database answers.
-    pub async fn ping(&self) -> anyhow::Result<()> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(&self.db, |pool| {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
@@ -373,7 +375,7 @@ impl Store {
     /// store answered.
     #[tracing::instrument(name = "store.load_inventory", skip_all,
         fields(db.system.name = self.engine_name(), otel.kind = "client"))]
-    pub async fn load_inventory(&self) -> anyhow::Result<Inventory> {
+    pub async fn load_inventory(&self) -> Result<Inventory, StoreError> {
         let loaded = self.read_inventory().await;
         match &loaded {
             Ok(_) => self.health.succeeded(),
@@ -382,7 +384,7 @@ impl Store {
         loaded
     }
 
-    async fn read_inventory(&self) -> anyhow::Result<Inventory> {
+    async fn read_inventory(&self) -> Result<Inventory, StoreError> {
         with_pool!(&self.db, |pool| {
             // One read transaction so that the parts agree with each other.
             let mut tx = pool.begin().await?;
@@ -441,7 +443,7 @@ impl Store {
     /// settings replaced, its locations and resources created or updated,
     /// and what an earlier version of the file defined but this one no longer
     /// does removed. Applying the same file twice changes nothing.
-    pub async fn apply_provider_file(&self, file: &ProviderRows) -> anyhow::Result<()> {
+    pub async fn apply_provider_file(&self, file: &ProviderRows) -> Result<(), StoreError> {
         let now = now_millis();
         let provider = serde_json::to_string(&file.provider)?;
         let service = serde_json::to_string(&file.service)?;

@@ -332,7 +332,7 @@ impl Inventory {
         invites: Vec<InviteEntry>,
         overrides: Vec<OverrideRow>,
         admin_revocations: AdminRevocations,
-    ) -> anyhow::Result<Inventory> {
+    ) -> Result<Inventory, super::StoreError> {
         let mut inventory = Inventory {
             locations,
             resources,

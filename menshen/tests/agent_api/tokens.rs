@@ -8,6 +8,7 @@ use menshen::store::now_millis;
 use serde_json::json;
 
 use super::{Harness, gateway, has, provider_file};
+use crate::common::audit;
 use crate::common::{Backend, TestServer, on_each_backend, sorted_hosts};
 
 on_each_backend!(
@@ -85,7 +86,14 @@ async fn bad_tokens_get_401(backend: Backend) {
     assert_eq!(status, 201);
     h.wait_list("/api/5/gateways", |hs| has(hs, "a.ams")).await;
     let store = h.store().await;
-    store.revoke_agent("gw-ams", now_millis()).await.unwrap();
+    store
+        .revoke_agent(
+            "gw-ams",
+            now_millis(),
+            audit("agent.revoke", "agent/gw-ams"),
+        )
+        .await
+        .unwrap();
     store.close().await;
     let (status, _) = h.put("gateways", Some(&token), &body).await;
     assert_eq!(status, 401, "{name}: revoked");
@@ -217,7 +225,12 @@ async fn the_signing_key_is_rotated_without_reenrolling_at_once(backend: Backend
     let store = backend.store().await;
     let token_id = menshen::auth::random_id(16);
     store
-        .create_agent("rot", &token_id, now_millis())
+        .create_agent(
+            "rot",
+            &token_id,
+            now_millis(),
+            audit("agent.create", "agent/rot"),
+        )
         .await
         .unwrap();
     let now = now_millis() / 1000;

@@ -31,7 +31,7 @@ async fn a_changed_inventory_changes_the_etag(backend: Backend) {
     let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.5");
     let file =
         menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x")).unwrap();
-    store.apply_provider_file(&file).await.unwrap();
+    store.apply_provider_file(&file.rows()).await.unwrap();
     // Postgres notifies other replicas; SQLite relies on the periodic
     // reload (30 s by default), so only Postgres is held to a deadline here.
     if backend.name() == "postgres" {
@@ -67,7 +67,7 @@ async fn the_periodic_reload_picks_up_changes_made_elsewhere(backend: Backend) {
     let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.75");
     let file =
         menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x")).unwrap();
-    store.apply_provider_file(&file).await.unwrap();
+    store.apply_provider_file(&file.rows()).await.unwrap();
     let name = backend.name();
     eventually(format_args!("{name}: the new load"), PATIENCE, || async {
         let list = server.json("/api/5/gateways?tr=udp").await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use menshen::auth::SigningKey;
 use menshen::auth::admin::Role;
 use menshen::config::Settings;
-use menshen::store::{Engine, Store, now_millis};
+use menshen::store::{AuditEntry, Engine, Store, now_millis};
 use menshen_e2e::TestDatabase;
 pub use menshen_e2e::{PATIENCE, ProviderFile, eventually, sorted_hosts};
 use serde_json::Value;
@@ -206,7 +206,7 @@ impl TestServer {
         let store = self.store().await;
         let token_id = menshen::auth::random_id(16);
         store
-            .create_agent(name, &token_id, now_millis())
+            .create_agent(name, &token_id, now_millis(), audit("agent.create", name))
             .await
             .unwrap();
         store.close().await;
@@ -317,6 +317,12 @@ impl Drop for TestServer {
 
 /// The value of the sample `series` (name and labels as exposed) in a
 /// metrics exposition, if any.
+/// The audit entry of a change a test makes in the store itself, as an
+/// operator named `test`.
+pub fn audit(action: &str, target: &str) -> AuditEntry {
+    AuditEntry::new("test", action, target, now_millis())
+}
+
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))

@@ -13,7 +13,7 @@ use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::auth::{random_id, valid_agent_name};
 use crate::inventory::validate::FieldError;
-use crate::store::{AgentError, AuditEntry, now_millis};
+use crate::store::{AuditEntry, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -134,14 +134,8 @@ async fn create_agent(
     .after(serde_json::json!({"name": input.name, "expires_millis": expires_millis}));
     state
         .store
-        .create_agent_audited(&input.name, &token_id, now, Some(audit))
-        .await
-        .map_err(|err| match err {
-            AgentError::Exists(name) => {
-                ApiError::conflict(format!("agent {name:?} already exists"))
-            }
-            other => ApiError::internal(other),
-        })?;
+        .create_agent(&input.name, &token_id, now, audit)
+        .await?;
     let token = state
         .signing_key
         .mint_agent_token(&input.name, &token_id, now / 1000, ttl_secs);
@@ -178,15 +172,6 @@ async fn revoke_agent(
     let now = now_millis();
     let audit = AuditEntry::new(&who.subject, "agent.revoke", format!("agent/{name}"), now)
         .before(serde_json::json!({"name": name}));
-    state
-        .store
-        .revoke_agent_audited(&name, now, Some(audit))
-        .await
-        .map_err(|err| match err {
-            AgentError::NotFound(name) => {
-                ApiError::not_found(format!("no agent {name:?}, or it is already revoked"))
-            }
-            other => ApiError::internal(other),
-        })?;
+    state.store.revoke_agent(&name, now, audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -174,7 +174,7 @@ async fn create_invites(
     );
     state
         .store
-        .create_invites_audited(&invites, now, Some(audit))
+        .create_invites(&invites, now, audit)
         .await
         .map_err(ApiError::internal)?;
     Ok((
@@ -224,7 +224,7 @@ async fn delete_invites(
     let audit = AuditEntry::new(&who.subject, "invite.delete", target, now_millis());
     let deleted = state
         .store
-        .delete_invites_audited(which, Some(audit))
+        .delete_invites(which, audit)
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(Deleted { deleted }))
@@ -257,7 +257,7 @@ async fn delete_invite(
     );
     let deleted = state
         .store
-        .delete_invites_audited(InviteSelection::Id(&id), Some(audit))
+        .delete_invites(InviteSelection::Id(&id), audit)
         .await
         .map_err(ApiError::internal)?;
     if deleted == 0 {

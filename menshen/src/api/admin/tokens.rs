@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
-use crate::store::{AdminTokenError, AdminTokenRow, AuditEntry, now_millis, valid_jti};
+use crate::store::{AdminTokenRow, AuditEntry, now_millis, valid_jti};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -53,11 +53,7 @@ async fn list_tokens(
     _viewer: Viewer,
     State(state): State<SharedState>,
 ) -> Result<Json<Vec<AdminTokenRow>>, ApiError> {
-    let rows = state
-        .store
-        .list_admin_tokens()
-        .await
-        .map_err(ApiError::store)?;
+    let rows = state.store.list_admin_tokens().await?;
     Ok(Json(rows))
 }
 
@@ -96,15 +92,7 @@ async fn revoke_token(
         format!("admin_token/{jti}"),
         now,
     );
-    let row = state
-        .store
-        .revoke_admin_token(&jti, now, audit)
-        .await
-        .map_err(|err| match err {
-            AdminTokenError::NotFound(_) => ApiError::not_found(err.to_string()),
-            AdminTokenError::AlreadyRevoked(_) => ApiError::conflict(err.to_string()),
-            AdminTokenError::Database(err) => ApiError::store(err),
-        })?;
+    let row = state.store.revoke_admin_token(&jti, now, audit).await?;
     tracing::info!(jti = %jti, subject = %row.subject, by = %who.subject, "admin token revoked");
     Ok(Json(row))
 }
@@ -147,11 +135,7 @@ async fn revoke_subject(
     let count = state
         .store
         .revoke_admin_subject(subject, now, audit)
-        .await
-        .map_err(|err| match err {
-            AdminTokenError::Database(err) => ApiError::store(err),
-            other => ApiError::internal(other),
-        })?;
+        .await?;
     tracing::info!(subject = %subject, by = %who.subject, "admin tokens of a subject revoked");
     Ok(Json(SubjectRevoked {
         subject: subject.to_owned(),

@@ -443,3 +443,91 @@ fn help_names_the_subcommands() {
         assert!(help.contains(flag), "{flag}:\n{help}");
     }
 }
+
+/// Input an operator got wrong exits 2, as `--help` says, whatever command
+/// it is given to; what is not there exits 1.
+#[test]
+fn bad_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let with_store = Operator {
+        store_args: &["--data-dir", data.to_str().unwrap()],
+    };
+    let without = Operator { store_args: &[] };
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let cert = |host| {
+        [
+            "pki",
+            "gateway-cert",
+            host,
+            "--ca-cert",
+            missing,
+            "--ca-key",
+            missing,
+            "--out",
+            missing,
+        ]
+    };
+    for (op, args, says) in [
+        (
+            &with_store,
+            &["admin", "token", "--subject", " ", "--role", "admin"][..],
+            "--subject",
+        ),
+        (
+            &with_store,
+            &[
+                "admin",
+                "token",
+                "--subject",
+                "a",
+                "--role",
+                "admin",
+                "--ttl",
+                "0s",
+            ],
+            "--ttl",
+        ),
+        (
+            &with_store,
+            &["location", "create", "--json", missing],
+            "cannot read",
+        ),
+        (
+            &with_store,
+            &["location", "list", "--database-url", "mysql://db"],
+            "neither postgres",
+        ),
+        (
+            &with_store,
+            &["agent", "create", "gw", "--signing-key-file", missing],
+            "signing key",
+        ),
+        (&without, &cert("two words"), "HOST"),
+        (&without, &cert("gw1"), "cannot read"),
+        (
+            &without,
+            &[
+                "import",
+                missing,
+                "--domain",
+                "d.example",
+                "--api-uri",
+                "https://d.example",
+            ],
+            "cannot read",
+        ),
+    ] {
+        let err = op.fails(args, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for args in [
+        ["agent", "reissue", "nobody"],
+        ["agent", "revoke", "nobody"],
+    ] {
+        // Without the warning that a signing key was generated.
+        let err = with_store.fails(&[&["--log-level", "error"], &args[..]].concat(), 1);
+        assert!(err.contains("no agent named \"nobody\""), "{err}");
+    }
+}

@@ -69,8 +69,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             store,
             key,
         } => {
-            let subject = subject(&given).map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(ttl.as_secs() >= 1, "--ttl must be at least a second");
+            let subject = subject(&given)?;
+            if ttl.as_secs() < 1 {
+                return Err(Invalid::err("--ttl must be at least a second"));
+            }
             let signing_key = key.load(&store.data_dir)?;
             let ttl_secs = i64::try_from(ttl.as_secs())?;
             let now = now_millis();

@@ -102,8 +102,9 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
                     db.reissue_agent(&name, keep_old_token, audit)
                         .await
                         .map_err(|err| match err {
+                            // Not found, as `agent revoke` says it: status 1.
                             AgentError::NotFound(_) => {
-                                Invalid::err(format!("no agent named {name:?} (or it is revoked)"))
+                                anyhow::anyhow!("no agent named {name:?} (or it is revoked)")
                             }
                             other => other.into(),
                         })

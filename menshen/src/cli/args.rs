@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::exit::OrInvalid as _;
 use crate::auth::{KeySource, SigningKey};
 use crate::config::DEFAULT_RESOURCE_TTL;
 use crate::store::{AuditEntry, Engine, Store};
@@ -24,9 +25,9 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// The engine --database-url names.
+    /// The engine --database-url names; another scheme is invalid input.
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        Engine::select(self.database_url.as_deref(), &self.data_dir)
+        Engine::select(self.database_url.as_deref(), &self.data_dir).or_invalid()
     }
 
     /// Connects, runs `work` and closes the store, whatever `work` returned.
@@ -72,9 +73,14 @@ impl KeyArgs {
         }
     }
 
-    /// The signing key, or the one generated into `data_dir`.
+    /// The signing key: a key given that cannot be used is invalid input;
+    /// one generated into (or read back from) `data_dir` that cannot be is
+    /// a failure.
     pub fn load(&self, data_dir: &Path) -> anyhow::Result<SigningKey> {
-        SigningKey::load(&self.source(), data_dir)
+        let source = self.source();
+        let given = source.inline.is_some() || !source.files.is_empty();
+        let key = SigningKey::load(&source, data_dir);
+        if given { key.or_invalid() } else { key }
     }
 }
 
@@ -107,10 +113,11 @@ pub fn audit(action: &str, target: impl Into<String>, now: i64) -> AuditEntry {
     AuditEntry::new(&cli_actor(), action, target, now)
 }
 
-/// A file named on the command line, as text.
+/// A file named on the command line, as text; one that cannot be read is
+/// invalid input.
 pub fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+        .map_err(|e| super::Invalid::err(format!("cannot read {}: {e}", path.display())))
 }
 
 /// A size like `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.

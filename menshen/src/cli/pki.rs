@@ -173,6 +173,8 @@ fn gateway_cert(args: GatewayCertArgs) -> anyhow::Result<()> {
     let validity = time::Duration::try_from(args.validity)
         .map_err(|_| Invalid::err("--validity is too long"))?;
     let host = args.host.trim().to_owned();
+    // Everything issuing checks is what was given: HOST, --validity, the
+    // CA's files.
     let made = crate::pki::gateway::issue(
         &host,
         &args.ips,
@@ -180,7 +182,8 @@ fn gateway_cert(args: GatewayCertArgs) -> anyhow::Result<()> {
         &args.ca_key,
         validity,
         time::OffsetDateTime::now_utc(),
-    )?;
+    )
+    .or_invalid()?;
     if let Some(secret) = args.secret {
         let mut bundle = String::new();
         for path in &args.client_ca {

@@ -3,7 +3,6 @@
 //! What the CLI changes reaches the clients' lists (on SQLite at the
 //! server's periodic reload), and lands in the audit log as `cli:$USER`.
 
-use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -27,42 +26,95 @@ port = 1194
 transport = "udp"
 "#;
 
-/// Runs `menshen ARGS STORE_ARGS` as operator `tester`.
-fn cli(args: &[&str], store_args: &[&str]) -> Output {
-    Command::new(binary("menshen"))
-        .args(args)
-        .args(store_args)
-        .env("USER", "tester")
-        .env_remove("MENSHEN_DATA_DIR")
-        .env_remove("MENSHEN_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("menshen runs")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs a command that must succeed; returns its stdout.
-fn ok(args: &[&str], store_args: &[&str]) -> String {
-    let out = cli(args, store_args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+/// An operator running `menshen ARGS STORE_ARGS` as `tester`.
+struct Operator<'a> {
+    store_args: &'a [&'a str],
 }
 
-/// Runs a command that must fail with `code`; returns its stderr, one line.
-fn fails(args: &[&str], store_args: &[&str], code: i32) -> String {
-    let out = cli(args, store_args);
+impl Operator<'_> {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(binary("menshen"))
+            .args(args)
+            .args(self.store_args)
+            .env("USER", "tester")
+            .env_remove("MENSHEN_DATA_DIR")
+            .env_remove("MENSHEN_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("menshen runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Runs a command that must fail with `code`; returns its stderr, one
+    /// line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        failure(self.run(args), &args, code)
+    }
+
+    /// `menshen WHAT list --json`: the entry whose `key` is `value`.
+    fn listed(&self, what: &str, key: &str, value: &str) -> Value {
+        let list: Value = serde_json::from_str(&self.ok(&[what, "list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry[key] == value)
+            .unwrap_or_else(|| panic!("no {what} with {key} {value}: {list}"))
+            .clone()
+    }
+
+    /// `menshen gateway create` of a UDP gateway on port 1194.
+    fn create_gateway(&self, host: &str, ip: &str, location: &str) -> Output {
+        self.run(&[
+            "gateway",
+            "create",
+            "--allow-private-addresses",
+            "--host",
+            host,
+            "--ip",
+            ip,
+            "--location",
+            location,
+            "--port",
+            "1194",
+            "--transport",
+            "udp",
+        ])
+    }
+}
+
+/// What a command that must fail with `code` said: one line on stderr.
+fn failure(out: Output, command: &dyn std::fmt::Debug, code: i32) -> String {
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert_eq!(out.status.code(), Some(code), "{command:?}: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{command:?}: {stderr}"
+    );
     assert!(stderr.starts_with("error: "), "{stderr}");
     stderr
+}
+
+/// The table row that starts with `first`.
+fn row<'a>(table: &'a str, first: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("no {first} in {table}"))
 }
 
 async fn client_hosts(menshen: &Menshen) -> Vec<String> {
@@ -99,58 +151,31 @@ async fn wait_hosts(menshen: &Menshen, want: &[&str]) {
     }
 }
 
-async fn cli_story(store_args: &[&str], config: &Path) {
-    let mut args = vec![
-        "--config",
-        config.to_str().unwrap(),
-        "--reload-interval",
-        "1s",
-    ];
-    args.extend_from_slice(store_args);
-    let menshen = Menshen::start(&args);
-    wait_hosts(&menshen, &["public.ams"]).await;
-
-    // Locations.
-    ok(
-        &[
-            "location",
-            "create",
-            "paris",
-            "--name",
-            "Paris",
-            "--country",
-            "fr",
-            "--lat",
-            "48.86",
-            "--lon",
-            "2.35",
-            "--timezone",
-            "1",
-        ],
-        store_args,
-    );
-    let table = ok(&["location", "list"], store_args);
-    let paris = table
-        .lines()
-        .find(|l| l.starts_with("paris"))
-        .expect(&table);
+fn locations(op: &Operator) {
+    op.ok(&[
+        "location",
+        "create",
+        "paris",
+        "--name",
+        "Paris",
+        "--country",
+        "fr",
+        "--lat",
+        "48.86",
+        "--lon",
+        "2.35",
+        "--timezone",
+        "1",
+    ]);
+    let table = op.ok(&["location", "list"]);
+    let paris = row(&table, "paris");
     assert!(paris.contains("Paris") && paris.contains("FR") && paris.contains("admin"));
     assert!(
         table.lines().next().unwrap().starts_with("LABEL"),
         "{table}"
     );
-    ok(
-        &["location", "update", "paris", "--region", "Europe"],
-        store_args,
-    );
-    let json: Value =
-        serde_json::from_str(&ok(&["location", "list", "--json"], store_args)).unwrap();
-    let paris = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["label"] == "paris")
-        .unwrap();
+    op.ok(&["location", "update", "paris", "--region", "Europe"]);
+    let paris = op.listed("location", "label", "paris");
     assert_eq!(
         (
             &paris["region"],
@@ -163,7 +188,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
             &Value::from("N")
         )
     );
-    let err = fails(
+    let err = op.fails(
         &[
             "location",
             "create",
@@ -173,40 +198,21 @@ async fn cli_story(store_args: &[&str], config: &Path) {
             "--country",
             "XX",
         ],
-        store_args,
         2,
     );
     assert!(
         err.contains("country_code") && err.contains("--country"),
         "{err}"
     );
-    let err = fails(
-        &["location", "update", "amsterdam", "--name", "A"],
-        store_args,
-        1,
-    );
+    let err = op.fails(&["location", "update", "amsterdam", "--name", "A"], 1);
     assert!(err.contains("provider file"), "{err}");
+}
 
-    // A gateway defined by hand reaches the clients.
-    ok(
-        &[
-            "gateway",
-            "create",
-            "--allow-private-addresses",
-            "--host",
-            "gw1.paris",
-            "--ip",
-            "192.0.2.10",
-            "--location",
-            "Paris",
-            "--port",
-            "1194",
-            "--transport",
-            "udp",
-        ],
-        store_args,
-    );
-    let table = ok(&["gateway", "list"], store_args);
+/// A gateway defined by hand, as the table and the JSON show it.
+fn hand_defined_gateway(op: &Operator) {
+    let out = op.create_gateway("gw1.paris", "192.0.2.10", "Paris");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = op.ok(&["gateway", "list"]);
     let header = table.lines().next().unwrap();
     for column in [
         "HOST",
@@ -220,10 +226,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
     ] {
         assert!(header.contains(column), "{table}");
     }
-    let gw1 = table
-        .lines()
-        .find(|l| l.starts_with("gw1.paris"))
-        .expect(&table);
+    let gw1 = row(&table, "gw1.paris");
     for cell in [
         "paris",
         "openvpn",
@@ -234,14 +237,7 @@ async fn cli_story(store_args: &[&str], config: &Path) {
     ] {
         assert!(gw1.contains(cell), "{cell} not in {gw1}");
     }
-    let json: Value =
-        serde_json::from_str(&ok(&["gateway", "list", "--json"], store_args)).unwrap();
-    let gw1 = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["host"] == "gw1.paris")
-        .unwrap();
+    let gw1 = op.listed("gateway", "host", "gw1.paris");
     assert_eq!(
         (&gw1["status"], &gw1["origin"], &gw1["listed"]),
         (
@@ -250,156 +246,82 @@ async fn cli_story(store_args: &[&str], config: &Path) {
             &Value::from(true)
         )
     );
-    wait_hosts(&menshen, &["gw1.paris", "public.ams"]).await;
+}
 
-    // Refusals.
-    let err = fails(&["location", "delete", "paris"], store_args, 1);
+fn refusals(op: &Operator) {
+    let err = op.fails(&["location", "delete", "paris"], 1);
     assert!(err.contains("used by 1"), "{err}");
-    let err = fails(
-        &[
-            "gateway",
-            "create",
-            "--allow-private-addresses",
-            "--host",
-            "gw2.paris",
-            "--ip",
-            "not-an-ip",
-            "--location",
-            "paris",
-            "--port",
-            "1194",
-            "--transport",
-            "udp",
-        ],
-        store_args,
-        2,
-    );
+    let out = op.create_gateway("gw2.paris", "not-an-ip", "paris");
+    let err = failure(out, &"gateway create gw2.paris", 2);
     assert!(err.contains("ip_addr") && err.contains("--ip"), "{err}");
-    let err = fails(
-        &[
-            "gateway",
-            "create",
-            "--allow-private-addresses",
-            "--host",
-            "gw1.paris",
-            "--ip",
-            "192.0.2.11",
-            "--location",
-            "paris",
-            "--port",
-            "1194",
-            "--transport",
-            "udp",
-        ],
-        store_args,
-        1,
-    );
+    let out = op.create_gateway("gw1.paris", "192.0.2.11", "paris");
+    let err = failure(out, &"gateway create gw1.paris", 1);
     assert!(err.contains("already exists"), "{err}");
-    let err = fails(&["gateway", "delete", "public.ams"], store_args, 1);
+    let err = op.fails(&["gateway", "delete", "public.ams"], 1);
     assert!(err.contains("provider file"), "{err}");
-    let err = fails(
-        &["gateway", "set", "gw1.paris", "--bucket", "two words"],
-        store_args,
-        2,
-    );
+    let err = op.fails(&["gateway", "set", "gw1.paris", "--bucket", "two words"], 2);
     assert!(err.contains("bucket"), "{err}");
-    let err = fails(
-        &["gateway", "set", "nowhere", "--maintenance", "on"],
-        store_args,
-        1,
-    );
+    let err = op.fails(&["gateway", "set", "nowhere", "--maintenance", "on"], 1);
     assert!(err.contains("no gateway"), "{err}");
     // A bad command line is clap's: status 2 too.
     assert_eq!(
-        cli(&["gateway", "set", "gw1.paris"], store_args)
-            .status
-            .code(),
+        op.run(&["gateway", "set", "gw1.paris"]).status.code(),
         Some(2)
     );
+}
 
-    // Maintenance hides it from clients; off lists it again.
-    let shown = ok(
-        &["gateway", "set", "gw1.paris", "--maintenance", "on"],
-        store_args,
-    );
+/// Maintenance hides a gateway from clients; off lists it again.
+async fn maintenance(op: &Operator<'_>, menshen: &Menshen) {
+    let shown = op.ok(&["gateway", "set", "gw1.paris", "--maintenance", "on"]);
     assert!(shown.contains("maintenance"), "{shown}");
-    wait_hosts(&menshen, &["public.ams"]).await;
-    ok(
-        &[
-            "gateway",
-            "set",
-            "public.ams",
-            "--experimental",
-            "true",
-            "--maintenance",
-            "on",
-        ],
-        store_args,
-    );
-    ok(
-        &["gateway", "set", "gw1.paris", "--maintenance", "off"],
-        store_args,
-    );
-    wait_hosts(&menshen, &["gw1.paris"]).await;
-    ok(
-        &["gateway", "set", "public.ams", "--maintenance", "off"],
-        store_args,
-    );
-    let json: Value =
-        serde_json::from_str(&ok(&["gateway", "list", "--json"], store_args)).unwrap();
-    let public = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["host"] == "public.ams")
-        .unwrap();
+    wait_hosts(menshen, &["public.ams"]).await;
+    op.ok(&[
+        "gateway",
+        "set",
+        "public.ams",
+        "--experimental",
+        "true",
+        "--maintenance",
+        "on",
+    ]);
+    op.ok(&["gateway", "set", "gw1.paris", "--maintenance", "off"]);
+    wait_hosts(menshen, &["gw1.paris"]).await;
+    op.ok(&["gateway", "set", "public.ams", "--maintenance", "off"]);
+    let public = op.listed("gateway", "host", "public.ams");
     // Flags not given keep their setting.
     assert_eq!(public["overrides"]["experimental"], true, "{public}");
     assert_eq!(public["overrides"]["maintenance"], false, "{public}");
     // Experimental ones are for clients that ask for them.
-    ok(
-        &["gateway", "set", "public.ams", "--experimental", "default"],
-        store_args,
-    );
+    op.ok(&["gateway", "set", "public.ams", "--experimental", "default"]);
+}
 
-    // Bridges, from JSON on a file.
-    let body = config.with_file_name("bridge.json");
+/// A bridge from JSON on a file, listed, then deleted.
+fn bridge_from_json(op: &Operator, dir: &std::path::Path) {
+    let body = dir.join("bridge.json");
     std::fs::write(
         &body,
         r#"{"host": "br1.paris", "ip_addr": "192.0.2.20", "location": "paris", "port": 443,
             "options": {"cert": "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", "iatMode": "0"}}"#,
     )
     .unwrap();
-    ok(
-        &[
-            "bridge",
-            "create",
-            "--allow-private-addresses",
-            "--json",
-            body.to_str().unwrap(),
-        ],
-        store_args,
-    );
-    let table = ok(&["bridge", "list"], store_args);
+    op.ok(&[
+        "bridge",
+        "create",
+        "--allow-private-addresses",
+        "--json",
+        body.to_str().unwrap(),
+    ]);
+    let table = op.ok(&["bridge", "list"]);
     assert!(
         table.contains("br1.paris") && table.contains("obfs4"),
         "{table}"
     );
-    ok(&["bridge", "delete", "br1.paris"], store_args);
+    op.ok(&["bridge", "delete", "br1.paris"]);
+}
 
-    // Delete, then the location may go.
-    ok(&["gateway", "delete", "gw1.paris"], store_args);
-    wait_hosts(&menshen, &["public.ams"]).await;
-    let err = fails(&["gateway", "delete", "gw1.paris"], store_args, 1);
-    assert!(err.contains("no gateway"), "{err}");
-    ok(&["location", "delete", "paris"], store_args);
-    assert!(!ok(&["location", "list"], store_args).contains("paris"));
-
-    // Every change is in the audit log, by the operator who ran it.
-    let token = ok(
-        &["admin", "token", "--subject", "t", "--role", "viewer"],
-        store_args,
-    );
+/// Every change is in the audit log, by the operator who ran it.
+async fn audited(op: &Operator<'_>, menshen: &Menshen) {
+    let token = op.ok(&["admin", "token", "--subject", "t", "--role", "viewer"]);
     let audit: Value = reqwest::Client::new()
         .get(format!("{}/admin/v1/audit?limit=100", menshen.url))
         .bearer_auth(token.trim())
@@ -432,18 +354,52 @@ async fn cli_story(store_args: &[&str], config: &Path) {
     }
 }
 
-fn config_in(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("provider.toml");
-    std::fs::write(&path, FILE).unwrap();
-    path
+/// The whole story against a server on the store `--database-url` names
+/// (SQLite in the data folder without it).
+async fn cli_story(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("provider.toml");
+    std::fs::write(&config, FILE).unwrap();
+    let data = dir.path().join("data");
+    let mut store_args = vec!["--data-dir", data.to_str().unwrap()];
+    if let Some(url) = database_url {
+        store_args.extend(["--database-url", url]);
+    }
+    let op = Operator {
+        store_args: &store_args,
+    };
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--reload-interval",
+        "1s",
+    ];
+    args.extend_from_slice(&store_args);
+    let menshen = Menshen::start(&args);
+    wait_hosts(&menshen, &["public.ams"]).await;
+
+    locations(&op);
+    // A gateway defined by hand reaches the clients.
+    hand_defined_gateway(&op);
+    wait_hosts(&menshen, &["gw1.paris", "public.ams"]).await;
+    refusals(&op);
+    maintenance(&op, &menshen).await;
+    bridge_from_json(&op, dir.path());
+
+    // Delete, then the location may go.
+    op.ok(&["gateway", "delete", "gw1.paris"]);
+    wait_hosts(&menshen, &["public.ams"]).await;
+    let err = op.fails(&["gateway", "delete", "gw1.paris"], 1);
+    assert!(err.contains("no gateway"), "{err}");
+    op.ok(&["location", "delete", "paris"]);
+    assert!(!op.ok(&["location", "list"]).contains("paris"));
+
+    audited(&op, &menshen).await;
 }
 
 #[tokio::test]
 async fn operators_cli_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_in(dir.path());
-    let data = dir.path().join("data");
-    cli_story(&["--data-dir", data.to_str().unwrap()], &config).await;
+    cli_story(None).await;
 }
 
 #[tokio::test]
@@ -451,23 +407,12 @@ async fn operators_cli_on_postgres() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_in(dir.path());
-    let data = dir.path().join("data");
-    cli_story(
-        &[
-            "--database-url",
-            &db.url,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &config,
-    )
-    .await;
+    cli_story(Some(&db.url)).await;
 }
 
 #[test]
 fn help_names_the_subcommands() {
+    let op = Operator { store_args: &[] };
     for (command, subcommands) in [
         ("location", &["list", "create", "update", "delete"][..]),
         ("gateway", &["list", "create", "delete", "set"]),
@@ -476,7 +421,7 @@ fn help_names_the_subcommands() {
         ("invite", &["create", "list", "delete"]),
         ("admin", &["token", "revoke", "list"]),
     ] {
-        let out = cli(&[command, "--help"], &[]);
+        let out = op.run(&[command, "--help"]);
         assert!(out.status.success());
         let help = text(&out.stdout);
         for sub in subcommands {
@@ -486,8 +431,7 @@ fn help_names_the_subcommands() {
             );
         }
     }
-    let out = cli(&["gateway", "set", "--help"], &[]);
-    let help = text(&out.stdout);
+    let help = text(&op.run(&["gateway", "set", "--help"]).stdout);
     for flag in [
         "--maintenance",
         "--experimental",
@@ -497,5 +441,93 @@ fn help_names_the_subcommands() {
         "Example",
     ] {
         assert!(help.contains(flag), "{flag}:\n{help}");
+    }
+}
+
+/// Input an operator got wrong exits 2, as `--help` says, whatever command
+/// it is given to; what is not there exits 1.
+#[test]
+fn bad_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let with_store = Operator {
+        store_args: &["--data-dir", data.to_str().unwrap()],
+    };
+    let without = Operator { store_args: &[] };
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let cert = |host| {
+        [
+            "pki",
+            "gateway-cert",
+            host,
+            "--ca-cert",
+            missing,
+            "--ca-key",
+            missing,
+            "--out",
+            missing,
+        ]
+    };
+    for (op, args, says) in [
+        (
+            &with_store,
+            &["admin", "token", "--subject", " ", "--role", "admin"][..],
+            "--subject",
+        ),
+        (
+            &with_store,
+            &[
+                "admin",
+                "token",
+                "--subject",
+                "a",
+                "--role",
+                "admin",
+                "--ttl",
+                "0s",
+            ],
+            "--ttl",
+        ),
+        (
+            &with_store,
+            &["location", "create", "--json", missing],
+            "cannot read",
+        ),
+        (
+            &with_store,
+            &["location", "list", "--database-url", "mysql://db"],
+            "neither postgres",
+        ),
+        (
+            &with_store,
+            &["agent", "create", "gw", "--signing-key-file", missing],
+            "signing key",
+        ),
+        (&without, &cert("two words"), "HOST"),
+        (&without, &cert("gw1"), "cannot read"),
+        (
+            &without,
+            &[
+                "import",
+                missing,
+                "--domain",
+                "d.example",
+                "--api-uri",
+                "https://d.example",
+            ],
+            "cannot read",
+        ),
+    ] {
+        let err = op.fails(args, 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for args in [
+        ["agent", "reissue", "nobody"],
+        ["agent", "revoke", "nobody"],
+    ] {
+        // Without the warning that a signing key was generated.
+        let err = with_store.fails(&[&["--log-level", "error"], &args[..]].concat(), 1);
+        assert!(err.contains("no agent named \"nobody\""), "{err}");
     }
 }

@@ -34,6 +34,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use menshen_model::vocab::seconds;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -55,11 +56,18 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+/// Default of `--header-read-timeout`.
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "30s";
+/// Default of `--idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "60s";
+/// Default of `--body-timeout`.
+pub const DEFAULT_BODY_TIMEOUT: &str = "30s";
+
 /// Defaults of the public listener.
 pub const DEFAULT_LIMITS: ConnectionLimits = ConnectionLimits {
-    header_read_timeout: Duration::from_secs(30),
-    idle_timeout: Duration::from_secs(60),
-    body_timeout: Duration::from_secs(30),
+    header_read_timeout: seconds(DEFAULT_HEADER_READ_TIMEOUT),
+    idle_timeout: seconds(DEFAULT_IDLE_TIMEOUT),
+    body_timeout: seconds(DEFAULT_BODY_TIMEOUT),
     max_connections: 10_000,
 };
 

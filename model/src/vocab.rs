@@ -24,6 +24,26 @@ pub const RESOURCE_TTL: Duration = Duration::from_secs(AGENT_INTERVAL.as_secs() 
 /// [`RESOURCE_TTL`] written as a flag's default (clap takes text).
 pub const RESOURCE_TTL_TEXT: &str = "60s";
 
+/// A whole number of seconds written as a flag's default, like `"30s"`,
+/// as a [`Duration`] at compile time: a default is then written once, as
+/// the text `--help` shows, and read from there. Anything else fails to
+/// compile.
+pub const fn seconds(text: &str) -> Duration {
+    let bytes = text.as_bytes();
+    assert!(
+        bytes.len() >= 2 && bytes[bytes.len() - 1] == b's',
+        "not like \"30s\""
+    );
+    let mut secs = 0u64;
+    let mut i = 0;
+    while i < bytes.len() - 1 {
+        assert!(bytes[i].is_ascii_digit(), "not like \"30s\"");
+        secs = secs * 10 + (bytes[i] - b'0') as u64;
+        i += 1;
+    }
+    Duration::from_secs(secs)
+}
+
 /// The options of an obfs4 bridge, read from its state: its `cert` and its
 /// `iatMode`.
 pub const OBFS4_OPTIONS: [&str; 2] = ["cert", "iatMode"];

@@ -18,6 +18,9 @@ use crate::store::Engine;
 /// heartbeats of an agent at its default interval.
 pub const DEFAULT_RESOURCE_TTL: &str = menshen_model::vocab::RESOURCE_TTL_TEXT;
 
+/// Default of `--reload-interval`.
+pub const DEFAULT_RELOAD_INTERVAL: &str = "30s";
+
 /// Default number of `remote` lines in a served OpenVPN configuration: what
 /// the desktop client uses.
 pub const DEFAULT_OPENVPN_MAX_REMOTES: usize = 3;
@@ -93,7 +96,7 @@ impl Settings {
             data_dir,
             provider_file: None,
             resource_ttl: menshen_model::vocab::RESOURCE_TTL,
-            reload_interval: Duration::from_secs(30),
+            reload_interval: menshen_model::vocab::seconds(DEFAULT_RELOAD_INTERVAL),
             signing_key: KeySource::default(),
             pki: PkiSettings::default(),
             openvpn_max_remotes: DEFAULT_OPENVPN_MAX_REMOTES,

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod import_v3;
+mod sections;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers,
+    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers, podman_tools,
     target_and_profile,
 };
-use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run, text};
+use menshen_e2e::tools::{repo, run, text};
 use menshen_e2e::{TestDatabase, admin_url, binary};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
@@ -166,15 +166,9 @@ async fn set_connections_allowed(name: &str, allowed: bool) {
 
 #[tokio::test]
 async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
-    let helm = helm();
-    if !have("helm (MENSHEN_HELM or PATH)", helm.is_some())
-        || !have("podman", on_path("podman").is_some())
-        || !have("buildah", on_path("buildah").is_some())
-        || !have("root (rootful podman)", is_root())
-    {
+    let Some(helm) = podman_tools(&[]) else {
         return;
-    }
-    let helm = helm.unwrap();
+    };
     let Some(db) = TestDatabase::create().await else {
         return;
     };

@@ -11,9 +11,9 @@
 //! No cluster is needed: everything runs offline.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use menshen_e2e::chart::{self, Chart, block_after, documents, kind_of, only};
+use menshen_e2e::chart::{Chart, block_after, documents, kind_of, only, output as run, text};
 use menshen_e2e::tools::{self, tool};
 use menshen_e2e::{Menshen, binary};
 use serde_json::Value;
@@ -53,20 +53,6 @@ fn chart() -> PathBuf {
 
 fn helm() -> Option<PathBuf> {
     tools::helm()
-}
-
-fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The values files operators start from, and the podman test's: every
@@ -139,11 +125,7 @@ const MONITORING: &[&str] = &[
 #[test]
 fn helm_lint_strict_passes_with_default_and_example_values() {
     let Some(helm) = helm() else { return };
-    for values in every_values() {
-        if let Err(e) = the_chart().lint(&helm, values.as_deref()) {
-            panic!("helm lint --strict with {}:\n{e}", describe(&values));
-        }
-    }
+    the_chart().lint_each(&helm, &every_values(), describe);
 }
 
 #[test]
@@ -152,21 +134,16 @@ fn rendered_manifests_are_valid_kubernetes() {
     let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
         return;
     };
-    for values in every_values() {
-        // Everything optional on as well, so that every template is checked.
-        for extra in [&[][..], MONITORING] {
-            let manifests = render(&helm, &values, extra);
-            for version in KUBERNETES_VERSIONS {
-                if let Err(e) = chart::validate(&validate, &manifests, *version, CUSTOM_KINDS) {
-                    panic!(
-                        "{} {extra:?}, Kubernetes {}: {e}",
-                        describe(&values),
-                        version.unwrap_or("latest")
-                    );
-                }
-            }
-        }
-    }
+    // Everything optional on as well, so that every template is checked.
+    the_chart().validate_each(
+        &helm,
+        &validate,
+        &every_values(),
+        &[&[], MONITORING],
+        KUBERNETES_VERSIONS,
+        CUSTOM_KINDS,
+        describe,
+    );
 }
 
 #[test]

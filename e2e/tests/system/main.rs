@@ -43,10 +43,10 @@ use std::time::{Duration, Instant};
 use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::peers::{Obfs4Client, client, client_rows, manage};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap, configmap_of_secret, playable, played_containers,
+    Cleanup, Containers, configmap, configmap_of_secret, playable, played_containers, podman_tools,
     target_and_profile,
 };
-use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run};
+use menshen_e2e::tools::{repo, run};
 use menshen_e2e::wait::poll_blocking;
 use menshen_e2e::{Process, TestDatabase, binary};
 use serde_json::Value;
@@ -73,17 +73,9 @@ async fn wait_json(
 }
 #[tokio::test]
 async fn both_charts_run_a_provider_that_real_clients_use() {
-    let helm = helm();
-    if !have("helm (MENSHEN_HELM or PATH)", helm.is_some())
-        || !have("podman", on_path("podman").is_some())
-        || !have("buildah", on_path("buildah").is_some())
-        || !have("openvpn", on_path("openvpn").is_some())
-        || !have("obfs4proxy", on_path("obfs4proxy").is_some())
-        || !have("root (rootful podman)", is_root())
-    {
+    let Some(helm) = podman_tools(&["openvpn", "obfs4proxy"]) else {
         return;
-    }
-    let helm = helm.unwrap();
+    };
     let Some(db) = TestDatabase::create().await else {
         return;
     };

@@ -77,15 +77,66 @@ impl Chart {
         files.sort();
         files
     }
+
+    /// `helm lint --strict` passes with each of `values` (`None`: the
+    /// chart's defaults), named in a failure by `describe`.
+    pub fn lint_each(
+        &self,
+        helm: &Path,
+        values: &[Option<PathBuf>],
+        describe: impl Fn(&Option<PathBuf>) -> String,
+    ) {
+        for v in values {
+            if let Err(e) = self.lint(helm, v.as_deref()) {
+                panic!("helm lint --strict with {}:\n{e}", describe(v));
+            }
+        }
+    }
+
+    /// What the chart renders with each of `values`, with each of `extras`
+    /// more arguments, is valid for each Kubernetes version of `versions`
+    /// (`None`: the latest) by `validator` (kubernetes-validate), the
+    /// `custom` kinds checked for shape only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn validate_each(
+        &self,
+        helm: &Path,
+        validator: &Path,
+        values: &[Option<PathBuf>],
+        extras: &[&[&str]],
+        versions: &[Option<&str>],
+        custom: &[&str],
+        describe: impl Fn(&Option<PathBuf>) -> String,
+    ) {
+        for v in values {
+            let files: Vec<&Path> = v.iter().map(PathBuf::as_path).collect();
+            for extra in extras {
+                let manifests = self
+                    .template(helm, &files, extra)
+                    .unwrap_or_else(|e| panic!("helm template with {}: {e}", describe(v)));
+                for version in versions {
+                    if let Err(e) = validate(validator, &manifests, *version, custom) {
+                        panic!(
+                            "{} {extra:?}, Kubernetes {}: {e}",
+                            describe(v),
+                            version.unwrap_or("latest")
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
-fn output(command: &mut Command) -> Output {
+/// Runs `command`, failing the test when it cannot be started.
+pub fn output(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
-fn text(output: &Output) -> String {
+/// What `output` wrote, stdout then stderr.
+pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

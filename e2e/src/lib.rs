@@ -10,6 +10,7 @@
 
 pub mod chart;
 pub mod clients;
+pub mod http;
 pub mod peers;
 pub mod podman;
 pub mod provider;

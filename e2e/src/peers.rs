@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crate::Process;
@@ -288,6 +289,29 @@ pub fn client(config: &Path) -> Process {
     ])
 }
 
+/// Starts obfs4proxy as Tor would (a managed transport) with its state in
+/// `state` and the further `env`; returns it and its stdout, line by line.
+fn obfs4proxy(state: &Path, env: &[(&str, String)]) -> (Child, Receiver<String>) {
+    let mut child = Command::new("obfs4proxy")
+        .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+        .env("TOR_PT_STATE_LOCATION", state)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("obfs4proxy runs (Debian: apt-get install obfs4proxy)");
+    // Keep reading stdout: obfs4proxy must never meet a closed pipe.
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// obfs4proxy in server mode, killed when dropped.
 pub struct Obfs4Proxy {
     child: Child,
@@ -301,25 +325,14 @@ impl Obfs4Proxy {
     /// Runs obfs4proxy as Tor would (managed transport) on
     /// 127.0.0.1:`port`, its state in `state`, forwarding to `or_port`.
     pub fn start(state: &Path, port: u16, or_port: u16) -> Obfs4Proxy {
-        let mut child = Command::new("obfs4proxy")
-            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
-            .env("TOR_PT_STATE_LOCATION", state)
-            .env("TOR_PT_SERVER_TRANSPORTS", "obfs4")
-            .env("TOR_PT_SERVER_BINDADDR", format!("obfs4-127.0.0.1:{port}"))
-            .env("TOR_PT_ORPORT", format!("127.0.0.1:{or_port}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("obfs4proxy runs (Debian: apt-get install obfs4proxy)");
-        // Keep reading stdout: obfs4proxy must never meet a closed pipe.
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (mut child, rx) = obfs4proxy(
+            state,
+            &[
+                ("TOR_PT_SERVER_TRANSPORTS", "obfs4".to_owned()),
+                ("TOR_PT_SERVER_BINDADDR", format!("obfs4-127.0.0.1:{port}")),
+                ("TOR_PT_ORPORT", format!("127.0.0.1:{or_port}")),
+            ],
+        );
         let mut announced = None;
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
             // SMETHOD obfs4 127.0.0.1:PORT ARGS:cert=...,iat-mode=N
@@ -456,22 +469,10 @@ pub struct Obfs4Client {
 impl Obfs4Client {
     pub fn start() -> Obfs4Client {
         let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new("obfs4proxy")
-            .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
-            .env("TOR_PT_STATE_LOCATION", state.path())
-            .env("TOR_PT_CLIENT_TRANSPORTS", "obfs4")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("obfs4proxy runs (Debian: apt-get install obfs4proxy)");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let (mut child, rx) = obfs4proxy(
+            state.path(),
+            &[("TOR_PT_CLIENT_TRANSPORTS", "obfs4".to_owned())],
+        );
         let mut socks = None;
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
             // CMETHOD obfs4 socks5 127.0.0.1:PORT

@@ -16,7 +16,7 @@ use serde_json::Value;
 use serde_norway::Value as Yaml;
 
 use crate::binary;
-use crate::tools::{repo, run, text};
+use crate::tools::{have, helm, is_root, on_path, repo, run, text};
 
 /// `target/` (or CARGO_TARGET_DIR), and the profile the binaries were
 /// built with (`debug` or `release`), from where this build's binaries are.
@@ -24,6 +24,21 @@ pub fn target_and_profile() -> (PathBuf, String) {
     let bin_dir = binary("menshen").parent().expect("bin dir").to_path_buf();
     let profile = bin_dir.file_name().unwrap().to_str().unwrap().to_owned();
     (bin_dir.parent().expect("target dir").to_path_buf(), profile)
+}
+
+/// Helm, when all a test of the charts under podman needs is here: helm,
+/// podman, buildah, the programs named in `also`, and root (rootful
+/// podman). Else `None`, after the note (or the failure, with
+/// `MENSHEN_TEST_REQUIRE_TOOLS=1`) for the first one missing.
+pub fn podman_tools(also: &[&str]) -> Option<PathBuf> {
+    let helm = helm();
+    let present = have("helm (MENSHEN_HELM or PATH)", helm.is_some())
+        && ["podman", "buildah"]
+            .iter()
+            .chain(also)
+            .all(|name| have(name, on_path(name).is_some()))
+        && have("root (rootful podman)", is_root());
+    helm.filter(|_| present)
 }
 
 /// Podman's and buildah's settings: the caller's, else ones of our own.

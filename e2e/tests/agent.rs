@@ -70,6 +70,28 @@ fn find<'a>(items: &'a [Value], host: &str) -> Option<&'a Value> {
     items.iter().find(|i| i["host"] == host)
 }
 
+/// Waits up to `timeout` for `host` in the client list `what` of menshen
+/// at `menshen_url` and returns its item; else fails with `agent`'s log.
+async fn wait_listed(
+    menshen_url: &str,
+    what: &str,
+    host: &str,
+    timeout: Duration,
+    agent: &mut Process,
+) -> Value {
+    let (items, seen) = wait_for(menshen_url, what, timeout, |items| {
+        find(items, host).is_some()
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "{} never listed:\n{}",
+        what.trim_end_matches('s'),
+        agent.drain_log()
+    );
+    find(&items, host).unwrap().clone()
+}
+
 #[tokio::test]
 async fn agents_report_real_gateways_and_bridges() {
     require_real_peers();
@@ -170,16 +192,14 @@ probe_addr = "127.0.0.1:{bridge_port}"
     let mut agent = start_agent(&agent_config);
 
     // The agent's gateway and bridge (with obfs4proxy's real cert) appear.
-    let (gateways, seen) = wait_for(&url, "gateways", Duration::from_secs(15), |g| {
-        find(g, "gw1-udp.ams1.example.org").is_some()
-    })
+    let gw = wait_listed(
+        &url,
+        "gateways",
+        "gw1-udp.ams1.example.org",
+        Duration::from_secs(15),
+        &mut agent,
+    )
     .await;
-    assert!(
-        seen.is_some(),
-        "gateway never listed:\n{}",
-        agent.drain_log()
-    );
-    let gw = find(&gateways, "gw1-udp.ams1.example.org").unwrap();
     assert_eq!(gw["ip_addr"], "127.0.0.1");
     assert_eq!(gw["port"], gateway.port);
     assert_eq!(gw["transport"], "udp");
@@ -187,16 +207,14 @@ probe_addr = "127.0.0.1:{bridge_port}"
     assert_eq!(gw["healthy"], true);
     assert!(gw.get("load").is_none(), "no client yet: {gw}");
     assert!(gw["last_seen_millis"].as_i64().unwrap() > 0);
-    let (bridges, seen) = wait_for(&url, "bridges", Duration::from_secs(10), |b| {
-        find(b, "br1.ams1.example.org").is_some()
-    })
+    let br = wait_listed(
+        &url,
+        "bridges",
+        "br1.ams1.example.org",
+        Duration::from_secs(10),
+        &mut agent,
+    )
     .await;
-    assert!(
-        seen.is_some(),
-        "bridge never listed:\n{}",
-        agent.drain_log()
-    );
-    let br = find(&bridges, "br1.ams1.example.org").unwrap();
     assert_eq!(br["options"]["cert"], obfs4.cert.as_str());
     assert_eq!(br["options"]["iatMode"], obfs4.iat_mode.as_str());
     assert_eq!(br["port"], bridge_port);

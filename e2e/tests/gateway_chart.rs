@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use menshen_e2e::binary;
-use menshen_e2e::chart::{self, Chart, block_after, documents, kind_of, name_of};
+use menshen_e2e::chart::{Chart, block_after, documents, kind_of, name_of};
 use menshen_e2e::tools::{helm, repo, tool};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
@@ -59,11 +59,7 @@ fn named<'a>(manifests: &'a str, kind: &str, name: &str) -> &'a str {
 #[test]
 fn helm_lint_strict_passes_with_default_and_example_values() {
     let Some(helm) = helm() else { return };
-    for values in every_values() {
-        if let Err(e) = the_chart().lint(&helm, values.as_deref()) {
-            panic!("helm lint --strict with {}:\n{e}", describe(&values));
-        }
-    }
+    the_chart().lint_each(&helm, &every_values(), describe);
 }
 
 #[test]
@@ -72,29 +68,24 @@ fn rendered_manifests_are_valid_kubernetes() {
     let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
         return;
     };
-    for values in every_values() {
-        // Everything optional on as well.
-        for extra in [
-            &[][..],
+    // Everything optional on as well.
+    the_chart().validate_each(
+        &helm,
+        &validate,
+        &every_values(),
+        &[
+            &[],
             &[
                 "--set",
                 "openvpn.statusFile=true",
                 "--set",
                 "bridge.state.existingClaim=bridge-state",
             ],
-        ] {
-            let manifests = render(&helm, &values, extra);
-            for version in KUBERNETES_VERSIONS {
-                if let Err(e) = chart::validate(&validate, &manifests, *version, &[]) {
-                    panic!(
-                        "{} {extra:?}, Kubernetes {}: {e}",
-                        describe(&values),
-                        version.unwrap_or("latest")
-                    );
-                }
-            }
-        }
-    }
+        ],
+        KUBERNETES_VERSIONS,
+        &[],
+        describe,
+    );
 }
 
 #[test]

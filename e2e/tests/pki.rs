@@ -23,6 +23,13 @@ fn cli(args: &[&str]) -> Output {
         .expect("menshen runs")
 }
 
+/// A CLI run that must succeed.
+fn cli_ok(args: &[&str]) -> Output {
+    let out = cli(args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -54,36 +61,41 @@ fn fingerprint(cert: &Path) -> String {
         .to_ascii_lowercase()
 }
 
-/// `menshen serve` on the key material in `dir`; checks what clients get
-/// and that the signing key is the one used.
-async fn serve_and_check(dir: &Path, provider_ca: &Path) {
+/// What `menshen serve` gives clients with the key material of `dir` and
+/// the provider CA `provider_ca`: the client certificate and `<ca>` of
+/// one `/api/5/openvpn/cert`, and `ca_cert_fingerprint`.
+struct Served {
+    server: Menshen,
+    cert: String,
+    ca: String,
+    pin: String,
+}
+
+/// Starts `menshen serve` on the key material in `dir` (its signing key
+/// too, with `signing_key`) and asks what a client gets.
+async fn serve(dir: &Path, provider_ca: &Path, signing_key: bool) -> Served {
     let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let config = example_config();
-    let server = Menshen::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--signing-key-file",
-        &path("signing.key"),
-        "--ca-cert",
-        &path("ca.crt"),
-        "--ca-key",
-        &path("ca.key"),
-        "--provider-ca-cert",
-        provider_ca.to_str().unwrap(),
-    ]);
+    let mut args = vec![
+        "--config".to_owned(),
+        config.to_str().unwrap().to_owned(),
+        "--ca-cert".to_owned(),
+        path("ca.crt"),
+        "--ca-key".to_owned(),
+        path("ca.key"),
+        "--provider-ca-cert".to_owned(),
+        provider_ca.to_str().unwrap().to_owned(),
+    ];
+    if signing_key {
+        args.extend(["--signing-key-file".to_owned(), path("signing.key")]);
+    }
+    let server = Menshen::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let provider: serde_json::Value = reqwest::get(format!("{}/provider.json", server.url))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        menshen_e2e::clients::bitmask_core_ca_pin(
-            provider["ca_cert_fingerprint"].as_str().unwrap()
-        ),
-        fingerprint(provider_ca)
-    );
-
     let answer = reqwest::get(format!("{}/api/5/openvpn/cert", server.url))
         .await
         .unwrap()
@@ -95,12 +107,34 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
         let end = answer.find(&format!("</{tag}>")).unwrap();
         answer[start..end].to_owned()
     };
-    assert_eq!(section("ca"), std::fs::read_to_string(provider_ca).unwrap());
+    Served {
+        cert: section("cert"),
+        ca: section("ca"),
+        pin: provider["ca_cert_fingerprint"].as_str().unwrap().to_owned(),
+        server,
+    }
+}
+
+/// `menshen serve` on the key material in `dir`; checks what clients get
+/// and that the signing key is the one used.
+async fn serve_and_check(dir: &Path, provider_ca: &Path) {
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let Served {
+        server,
+        cert,
+        ca,
+        pin,
+    } = serve(dir, provider_ca, true).await;
+    assert_eq!(
+        menshen_e2e::clients::bitmask_core_ca_pin(&pin),
+        fingerprint(provider_ca)
+    );
+    assert_eq!(ca, std::fs::read_to_string(provider_ca).unwrap());
     let work = tempfile::tempdir().unwrap();
-    let cert = work.path().join("client.crt");
-    std::fs::write(&cert, section("cert")).unwrap();
+    let cert_path = work.path().join("client.crt");
+    std::fs::write(&cert_path, cert).unwrap();
     let verify = |ca: &str| {
-        openssl(&["verify", "-CAfile", ca, cert.to_str().unwrap()])
+        openssl(&["verify", "-CAfile", ca, cert_path.to_str().unwrap()])
             .status
             .success()
     };
@@ -112,7 +146,7 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
 
     // The signing key is the one in the files: a token the CLI mints from
     // it is accepted.
-    let token = cli(&[
+    let token = cli_ok(&[
         "admin",
         "token",
         "--subject",
@@ -125,7 +159,6 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
         "--data-dir",
         server.data_dir.as_ref().unwrap().path().to_str().unwrap(),
     ]);
-    assert!(token.status.success(), "{}", text(&token.stderr));
     let status = reqwest::Client::new()
         .get(format!("{}/admin/v1/gateways", server.url))
         .bearer_auth(text(&token.stdout).trim())
@@ -140,7 +173,7 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
 async fn pki_init_writes_files_that_menshen_serves() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("pki");
-    let out = cli(&[
+    let out = cli_ok(&[
         "pki",
         "init",
         "--out",
@@ -148,7 +181,6 @@ async fn pki_init_writes_files_that_menshen_serves() {
         "--name",
         "vpn.test",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "files only: {}", text(&out.stdout));
     for name in BACKEND_FILES.iter().chain(&["provider-ca.key"]) {
         let meta = std::fs::metadata(dir.join(name)).unwrap();
@@ -183,8 +215,7 @@ async fn pki_init_writes_files_that_menshen_serves() {
 
     serve_and_check(&dir, &dir.join("provider-ca.crt")).await;
 
-    let forced = cli(&["pki", "init", "--out", dir.to_str().unwrap(), "--force"]);
-    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    cli_ok(&["pki", "init", "--out", dir.to_str().unwrap(), "--force"]);
     assert_ne!(std::fs::read(dir.join("ca.key")).unwrap(), before);
 }
 
@@ -192,7 +223,7 @@ async fn pki_init_writes_files_that_menshen_serves() {
 async fn pki_init_prints_the_secret_the_chart_mounts() {
     let work = tempfile::tempdir().unwrap();
     let offline = work.path().join("provider-ca");
-    let out = cli(&[
+    let out = cli_ok(&[
         "pki",
         "init",
         "--secret",
@@ -202,7 +233,6 @@ async fn pki_init_prints_the_secret_the_chart_mounts() {
         "--out",
         offline.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Only the provider CA goes to the folder; its key stays out of the
     // Secret.
@@ -263,46 +293,6 @@ async fn pki_init_prints_the_secret_the_chart_mounts() {
     assert!(!bad.exists());
 }
 
-/// What `menshen serve` gives clients with the key material of `dir` and
-/// the provider CA `provider_ca`: the client certificate and `<ca>` of
-/// one `/api/5/openvpn/cert`, and `ca_cert_fingerprint`.
-async fn served(dir: &Path, provider_ca: &Path) -> (String, String, String) {
-    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    let config = example_config();
-    let server = Menshen::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--ca-cert",
-        &path("ca.crt"),
-        "--ca-key",
-        &path("ca.key"),
-        "--provider-ca-cert",
-        provider_ca.to_str().unwrap(),
-    ]);
-    let provider: serde_json::Value = reqwest::get(format!("{}/provider.json", server.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let answer = reqwest::get(format!("{}/api/5/openvpn/cert", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let section = |tag: &str| {
-        let start = answer.find(&format!("<{tag}>\n")).unwrap() + tag.len() + 3;
-        let end = answer.find(&format!("</{tag}>")).unwrap();
-        answer[start..end].to_owned()
-    };
-    (
-        section("cert"),
-        section("ca"),
-        provider["ca_cert_fingerprint"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Rotating the client CA: clients get a certificate of the new CA at their
 /// next bootstrap while `<ca>` and its fingerprint stay; the gateway's
 /// Secret, made with `--client-ca` twice, trusts certificates of both CAs,
@@ -312,12 +302,21 @@ async fn the_client_ca_is_rotated_while_gateways_trust_both() {
     let work = tempfile::tempdir().unwrap();
     let (old, new) = (work.path().join("old"), work.path().join("new"));
     for dir in [&old, &new] {
-        let out = cli(&["pki", "init", "--out", dir.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        cli_ok(&["pki", "init", "--out", dir.to_str().unwrap()]);
     }
     let provider_ca = old.join("provider-ca.crt");
-    let (old_cert, old_ca, old_pin) = served(&old, &provider_ca).await;
-    let (new_cert, new_ca, new_pin) = served(&new, &provider_ca).await;
+    let Served {
+        cert: old_cert,
+        ca: old_ca,
+        pin: old_pin,
+        ..
+    } = serve(&old, &provider_ca, false).await;
+    let Served {
+        cert: new_cert,
+        ca: new_ca,
+        pin: new_pin,
+        ..
+    } = serve(&new, &provider_ca, false).await;
     assert_eq!(
         (&old_ca, &old_pin),
         (&new_ca, &new_pin),
@@ -344,8 +343,7 @@ async fn the_client_ca_is_rotated_while_gateways_trust_both() {
         for ca in client_cas {
             args.extend(["--client-ca", ca.to_str().unwrap()]);
         }
-        let out = cli(&args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = cli_ok(&args);
         let manifest = text(&out.stdout);
         let field = |name: &str| {
             let line = manifest

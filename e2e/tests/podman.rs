@@ -31,11 +31,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers,
+    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers, podman_tools,
     target_and_profile,
 };
-use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run, text};
+use menshen_e2e::tools::{repo, run, text};
 use menshen_e2e::{TestDatabase, admin_url, binary};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
@@ -97,13 +98,7 @@ fn readiness_url(deployment: &Yaml) -> String {
 }
 
 async fn get(url: &str) -> Option<(u16, String)> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
-    let response = client.get(url).send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
+    get_within(url, Duration::from_secs(2)).await
 }
 
 async fn get_json(url: &str) -> Value {
@@ -114,20 +109,7 @@ async fn get_json(url: &str) -> Value {
 
 /// Polls `url` until `pred` holds for its JSON, within `timeout`.
 async fn wait_json(url: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Some((200, body)) = get(url).await
-            && let Ok(value) = serde_json::from_str::<Value>(&body)
-        {
-            if pred(&value) {
-                return value;
-            }
-            last = value;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("{url}: never as expected within {timeout:?}; last: {last}");
+    http::wait_json(url, Duration::from_secs(2), timeout, pred, String::new).await
 }
 
 fn hosts(list: &Value) -> Vec<&str> {
@@ -184,15 +166,9 @@ async fn set_connections_allowed(name: &str, allowed: bool) {
 
 #[tokio::test]
 async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
-    let helm = helm();
-    if !have("helm (MENSHEN_HELM or PATH)", helm.is_some())
-        || !have("podman", on_path("podman").is_some())
-        || !have("buildah", on_path("buildah").is_some())
-        || !have("root (rootful podman)", is_root())
-    {
+    let Some(helm) = podman_tools(&[]) else {
         return;
-    }
-    let helm = helm.unwrap();
+    };
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -287,18 +263,13 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let play = cleanup.play("play.yaml", &played);
 
     // Ready, on the rendered readiness path and port.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some((200, _)) = get(&ready_url).await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{ready_url} never answered 200; logs:\n{}",
-            containers.logs(&play)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_ok(
+        &ready_url,
+        Duration::from_secs(2),
+        Duration::from_secs(90),
+        || format!("logs:\n{}", containers.logs(&play)),
+    )
+    .await;
     eprintln!(
         "pod ready after {:?} (since the test started)",
         started.elapsed()
@@ -372,29 +343,24 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
         let out = containers.podman(&["logs", &agent_name]).output().unwrap();
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let list = loop {
-        let list = get_json(&gateways_url).await;
-        if hosts(&list).contains(&"gw-podman.example.org") {
-            break list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent's gateway never listed: {list}\nagent:\n{}",
-            agent_logs(&containers)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let list = http::wait_json(
+        &gateways_url,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+        |list| hosts(list).contains(&"gw-podman.example.org"),
+        || {
+            format!(
+                "the agent's gateway never listed\nagent:\n{}",
+                agent_logs(&containers)
+            )
+        },
+    )
+    .await;
     assert_eq!(
         hosts(&list),
         ["gw-podman.example.org", "gw1.paris.example.org"]
     );
-    let pushed = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["host"] == "gw-podman.example.org")
-        .unwrap();
+    let pushed = find_host(&list, "gw-podman.example.org").unwrap();
     assert_eq!(pushed["load"], 0.05, "5 clients of 100: {pushed}");
 
     // The database goes away: /healthz and the metrics say so, and the pod

@@ -234,6 +234,19 @@ fn start_up_errors_are_plain_and_said_once() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out.status.code(), stderr)
     };
+    // `menshen serve` on a port of its own with `store` (the flag naming
+    // its store or provider file, and its value).
+    let serve = |data: &str, store: [&str; 2]| {
+        run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            store[0],
+            store[1],
+        ])
+    };
     // A port nothing listens on: refused, said at once, not a pool timeout.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
@@ -250,15 +263,7 @@ fn start_up_errors_are_plain_and_said_once() {
             format!("postgres://menshen:***@127.0.0.1:{port}/menshen"),
         ),
     ] {
-        let (code, stderr) = run(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--database-url",
-            &url,
-        ]);
+        let (code, stderr) = serve(data, ["--database-url", &url]);
         assert_eq!(code, Some(1), "{stderr}");
         assert!(
             stderr.contains(&format!("cannot connect to {shown}: ")),
@@ -283,15 +288,7 @@ fn start_up_errors_are_plain_and_said_once() {
     let admin = menshen_e2e::admin_url();
     if let Ok(mut url) = reqwest::Url::parse(&admin) {
         url.set_path("/menshen_no_such_database");
-        let (code, stderr) = run(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data,
-            "--database-url",
-            url.as_str(),
-        ]);
+        let (code, stderr) = serve(data, ["--database-url", url.as_str()]);
         if !stderr.contains("refused") {
             assert_eq!(code, Some(1), "{stderr}");
             assert_eq!(
@@ -314,15 +311,7 @@ fn start_up_errors_are_plain_and_said_once() {
     let broken = broken.to_str().unwrap();
     let (code, stderr) = run(&["check-config", broken]);
     assert_eq!(code, Some(2), "{stderr}");
-    let (code, stderr) = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--config",
-        broken,
-    ]);
+    let (code, stderr) = serve(data, ["--config", broken]);
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(
         stderr.matches("is not an IPv4 address").count(),

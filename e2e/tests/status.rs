@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use menshen_e2e::http::{find_host, get_json_as};
 use menshen_e2e::peers::{chromium_dom, chromium_screenshot};
 use menshen_e2e::{Menshen, PATIENCE, eventually, menshen_cli};
 use serde_json::json;
@@ -66,21 +67,8 @@ async fn the_status_page_shows_the_inventory() {
     ]);
     // Not heard from within the TTL: stale, as the admin API tells.
     eventually("old.paris.example.org to go stale", PATIENCE, || async {
-        let gateways: serde_json::Value = reqwest::Client::new()
-            .get(format!("{url}/admin/v1/gateways"))
-            .bearer_auth(&viewer)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let old = gateways
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["host"] == "old.paris.example.org")
-            .cloned();
+        let gateways = get_json_as(&format!("{url}/admin/v1/gateways"), &viewer).await;
+        let old = find_host(&gateways, "old.paris.example.org").cloned();
         match old {
             Some(old) if old["status"] == "stale" => Ok(()),
             other => Err(other),

@@ -6,11 +6,15 @@ mod common;
 
 use std::path::Path;
 
-use common::{CONTRACT_FILE, TestServer, backends, get_json};
+use common::{CONTRACT_FILE, TestServer, backends, get_json, sorted_hosts};
 use menshen::config::file::ProviderFile;
 use menshen::config::import_v3::{ImportOptions, import};
 use menshen_e2e::clients::{android_v3_cert, desktop_eip_service_v3, desktop_v3_cert};
 use serde_json::{Value, json};
+
+async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
 
 async fn post_text(url: &str) -> (u16, String, String) {
     let response = reqwest::Client::new().post(url).send().await.unwrap();
@@ -77,14 +81,10 @@ async fn the_eip_service_is_what_v3_clients_decode() {
 
         // Only what an anonymous v5 client is listed: no experimental,
         // invite-only or unhealthy hosts.
-        let mut hosts: Vec<&str> = doc["gateways"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["host"].as_str().unwrap())
-            .collect();
-        hosts.sort();
-        assert_eq!(hosts, ["br1.ams", "br2.ams", "gw1-tcp.ams", "gw1.ams"]);
+        assert_eq!(
+            sorted_hosts(&doc["gateways"]),
+            ["br1.ams", "br2.ams", "gw1-tcp.ams", "gw1.ams"]
+        );
         let by_host = |host: &str| -> Value {
             doc["gateways"]
                 .as_array()
@@ -184,18 +184,8 @@ async fn v3_is_filtered_ordered_and_tagged_like_v5() {
 async fn an_import_of_the_served_v3_document_gives_back_the_same_inventory() {
     for backend in backends().await {
         let server = TestServer::start(&backend, CONTRACT_FILE).await;
-        let served = reqwest::get(server.url("/3/config/eip-service.json"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let provider = reqwest::get(server.url("/provider.json"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let served = get_text(&server.url("/3/config/eip-service.json")).await;
+        let provider = get_text(&server.url("/provider.json")).await;
         let text = import(&served, Some(&provider), &ImportOptions::default()).unwrap();
         let file = ProviderFile::parse_with(
             &text,
@@ -225,44 +215,30 @@ async fn an_import_of_the_served_v3_document_gives_back_the_same_inventory() {
             }
             Value::Object(out)
         };
-        let sorted = |mut list: Vec<Value>| {
+        // The compared fields of each of `list`, sorted by host.
+        let picked = |list: Vec<Value>, with_options: bool| {
+            let mut list: Vec<Value> = list.iter().map(|v| pick(v, with_options)).collect();
             list.sort_by_key(|v| v["host"].as_str().unwrap().to_owned());
             list
         };
+        let served_list = |list: Value| list.as_array().unwrap().clone();
         let v5_gateways = get_json(&server.url("/api/5/gateways"), 200).await;
         let v5_bridges = get_json(&server.url("/api/5/bridges"), 200).await;
-        let want_gateways = sorted(
-            v5_gateways
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|g| pick(g, false))
-                .collect(),
-        );
-        let want_bridges = sorted(
-            v5_bridges
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|b| pick(b, true))
-                .collect(),
-        );
-        let got_gateways = sorted(
+        let want_gateways = picked(served_list(v5_gateways), false);
+        let want_bridges = picked(served_list(v5_bridges), true);
+        let got_gateways = picked(
             file.gateways
                 .iter()
-                .map(|g| {
-                    pick(
-                        &serde_json::to_value(g.get_ref().to_model()).unwrap(),
-                        false,
-                    )
-                })
+                .map(|g| serde_json::to_value(g.get_ref().to_model()).unwrap())
                 .collect(),
+            false,
         );
-        let got_bridges = sorted(
+        let got_bridges = picked(
             file.bridges
                 .iter()
-                .map(|b| pick(&serde_json::to_value(b.get_ref().to_model()).unwrap(), true))
+                .map(|b| serde_json::to_value(b.get_ref().to_model()).unwrap())
                 .collect(),
+            true,
         );
         assert_eq!(got_gateways, want_gateways, "{text}");
         assert_eq!(got_bridges, want_bridges, "{text}");

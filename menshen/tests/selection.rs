@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use common::{Backend, ProviderFile, TestServer, get_json};
 use menshen::geo::client_ip::TrustedProxies;
@@ -52,6 +53,35 @@ fn first_host(list: &Value) -> &str {
     list[0]["host"].as_str().expect("a first host")
 }
 
+/// The hosts of a client list, in the order served.
+fn hosts_in_order(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|g| g["host"].as_str().unwrap())
+        .collect()
+}
+
+/// The gateway list at `/api/5/gateways{query}` for a request carrying
+/// `header: value` (an address a proxy names).
+async fn gateways_seen_from(
+    client: &reqwest::Client,
+    server: &TestServer,
+    query: &str,
+    header: &str,
+    value: &str,
+) -> Value {
+    client
+        .get(server.url(&format!("/api/5/gateways{query}")))
+        .header(header, value)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn world(
     backend: &Backend,
     tweak: impl FnOnce(&mut menshen::config::Settings),
@@ -59,6 +89,16 @@ async fn world(
     let mut settings = backend.serving(world_file());
     tweak(&mut settings);
     TestServer::start_with(settings).await
+}
+
+/// [`world`] placing clients by their address through `geoip`, believing
+/// the proxies in `trusted` (a CIDR).
+async fn world_placed_by(backend: &Backend, geoip: &Path, trusted: &str) -> TestServer {
+    world(backend, |s| {
+        s.geoip_db = Some(geoip.to_owned());
+        s.trusted_proxies = TrustedProxies::parse(trusted).unwrap();
+    })
+    .await
 }
 
 #[tokio::test]
@@ -82,13 +122,10 @@ async fn cc_puts_the_nearest_location_first() {
     }
     // The whole order for a Dutch client: by distance from Amsterdam.
     let list = get_json(&server.url("/api/5/gateways?cc=NL"), 200).await;
-    let order: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["host"].as_str().unwrap())
-        .collect();
-    assert_eq!(order, ["ams", "par", "mtl", "mia", "sea", "tyo"]);
+    assert_eq!(
+        hosts_in_order(&list),
+        ["ams", "par", "mtl", "mia", "sea", "tyo"]
+    );
     // Bridges follow the same rules.
     let bridges = get_json(&server.url("/api/5/bridges?cc=JP"), 200).await;
     assert_eq!(first_host(&bridges), "br-tyo");
@@ -126,12 +163,7 @@ async fn the_address_places_the_client_through_a_trusted_proxy_only() {
 
         // Behind a trusted proxy (the tests' peer is 127.0.0.1).
         let backend = Backend::sqlite();
-        let db = geoip.clone();
-        let server = world(&backend, |s| {
-            s.geoip_db = Some(db);
-            s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
-        })
-        .await;
+        let server = world_placed_by(&backend, &geoip, "127.0.0.0/8").await;
         let client = reqwest::Client::new();
         for (header, value, first) in [
             ("x-forwarded-for", "203.0.113.9", "ams"),
@@ -139,52 +171,30 @@ async fn the_address_places_the_client_through_a_trusted_proxy_only() {
             ("x-forwarded-for", "203.0.113.130", "tyo"),
             ("x-real-ip", "2001:db8::5", "mtl"),
         ] {
-            let list: Value = client
-                .get(server.url("/api/5/gateways"))
-                .header(header, value)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = gateways_seen_from(&client, &server, "", header, value).await;
             assert_eq!(first_host(&list), first, "{layout}: {header}: {value}");
         }
         // cc wins over the address.
-        let list: Value = client
-            .get(server.url("/api/5/gateways?cc=FR"))
-            .header("x-forwarded-for", "203.0.113.130")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = gateways_seen_from(
+            &client,
+            &server,
+            "?cc=FR",
+            "x-forwarded-for",
+            "203.0.113.130",
+        )
+        .await;
         assert_eq!(first_host(&list), "par", "{layout}");
         server.stop().await.unwrap();
 
         // The same headers from a peer that is not trusted are ignored: the
         // peer's own address (placed in Japan) decides.
         let backend = Backend::sqlite();
-        let db = geoip.clone();
-        let server = world(&backend, |s| {
-            s.geoip_db = Some(db);
-            s.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").unwrap();
-        })
-        .await;
+        let server = world_placed_by(&backend, &geoip, "10.0.0.0/8").await;
         for (header, value) in [
             ("x-forwarded-for", "203.0.113.9"),
             ("x-real-ip", "203.0.113.9"),
         ] {
-            let list: Value = client
-                .get(server.url("/api/5/gateways"))
-                .header(header, value)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = gateways_seen_from(&client, &server, "", header, value).await;
             assert_eq!(first_host(&list), "tyo", "{layout}: untrusted {header}");
         }
         server.stop().await.unwrap();
@@ -232,12 +242,7 @@ async fn load_spreads_over_requests_and_overloaded_is_never_first() {
             .unwrap();
         distinct.insert(response.headers()["etag"].to_str().unwrap().to_owned());
         let list: Value = response.json().await.unwrap();
-        let hosts: Vec<&str> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["host"].as_str().unwrap())
-            .collect();
+        let hosts = hosts_in_order(&list);
         assert_eq!(hosts.len(), 3);
         assert_eq!(hosts[2], "full", "overloaded comes last: {hosts:?}");
         *first.entry(hosts[0].to_owned()).or_default() += 1;
@@ -347,13 +352,11 @@ async fn byload_orders_by_load_alone() {
     for query in ["byload=true&cc=FR", "byload=1", "byload=YES&tr=udp"] {
         for _ in 0..20 {
             let list = get_json(&server.url(&format!("/api/5/gateways?{query}")), 200).await;
-            let hosts: Vec<&str> = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|g| g["host"].as_str().unwrap())
-                .collect();
-            assert_eq!(hosts, ["far", "light", "heavy", "full"], "{query}");
+            assert_eq!(
+                hosts_in_order(&list),
+                ["far", "light", "heavy", "full"],
+                "{query}"
+            );
         }
     }
     // Without it, a French client gets Paris first.

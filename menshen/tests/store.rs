@@ -13,14 +13,16 @@ fn file(text: &str) -> ProviderFile {
     ProviderFile::parse(text, Path::new("test.toml")).unwrap()
 }
 
+/// Applies the provider file `text` to `store`, as a start does.
+async fn apply(store: &Store, text: &str) {
+    store.apply_provider_file(&file(text).rows()).await.unwrap();
+}
+
 #[tokio::test]
 async fn migrations_run_once_and_again_harmlessly() {
     for backend in backends().await {
         let first = Store::connect(&backend.engine()).await.unwrap();
-        first
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&first, CONTRACT_FILE).await;
         first.close().await;
         // A second start runs the migrator again over the same database.
         let second = Store::connect(&backend.engine()).await.unwrap();
@@ -71,15 +73,9 @@ async fn the_provider_file_round_trips() {
 async fn applying_the_same_file_twice_changes_nothing() {
     for backend in backends().await {
         let store = Store::connect(&backend.engine()).await.unwrap();
-        store
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&store, CONTRACT_FILE).await;
         let once = store.load_inventory().await.unwrap();
-        store
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&store, CONTRACT_FILE).await;
         let twice = store.load_inventory().await.unwrap();
         assert_eq!(once, twice, "{}", backend.name());
         store.close().await;
@@ -90,10 +86,7 @@ async fn applying_the_same_file_twice_changes_nothing() {
 async fn what_a_new_file_drops_is_removed() {
     for backend in backends().await {
         let store = Store::connect(&backend.engine()).await.unwrap();
-        store
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&store, CONTRACT_FILE).await;
 
         // Drop Santiago and its gateway, and the second bridge.
         let mut text = String::new();
@@ -103,10 +96,7 @@ async fn what_a_new_file_drops_is_removed() {
                 text.push_str("\n\n");
             }
         }
-        store
-            .apply_provider_file(&file(&text).rows())
-            .await
-            .unwrap();
+        apply(&store, &text).await;
         let inventory = store.load_inventory().await.unwrap();
         let labels: Vec<_> = inventory
             .locations
@@ -138,10 +128,7 @@ async fn writes_announce_a_change() {
         let store = Store::connect(&backend.engine()).await.unwrap();
         let mut changes = store.subscribe();
         changes.borrow_and_update();
-        store
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&store, CONTRACT_FILE).await;
         tokio::time::timeout(Duration::from_secs(1), changes.changed())
             .await
             .expect("a change is announced")
@@ -170,10 +157,7 @@ async fn postgres_replicas_hear_each_others_changes() {
             .expect("listener started")
             .unwrap();
         changes.borrow_and_update();
-        writer
-            .apply_provider_file(&file(CONTRACT_FILE).rows())
-            .await
-            .unwrap();
+        apply(&writer, CONTRACT_FILE).await;
         tokio::time::timeout(Duration::from_secs(2), changes.changed())
             .await
             .expect("the other replica's change is heard")

@@ -37,45 +37,28 @@
 //! removed afterwards but for the Debian bases and their tarballs
 //! (`target/images/`).
 
-use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::peers::{Obfs4Client, client, client_rows, manage};
 use menshen_e2e::podman::{
-    Cleanup, Containers, Observed, configmap, configmap_of_secret, playable, played_containers,
+    Cleanup, Containers, configmap, configmap_of_secret, playable, played_containers, podman_tools,
     target_and_profile,
 };
-use menshen_e2e::tools::{have, helm, is_root, on_path, repo, run};
+use menshen_e2e::tools::{repo, run};
+use menshen_e2e::wait::poll_blocking;
 use menshen_e2e::{Process, TestDatabase, binary};
 use serde_json::Value;
 
-fn free_tcp() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod checks;
 
-/// A port free for both TCP and UDP.
-fn free_both() -> u16 {
-    loop {
-        let port = free_tcp();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use checks::{
+    BRIDGE_USER, capabilities_as_on_kubernetes, check_processes, free_both, free_tcp, resolve_a,
+};
 
 async fn get(url: &str) -> Option<(u16, String)> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .unwrap();
-    let response = client.get(url).send().await.ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.ok()?))
+    get_within(url, Duration::from_secs(3)).await
 }
 
 /// Polls `url` until `pred` holds for its JSON, within `timeout`; on
@@ -86,214 +69,13 @@ async fn wait_json(
     pred: impl Fn(&Value) -> bool,
     context: impl Fn() -> String,
 ) -> Value {
-    let deadline = Instant::now() + timeout;
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        if let Some((200, body)) = get(url).await
-            && let Ok(value) = serde_json::from_str::<Value>(&body)
-        {
-            if pred(&value) {
-                return value;
-            }
-            last = value;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!(
-        "{url}: never as expected within {timeout:?}; last: {last}\n{}",
-        context()
-    );
+    http::wait_json(url, Duration::from_secs(3), timeout, pred, context).await
 }
-
-fn find<'a>(list: &'a Value, host: &str) -> Option<&'a Value> {
-    list.as_array()?.iter().find(|g| g["host"] == host)
-}
-
-/// Waits until `pred` holds, polling every 250 ms.
-fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if pred() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
-}
-
-/// A DNS query for `name` (type A) over TCP to `addr`; the answer's first
-/// IPv4 address.
-fn resolve_a(addr: (&str, u16), name: &str) -> Option<std::net::Ipv4Addr> {
-    use std::io::{Read, Write};
-    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name.trim_end_matches('.').split('.') {
-        query.push(label.len() as u8);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 1, 0, 1]);
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&query);
-    stream.write_all(&framed).ok()?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
-    stream.read_exact(&mut answer).ok()?;
-    let answers = u16::from_be_bytes([answer[6], answer[7]]);
-    if answers == 0 {
-        return None;
-    }
-    // The answer's last four bytes: the first (only) A record's address.
-    let n = answer.len();
-    Some(std::net::Ipv4Addr::new(
-        answer[n - 4],
-        answer[n - 3],
-        answer[n - 2],
-        answer[n - 1],
-    ))
-}
-
-/// The bridge's user, and the agent's (charts/gateway/values.yaml).
-const BRIDGE_USER: u32 = 65532;
-const NET_BIND_SERVICE: u64 = 1 << 10;
-const NET_ADMIN: u64 = 1 << 12;
-
-/// What each of the gateway chart's containers (by the end of its name)
-/// must run as: its user, and the one capability it may hold, or none.
-const EXPECTED: &[(&str, u32, u64)] = &[
-    ("-openvpn", 10001, NET_ADMIN),
-    ("-bridge", BRIDGE_USER, NET_BIND_SERVICE),
-    ("-kresd", 10002, NET_BIND_SERVICE),
-    ("-agent", BRIDGE_USER, 0),
-];
-
-/// Fails unless every process in `observed` runs as its container's user
-/// (every uid and gid: real, effective, saved, filesystem) and within its
-/// capabilities, under a seccomp filter, with `/` read-only.
-fn check_processes(observed: &[Observed]) {
-    let all = || {
-        observed
-            .iter()
-            .map(Observed::summary)
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    for &(suffix, _, _) in EXPECTED {
-        assert!(
-            observed
-                .iter()
-                .any(|p| p.main && p.container.ends_with(suffix)),
-            "no container *{suffix}:\n{}",
-            all()
-        );
-    }
-    for p in observed {
-        let &(_, user, cap) = EXPECTED
-            .iter()
-            .find(|(suffix, _, _)| p.container.ends_with(suffix))
-            .unwrap_or_else(|| panic!("a container the chart should not start: {p:?}"));
-        let at = p.summary();
-        assert_eq!(p.uid, [user; 4], "{at}");
-        assert_eq!(p.gid, [user; 4], "{at}");
-        assert_eq!(p.seccomp, 2, "a seccomp filter: {at}");
-        assert!(p.root_read_only, "{at}");
-        // The bounding set: nothing in the container can hold more.
-        assert_eq!(p.cap_bnd, cap, "{at}");
-        if p.main {
-            assert_eq!((p.cap_eff, p.cap_prm), (cap, cap), "{at}");
-            if cap == 0 {
-                assert!(p.no_new_privs, "{at}");
-            } else {
-                // No ambient capability: the kernel clears it when it runs a
-                // binary with file capabilities, and then (without
-                // no_new_privs) grants the file's capabilities within the
-                // bounding set whatever the runtime gave the process before.
-                // So the capability came from the image's `setcap`, as it
-                // must on Kubernetes, which gives non-root containers no
-                // ambient capabilities (podman does).
-                assert_eq!(p.cap_amb, 0, "{at}");
-                assert!(!p.no_new_privs, "{at}");
-            }
-        }
-    }
-}
-
-/// Runs the gateway image's three binaries with capabilities as Kubernetes
-/// hands them to a non-root container: in the bounding set only, none in
-/// the process's sets (podman would add ambient ones, so `setpriv` clears
-/// them and a shell starts with none). They must get their capability
-/// from the image's file capabilities alone, and only without
-/// no_new_privs (which `allowPrivilegeEscalation: false` sets).
-fn capabilities_as_on_kubernetes(containers: &Containers, image: &str) {
-    const SCRIPT: &str = r#"
-echo "shell CapEff $(grep CapEff /proc/self/status | cut -f2)"
-for nnp in "" --no-new-privs; do
-    echo "no_new_privs $([ -n "$nnp" ] && echo on || echo off)"
-    setpriv $nnp timeout 2 openvpn --dev tun --ifconfig-noexec --verb 3 2>&1 \
-        | grep -o -E "TUN/TAP device tun0 opened|TUNSETIFF tun: Operation not permitted" | sed 's/^/openvpn: /'
-    setpriv $nnp timeout 2 kresd -n -a 127.0.0.1@53 /tmp >/dev/null 2>&1; echo "kresd: exit $?"
-    TOR_PT_MANAGED_TRANSPORT_VER=1 TOR_PT_STATE_LOCATION=/tmp/obfs4 TOR_PT_SERVER_TRANSPORTS=obfs4 \
-        TOR_PT_SERVER_BINDADDR=obfs4-127.0.0.1:443 TOR_PT_ORPORT=127.0.0.1:1 \
-        setpriv $nnp timeout 2 obfs4proxy 2>&1 | grep -E "^SMETHOD(-ERROR)? " | sed 's/ ARGS:.*//; s/^/obfs4proxy: /'
-done
-"#;
-    let out = run(containers.podman(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--user",
-        "10001:10001",
-        "--cap-drop",
-        "ALL",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cap-add",
-        "NET_BIND_SERVICE",
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
-        "--device",
-        "/dev/net/tun",
-        image,
-        "setpriv",
-        "--inh-caps",
-        "-all",
-        "--ambient-caps",
-        "-all",
-        "sh",
-        "-c",
-        SCRIPT,
-    ]));
-    assert_eq!(
-        out,
-        "shell CapEff 0000000000000000\n\
-         no_new_privs off\n\
-         openvpn: TUN/TAP device tun0 opened\n\
-         kresd: exit 124\n\
-         obfs4proxy: SMETHOD obfs4 127.0.0.1:443\n\
-         no_new_privs on\n\
-         openvpn: TUNSETIFF tun: Operation not permitted\n\
-         kresd: exit 1\n\
-         obfs4proxy: SMETHOD-ERROR obfs4 listen tcp 127.0.0.1:443: bind: permission denied\n",
-        "(kresd: exit 124 is still running when timeout stopped it)"
-    );
-}
-
 #[tokio::test]
 async fn both_charts_run_a_provider_that_real_clients_use() {
-    let helm = helm();
-    if !have("helm (MENSHEN_HELM or PATH)", helm.is_some())
-        || !have("podman", on_path("podman").is_some())
-        || !have("buildah", on_path("buildah").is_some())
-        || !have("openvpn", on_path("openvpn").is_some())
-        || !have("obfs4proxy", on_path("obfs4proxy").is_some())
-        || !have("root (rootful podman)", is_root())
-    {
+    let Some(helm) = podman_tools(&["openvpn", "obfs4proxy"]) else {
         return;
-    }
-    let helm = helm.unwrap();
+    };
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -394,15 +176,13 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     backend.push(pki_map);
     let backend_play = cleanup.play("backend.yaml", &backend);
     let base = format!("http://127.0.0.1:{http}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !matches!(get(&format!("{base}/readyz")).await, Some((200, _))) {
-        assert!(
-            Instant::now() < deadline,
-            "menshen never ready:\n{}",
-            containers.logs(&backend_play)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_ok(
+        &format!("{base}/readyz"),
+        Duration::from_secs(3),
+        Duration::from_secs(90),
+        || format!("menshen never ready:\n{}", containers.logs(&backend_play)),
+    )
+    .await;
     mark("backend ready", &mut times);
 
     // The gateway, with a token minted against the backend's database and
@@ -482,12 +262,12 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     let gateways = wait_json(
         &format!("{base}/api/5/gateways"),
         Duration::from_secs(60),
-        |l| find(l, udp_host).is_some() && find(l, tcp_host).is_some(),
+        |l| find_host(l, udp_host).is_some() && find_host(l, tcp_host).is_some(),
         logs,
     )
     .await;
     mark("gateway listed", &mut times);
-    let g = find(&gateways, tcp_host).unwrap();
+    let g = find_host(&gateways, tcp_host).unwrap();
     assert_eq!(
         (
             g["ip_addr"].as_str(),
@@ -500,11 +280,11 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     let bridges = wait_json(
         &format!("{base}/api/5/bridges"),
         Duration::from_secs(30),
-        |l| find(l, bridge_host).is_some(),
+        |l| find_host(l, bridge_host).is_some(),
         logs,
     )
     .await;
-    let b = find(&bridges, bridge_host).unwrap();
+    let b = find_host(&bridges, bridge_host).unwrap();
     let line = std::fs::read_to_string(state.join("obfs4_bridgeline.txt"))
         .expect("obfs4proxy's bridge line in the state folder on the host");
     let cert = line
@@ -614,13 +394,13 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
         &format!("{base}/api/5/gateways"),
         Duration::from_secs(20),
         |l| {
-            find(l, tcp_host).is_some_and(|g| g["load"] == 0.02)
-                && find(l, udp_host).is_some_and(|g| g["load"] == 0.01)
+            find_host(l, tcp_host).is_some_and(|g| g["load"] == 0.02)
+                && find_host(l, udp_host).is_some_and(|g| g["load"] == 0.01)
         },
         logs,
     )
     .await;
-    assert!(find(&gateways, tcp_host).unwrap()["healthy"] == true);
+    assert!(find_host(&gateways, tcp_host).unwrap()["healthy"] == true);
 
     // ... and its metrics say so, as the OpenVPN exporter would.
     let exposition = get(&format!("http://127.0.0.1:{agent_metrics}/metrics"))
@@ -664,14 +444,14 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     wait_json(
         &format!("{base}/api/5/gateways"),
         Duration::from_secs(20),
-        |l| find(l, udp_host).is_none() && find(l, tcp_host).is_none(),
+        |l| find_host(l, udp_host).is_none() && find_host(l, tcp_host).is_none(),
         logs,
     )
     .await;
     wait_json(
         &format!("{base}/api/5/bridges"),
         Duration::from_secs(20),
-        |l| find(l, bridge_host).is_none(),
+        |l| find_host(l, bridge_host).is_none(),
         logs,
     )
     .await;
@@ -681,7 +461,12 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
         "left the lists after {left_after:?}"
     );
     mark("gateway gone", &mut times);
-    assert!(wait_until(Duration::from_secs(5), || client_rows(tcp_mgmt).is_empty()));
+    assert!(
+        poll_blocking(Duration::from_secs(5), || client_rows(tcp_mgmt)
+            .is_empty()
+            .then_some(()))
+        .is_some()
+    );
 
     drop(cleanup);
     eprintln!(

@@ -150,6 +150,43 @@ async fn push(
     Ok((status, pushed.stored, pushed.changed))
 }
 
+/// What a push may be refused with, gateways or bridges; for the document
+/// only (see `super::responses`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum PushRefusals {
+    #[response(
+        status = 400,
+        description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`)."
+    )]
+    NotJson(ErrorBody),
+    #[response(status = 401, description = "No agent token, or one that is not valid (anymore).",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    NoToken(ErrorBody),
+    #[response(
+        status = 403,
+        description = "A host belongs to another agent or is defined by hand."
+    )]
+    HostTaken(ErrorBody),
+    #[response(
+        status = 408,
+        description = "The body did not arrive within the body timeout (`body_timeout`)."
+    )]
+    BodyTimeout(ErrorBody),
+    #[response(status = 413, description = "The body is larger than 256 KiB.")]
+    TooLarge(ErrorBody),
+    #[response(
+        status = 422,
+        description = "Some fields are invalid (`invalid_fields`), listed in `fields`."
+    )]
+    InvalidFields(ErrorBody),
+    #[response(status = 500, description = "The push could not be stored.")]
+    NotStored(ErrorBody),
+    #[response(status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.",
+        headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))]
+    StoreUnavailable(ErrorBody),
+}
+
 /// The agent's whole current set of gateways.
 ///
 /// New hosts are created, known ones updated, the agent's hosts left out
@@ -165,16 +202,7 @@ async fn push(
     responses(
         (status = 200, description = "Stored; nothing was created. The stored gateways.", body = Vec<Gateway>),
         (status = 201, description = "Stored; some gateway was created. The stored gateways.", body = Vec<Gateway>),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
-        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
-        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
-        (status = 500, description = "The push could not be stored.", body = ErrorBody),
-        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        PushRefusals,
     ),
 )]
 async fn put_gateways(
@@ -200,16 +228,7 @@ async fn put_gateways(
     responses(
         (status = 200, description = "Stored; nothing was created. The stored bridges.", body = Vec<Bridge>),
         (status = 201, description = "Stored; some bridge was created. The stored bridges.", body = Vec<Bridge>),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
-        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
-        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
-        (status = 500, description = "The push could not be stored.", body = ErrorBody),
-        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        PushRefusals,
     ),
 )]
 async fn put_bridges(

@@ -14,8 +14,9 @@ use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond, respond_list};
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::invite::InviteToken;
+use super::responses::{BadQuery, NotModified};
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
@@ -118,8 +119,7 @@ struct BridgeQuery {
                 ("ETag" = String, description = "Entity tag of this answer"),
                 ("Cache-Control" = String, description = "`no-cache`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        NotModified,
     ),
 )]
 async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
@@ -138,8 +138,7 @@ async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) 
                 ("ETag" = String, description = "Entity tag of this answer"),
                 ("Cache-Control" = String, description = "`no-cache`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        NotModified,
     ),
 )]
 async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
@@ -163,9 +162,8 @@ async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -
                 ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        NotModified,
+        BadQuery,
     ),
 )]
 async fn gateways(
@@ -202,9 +200,8 @@ async fn gateways(
                 ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        NotModified,
+        BadQuery,
     ),
 )]
 async fn bridges(

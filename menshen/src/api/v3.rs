@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use menshen_model::v3::{Capabilities, EipService, Gateway, Location, Transport};
 use menshen_model::{Bridge, Gateway as GatewayV5};
 use serde_json::Value;
+use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -29,13 +30,14 @@ use super::cached::{IfNoneMatch, respond};
 use super::client::{ClientAddr, GatewayQuery};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
+use super::responses::{BadQuery, CertNotIssued};
 use crate::inventory::{Cached, Snapshot};
 use crate::pki::KeyType;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
 pub fn router() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::default()
+    OpenApiRouter::with_openapi(Schemas::openapi())
         .routes(routes!(eip_service_get))
         .routes(routes!(eip_service_post))
         .routes(routes!(eip_service_by_api_version))
@@ -43,6 +45,45 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(cert_post))
         .routes(routes!(cert_by_api_version))
 }
+
+// What the v3 routes answer, described for the document (see
+// `super::responses`); never built.
+
+/// The schemas of the answers below: answer types register none.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(EipService)))]
+struct Schemas;
+
+/// The v3 service description, or 304.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum EipServiceAnswers {
+    #[response(status = 200, description = "The v3 service description.",
+        headers(("ETag" = String, description = "Entity tag of this answer")))]
+    Described(EipService),
+    #[response(
+        status = 304,
+        description = "Not modified: the `If-None-Match` tag is current."
+    )]
+    NotModified,
+}
+
+/// A key and certificate in the v3 form.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 200, description = "PEM key, then the PEM client certificate.",
+    content_type = "text/plain",
+    headers(("Cache-Control" = String, description = "`no-store`")))]
+#[allow(dead_code)]
+struct Certificate(String);
+
+/// 404 from every v3 route while v3 is off.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "API v3 is not served here (`--api-v3 false`)."
+)]
+#[allow(dead_code)]
+struct NotServed(ErrorBody);
 
 /// The v3 service description: gateways with their transports, locations
 /// and OpenVPN options.
@@ -55,13 +96,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
     operation_id = "v3_eip_service",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
 async fn eip_service_get(
     State(state): State<SharedState>,
@@ -80,13 +115,7 @@ async fn eip_service_get(
     operation_id = "v3_eip_service_post",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
 async fn eip_service_post(
     State(state): State<SharedState>,
@@ -106,13 +135,7 @@ async fn eip_service_post(
     operation_id = "v3_eip_service_by_api_version",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
 async fn eip_service_by_api_version(
     State(state): State<SharedState>,
@@ -297,13 +320,7 @@ fn add(
     path = "/3/cert",
     operation_id = "v3_cert",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await
@@ -315,13 +332,7 @@ async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError
     path = "/3/cert",
     operation_id = "v3_cert_post",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await
@@ -334,13 +345,7 @@ async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiErro
     path = "/5/cert",
     operation_id = "v3_cert_by_api_version",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await

@@ -15,6 +15,7 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
 use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
 
@@ -118,7 +119,7 @@ async fn set_overrides(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every gateway, by host.", body = Vec<AdminResource>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_gateways(
@@ -137,11 +138,8 @@ async fn list_gateways(
     request_body(content = Gateway, description = "As clients see it; `type` defaults to `openvpn`, `healthy` to true."),
     responses(
         (status = 201, description = "Created.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "A gateway with this host exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_gateway(
@@ -170,10 +168,9 @@ async fn create_gateway(
     params(("host" = String, Path, description = "The gateway's host.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such gateway.", body = ErrorBody),
         (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_gateway(
@@ -195,11 +192,8 @@ async fn delete_gateway(
     request_body = Overrides,
     responses(
         (status = 200, description = "Set; the gateway as it is now.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such gateway.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn set_gateway_overrides(
@@ -219,7 +213,7 @@ async fn set_gateway_overrides(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every bridge, by host.", body = Vec<AdminResource>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_bridges(
@@ -238,11 +232,8 @@ async fn list_bridges(
     request_body(content = Bridge, description = "As clients see it; `type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true."),
     responses(
         (status = 201, description = "Created.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "A bridge with this host exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_bridge(
@@ -271,10 +262,9 @@ async fn create_bridge(
     params(("host" = String, Path, description = "The bridge's host.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such bridge.", body = ErrorBody),
         (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_bridge(
@@ -296,11 +286,8 @@ async fn delete_bridge(
     request_body = Overrides,
     responses(
         (status = 200, description = "Set; the bridge as it is now.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such bridge.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn set_bridge_overrides(

@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::ApiError;
+use crate::api::responses::{AdminBodyRefusals, ViewerRefusals};
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, ServiceSettings, now_millis};
 
@@ -40,7 +41,7 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The provider description.", body = Provider),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn get_provider(
@@ -60,10 +61,7 @@ async fn get_provider(
     request_body = Provider,
     responses(
         (status = 200, description = "Replaced.", body = Provider),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn put_provider(
@@ -104,7 +102,7 @@ async fn put_provider(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The service settings.", body = ServiceSettings),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn get_service(
@@ -123,10 +121,7 @@ async fn get_service(
     request_body = ServiceSettings,
     responses(
         (status = 200, description = "Replaced.", body = ServiceSettings),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn put_service(

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use menshen_model::v3::{Capabilities, EipService, Gateway, Location, Transport};
 use menshen_model::{Bridge, Gateway as GatewayV5};
@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
-use super::client::{ClientAddr, GatewayQuery};
+use super::client::{GatewayQuery, ListRequest};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
 use super::responses::{BadQuery, CertNotIssued};
@@ -98,14 +98,8 @@ struct NotServed(ErrorBody);
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
 )]
-async fn eip_service_get(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+async fn eip_service_get(State(state): State<SharedState>, request: ListRequest) -> Response {
+    eip_service(&state, request)
 }
 
 /// The v3 service description, as the desktop client asks for it (POST).
@@ -117,14 +111,8 @@ async fn eip_service_get(
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
 )]
-async fn eip_service_post(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+async fn eip_service_post(State(state): State<SharedState>, request: ListRequest) -> Response {
+    eip_service(&state, request)
 }
 
 /// The v3 service description at the path old Android clients build from
@@ -139,12 +127,9 @@ async fn eip_service_post(
 )]
 async fn eip_service_by_api_version(
     State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
+    request: ListRequest,
 ) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+    eip_service(&state, request)
 }
 
 /// What the v3 routes answer when v3 is off.
@@ -152,27 +137,20 @@ fn v3_off() -> ApiError {
     ApiError::not_found("API v3 is not served here (--api-v3 false)")
 }
 
-fn eip_service(
-    state: &SharedState,
-    raw: Option<&str>,
-    addr: &ClientAddr,
-    if_none_match: &IfNoneMatch,
-    token: InviteToken,
-) -> Response {
+fn eip_service(state: &SharedState, request: ListRequest) -> Response {
     if !state.api_v3 {
         return v3_off().into_response();
     }
     let snapshot = state.inventory.snapshot();
-    let invited = token.check(state, &snapshot);
-    let response = ClientQuery::parse(raw, ResourceKind::Gateway, &snapshot)
-        .map_err(ApiError::from)
-        .map(|query| {
-            let mut query = invited.grant(query);
-            addr.locate(state, &mut query);
-            let document = describe(&snapshot, &query, &mut state.inventory.rng());
+    request.answer(
+        state,
+        &snapshot,
+        ResourceKind::Gateway,
+        |query, if_none_match| {
+            let document = describe(&snapshot, query, &mut state.inventory.rng());
             respond(&tagged_by_set(&document), if_none_match)
-        });
-    invited.finish(response)
+        },
+    )
 }
 
 /// The document's bytes, tagged by what it holds rather than by its

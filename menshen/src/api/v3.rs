@@ -218,7 +218,8 @@ fn group_by_host(gateways: &[&GatewayV5], bridges: &[&Bridge]) -> Vec<Gateway> {
             ports: vec![g.port.to_string()],
             options: Default::default(),
         };
-        add(&mut out, &mut by_host, host_of(g), transport);
+        let host = host(&g.host, &g.ip_addr, &g.ip6_addr, &g.location);
+        add(&mut out, &mut by_host, host, transport);
     }
     for b in bridges {
         let transport = Transport {
@@ -245,24 +246,19 @@ fn group_by_host(gateways: &[&GatewayV5], bridges: &[&Bridge]) -> Vec<Gateway> {
                 })
                 .collect(),
         };
-        let host = Gateway {
-            host: b.host.clone(),
-            ip_address: b.ip_addr.clone(),
-            ip_address6: b.ip6_addr.clone(),
-            location: b.location.clone(),
-            capabilities: Capabilities::default(),
-        };
+        let host = host(&b.host, &b.ip_addr, &b.ip6_addr, &b.location);
         add(&mut out, &mut by_host, host, transport);
     }
     out
 }
 
-fn host_of(g: &GatewayV5) -> Gateway {
+/// A v3 host without transports yet.
+fn host(host: &str, ip_addr: &str, ip6_addr: &str, location: &str) -> Gateway {
     Gateway {
-        host: g.host.clone(),
-        ip_address: g.ip_addr.clone(),
-        ip_address6: g.ip6_addr.clone(),
-        location: g.location.clone(),
+        host: host.to_owned(),
+        ip_address: ip_addr.to_owned(),
+        ip_address6: ip6_addr.to_owned(),
+        location: location.to_owned(),
         capabilities: Capabilities::default(),
     }
 }

@@ -204,7 +204,7 @@ async fn delete_invites(
     State(state): State<SharedState>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query?;
     let (which, target) = match (&query.bucket, query.all) {
         (Some(bucket), false) if invite::valid_bucket(bucket) => (
             InviteSelection::Bucket(bucket),

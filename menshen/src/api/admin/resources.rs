@@ -17,6 +17,7 @@ use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
+use crate::inventory::validate::{FieldError, Policy};
 use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -40,18 +41,34 @@ async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResour
     Ok(AdminResource::list(&inventory, kind, now_millis(), ttl))
 }
 
-/// The body as JSON: 400 when it is not.
 /// The label of location `name` (ignoring case) in the current snapshot.
 fn location_label(state: &SharedState) -> impl Fn(&str) -> Option<String> + use<> {
     let snapshot = state.inventory.snapshot();
     move |name| snapshot.location_label(name).map(str::to_owned)
 }
 
+/// What makes a resource row of a body, checked: [`new_gateway`] or
+/// [`new_bridge`].
+type NewResource = fn(
+    serde_json::Value,
+    &dyn Fn(&str) -> Option<String>,
+    i64,
+    &Policy,
+) -> Result<ResourceRow, Vec<FieldError>>;
+
 async fn create(
     state: &SharedState,
     who: &str,
-    row: ResourceRow,
+    body: JsonBody,
+    new: NewResource,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
+    let row = new(
+        body.object()?,
+        &location_label(state),
+        now_millis(),
+        &state.policy,
+    )
+    .map_err(ApiError::invalid_fields)?;
     let target = format!("{}/{}", row.kind.as_str(), row.host);
     let audit = AuditEntry::new(
         who,
@@ -147,14 +164,7 @@ async fn create_gateway(
     State(state): State<SharedState>,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_gateway(
-        body.object()?,
-        &location_label(&state),
-        now_millis(),
-        &state.policy,
-    )
-    .map_err(ApiError::invalid_fields)?;
-    create(&state, &who.subject, row).await
+    create(&state, &who.subject, body, new_gateway).await
 }
 
 /// Deletes a gateway defined through this API. Ones from the provider file
@@ -241,14 +251,7 @@ async fn create_bridge(
     State(state): State<SharedState>,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_bridge(
-        body.object()?,
-        &location_label(&state),
-        now_millis(),
-        &state.policy,
-    )
-    .map_err(ApiError::invalid_fields)?;
-    create(&state, &who.subject, row).await
+    create(&state, &who.subject, body, new_bridge).await
 }
 
 /// Deletes a bridge defined through this API. Ones from the provider file

@@ -32,6 +32,28 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Replaces setting `name` with `value`, audited as `settings.NAME`.
+async fn replace<T: serde::Serialize>(
+    state: &SharedState,
+    who: &str,
+    name: &str,
+    value: &T,
+) -> Result<(), ApiError> {
+    let now = now_millis();
+    let value = serde_json::to_value(value).map_err(ApiError::internal)?;
+    let audit = AuditEntry::new(
+        who,
+        &format!("settings.{name}"),
+        format!("settings/{name}"),
+        now,
+    );
+    state
+        .store
+        .replace_setting(name, &value, audit, now)
+        .await?;
+    Ok(())
+}
+
 /// The provider description as stored (`/provider.json` adds the CA
 /// fingerprint).
 #[utoipa::path(
@@ -84,13 +106,7 @@ async fn put_provider(
         return Err(ApiError::invalid_fields(errors));
     }
     provider.ca_cert_fingerprint.clear();
-    let now = now_millis();
-    let value = serde_json::to_value(&provider).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(&who.subject, "settings.provider", "settings/provider", now);
-    state
-        .store
-        .replace_setting("provider", &value, audit, now)
-        .await?;
+    replace(&state, &who.subject, "provider", &provider).await?;
     Ok(Json(provider))
 }
 
@@ -145,12 +161,6 @@ async fn put_service(
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
-    let now = now_millis();
-    let value = serde_json::to_value(&service).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(&who.subject, "settings.service", "settings/service", now);
-    state
-        .store
-        .replace_setting("service", &value, audit, now)
-        .await?;
+    replace(&state, &who.subject, "service", &service).await?;
     Ok(Json(service))
 }

@@ -116,7 +116,7 @@ async fn revoke_subject(
     State(state): State<SharedState>,
     query: Result<Query<SubjectQuery>, QueryRejection>,
 ) -> Result<Json<SubjectRevoked>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query?;
     let subject = query.subject.as_deref().map(str::trim).unwrap_or("");
     if subject.is_empty() || subject.len() > 256 {
         return Err(ApiError::bad_request(

@@ -150,6 +150,43 @@ async fn push(
     Ok((status, pushed.stored, pushed.changed))
 }
 
+/// What a push may be refused with, gateways or bridges; for the document
+/// only (see `super::responses`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum PushRefusals {
+    #[response(
+        status = 400,
+        description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`)."
+    )]
+    NotJson(ErrorBody),
+    #[response(status = 401, description = "No agent token, or one that is not valid (anymore).",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`")))]
+    NoToken(ErrorBody),
+    #[response(
+        status = 403,
+        description = "A host belongs to another agent or is defined by hand."
+    )]
+    HostTaken(ErrorBody),
+    #[response(
+        status = 408,
+        description = "The body did not arrive within the body timeout (`body_timeout`)."
+    )]
+    BodyTimeout(ErrorBody),
+    #[response(status = 413, description = "The body is larger than 256 KiB.")]
+    TooLarge(ErrorBody),
+    #[response(
+        status = 422,
+        description = "Some fields are invalid (`invalid_fields`), listed in `fields`."
+    )]
+    InvalidFields(ErrorBody),
+    #[response(status = 500, description = "The push could not be stored.")]
+    NotStored(ErrorBody),
+    #[response(status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.",
+        headers(("Retry-After" = u32, description = "Seconds to wait before retrying")))]
+    StoreUnavailable(ErrorBody),
+}
+
 /// The agent's whole current set of gateways.
 ///
 /// New hosts are created, known ones updated, the agent's hosts left out
@@ -165,16 +202,7 @@ async fn push(
     responses(
         (status = 200, description = "Stored; nothing was created. The stored gateways.", body = Vec<Gateway>),
         (status = 201, description = "Stored; some gateway was created. The stored gateways.", body = Vec<Gateway>),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
-        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
-        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
-        (status = 500, description = "The push could not be stored.", body = ErrorBody),
-        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        PushRefusals,
     ),
 )]
 async fn put_gateways(
@@ -200,16 +228,7 @@ async fn put_gateways(
     responses(
         (status = 200, description = "Stored; nothing was created. The stored bridges.", body = Vec<Bridge>),
         (status = 201, description = "Stored; some bridge was created. The stored bridges.", body = Vec<Bridge>),
-        (status = 400, description = "The body is not JSON (`invalid_json`) or could not be read (`invalid_body`).", body = ErrorBody),
-        (status = 401, description = "No agent token, or one that is not valid (anymore).", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "A host belongs to another agent or is defined by hand.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive within the body timeout (`body_timeout`).", body = ErrorBody),
-        (status = 413, description = "The body is larger than 256 KiB.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid (`invalid_fields`), listed in `fields`.", body = ErrorBody),
-        (status = 500, description = "The push could not be stored.", body = ErrorBody),
-        (status = 503, description = "The database cannot be reached (`store_unavailable`); nothing was stored. Retry after `Retry-After` seconds.", body = ErrorBody,
-            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        PushRefusals,
     ),
 )]
 async fn put_bridges(
@@ -246,71 +265,73 @@ trait Pushed: DeserializeOwned + Serialize + Sized {
     const KIND: ResourceKind;
     /// The body's name in field errors.
     const LIST: &'static str;
+    /// [`check_gateways`] or [`check_bridges`].
+    const CHECK: Check<Self>;
+    /// [`ResourceRow::from_gateway`] or [`ResourceRow::from_bridge`].
+    const TO_ROW: ToRow<Self>;
+    /// [`ResourceRow::to_gateway`] or [`ResourceRow::to_bridge`].
+    const FROM_ROW: fn(&ResourceRow) -> Self;
+
+    /// What [`Pushed::normalise`] sets.
+    fn heard(&mut self) -> Heard<'_>;
+
     /// Lowercase transport and type, the inventory's spelling of the
     /// location, and `now` as the time it was heard from.
-    fn normalise(&mut self, state: &SharedState, now: i64);
-    fn check(
-        items: &[Self],
-        location_exists: &dyn Fn(&str) -> bool,
-        policy: &Policy,
-    ) -> Vec<FieldError>;
-    fn row(&self, agent: &str) -> ResourceRow;
-    fn from_row(row: &ResourceRow) -> Self;
+    fn normalise(&mut self, state: &SharedState, now: i64) {
+        let heard = self.heard();
+        heard.transport.make_ascii_lowercase();
+        heard.kind.make_ascii_lowercase();
+        canonical_location(state, heard.location);
+        *heard.last_seen_millis = now;
+    }
+}
+
+/// Checks a pushed list, naming fields under a prefix: see [`check_gateways`].
+type Check<T> = fn(&[T], &str, &dyn Fn(&str) -> bool, &Policy) -> Vec<FieldError>;
+/// The row of a resource from `origin`, of an agent.
+type ToRow<T> = fn(&T, Origin, Option<&str>) -> ResourceRow;
+
+/// The fields of a pushed gateway or bridge that menshen sets itself.
+struct Heard<'a> {
+    transport: &'a mut String,
+    kind: &'a mut String,
+    location: &'a mut String,
+    last_seen_millis: &'a mut i64,
+}
+
+/// The [`Heard`] fields of a gateway or bridge: both name them alike.
+macro_rules! heard {
+    ($resource:expr) => {
+        Heard {
+            transport: &mut $resource.transport,
+            kind: &mut $resource.kind,
+            location: &mut $resource.location,
+            last_seen_millis: &mut $resource.last_seen_millis,
+        }
+    };
 }
 
 impl Pushed for Gateway {
     const KIND: ResourceKind = ResourceKind::Gateway;
     const LIST: &'static str = "gateways";
+    const CHECK: Check<Self> = check_gateways;
+    const TO_ROW: ToRow<Self> = ResourceRow::from_gateway;
+    const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_gateway;
 
-    fn normalise(&mut self, state: &SharedState, now: i64) {
-        self.transport.make_ascii_lowercase();
-        self.kind.make_ascii_lowercase();
-        canonical_location(state, &mut self.location);
-        self.last_seen_millis = now;
-    }
-
-    fn check(
-        items: &[Self],
-        location_exists: &dyn Fn(&str) -> bool,
-        policy: &Policy,
-    ) -> Vec<FieldError> {
-        check_gateways(items, Self::LIST, location_exists, policy)
-    }
-
-    fn row(&self, agent: &str) -> ResourceRow {
-        ResourceRow::from_gateway(self, Origin::Agent, Some(agent))
-    }
-
-    fn from_row(row: &ResourceRow) -> Self {
-        row.to_gateway()
+    fn heard(&mut self) -> Heard<'_> {
+        heard!(self)
     }
 }
 
 impl Pushed for Bridge {
     const KIND: ResourceKind = ResourceKind::Bridge;
     const LIST: &'static str = "bridges";
+    const CHECK: Check<Self> = check_bridges;
+    const TO_ROW: ToRow<Self> = ResourceRow::from_bridge;
+    const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_bridge;
 
-    fn normalise(&mut self, state: &SharedState, now: i64) {
-        self.transport.make_ascii_lowercase();
-        self.kind.make_ascii_lowercase();
-        canonical_location(state, &mut self.location);
-        self.last_seen_millis = now;
-    }
-
-    fn check(
-        items: &[Self],
-        location_exists: &dyn Fn(&str) -> bool,
-        policy: &Policy,
-    ) -> Vec<FieldError> {
-        check_bridges(items, Self::LIST, location_exists, policy)
-    }
-
-    fn row(&self, agent: &str) -> ResourceRow {
-        ResourceRow::from_bridge(self, Origin::Agent, Some(agent))
-    }
-
-    fn from_row(row: &ResourceRow) -> Self {
-        row.to_bridge()
+    fn heard(&mut self) -> Heard<'_> {
+        heard!(self)
     }
 }
 
@@ -331,17 +352,21 @@ async fn put_all<T: Pushed>(
         item.normalise(state, now);
     }
     let snapshot = state.inventory.snapshot();
-    let errors = T::check(
+    let errors = (T::CHECK)(
         &items,
+        T::LIST,
         &|l| snapshot.location_label(l) == Some(l),
         &state.policy,
     );
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
-    let rows = items.iter().map(|item| item.row(&agent.name)).collect();
+    let rows = items
+        .iter()
+        .map(|item| (T::TO_ROW)(item, Origin::Agent, Some(&agent.name)))
+        .collect();
     let (status, stored, changed) = push(state, agent, T::KIND, rows).await?;
-    let items: Vec<T> = stored.iter().map(T::from_row).collect();
+    let items: Vec<T> = stored.iter().map(T::FROM_ROW).collect();
     let mut response = (status, Json(items)).into_response();
     if !changed {
         // A bare heartbeat: clients' lists are the same, nothing to wait for.

@@ -14,8 +14,10 @@ use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond, respond_list};
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::invite::InviteToken;
+use super::responses::{BadQuery, NotModified};
+use crate::inventory::Snapshot;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
@@ -44,6 +46,58 @@ impl ClientAddr {
         if query.near.is_none() {
             query.near = state.locator.locate(self.0);
         }
+    }
+}
+
+/// What a request for a list (or the v3 service description) brings: its
+/// raw query, the client's address, the tags it holds and its invite token.
+/// Every part is taken as it comes; none refuses a request.
+pub struct ListRequest {
+    /// Parsed with [`ClientQuery::parse`].
+    pub raw: Option<String>,
+    pub addr: ClientAddr,
+    pub if_none_match: IfNoneMatch,
+    pub token: InviteToken,
+}
+
+impl FromRequestParts<SharedState> for ListRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let RawQuery(raw) = RawQuery::from_request_parts(parts, state).await?;
+        Ok(ListRequest {
+            raw,
+            addr: ClientAddr::from_request_parts(parts, state).await?,
+            if_none_match: IfNoneMatch::from_request_parts(parts, state).await?,
+            token: InviteToken::from_request_parts(parts, state).await?,
+        })
+    }
+}
+
+impl ListRequest {
+    /// `answer` for this request's query: parsed for `kind` (400 when it
+    /// does not parse), granted the invite token's buckets and placed at the
+    /// client's address. The token's verdict is added to the response
+    /// either way.
+    pub fn answer(
+        self,
+        state: &SharedState,
+        snapshot: &Snapshot,
+        kind: ResourceKind,
+        answer: impl FnOnce(&ClientQuery, &IfNoneMatch) -> Response,
+    ) -> Response {
+        let invited = self.token.check(state, snapshot);
+        let response = ClientQuery::parse(self.raw.as_deref(), kind, snapshot)
+            .map_err(ApiError::from)
+            .map(|query| {
+                let mut query = invited.grant(query);
+                self.addr.locate(state, &mut query);
+                answer(&query, &self.if_none_match)
+            });
+        invited.finish(response)
     }
 }
 
@@ -118,8 +172,7 @@ struct BridgeQuery {
                 ("ETag" = String, description = "Entity tag of this answer"),
                 ("Cache-Control" = String, description = "`no-cache`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        NotModified,
     ),
 )]
 async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
@@ -138,8 +191,7 @@ async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) 
                 ("ETag" = String, description = "Entity tag of this answer"),
                 ("Cache-Control" = String, description = "`no-cache`"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        NotModified,
     ),
 )]
 async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
@@ -163,26 +215,12 @@ async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -
                 ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        NotModified,
+        BadQuery,
     ),
 )]
-async fn gateways(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    list(
-        &state,
-        ResourceKind::Gateway,
-        raw.as_deref(),
-        &addr,
-        &if_none_match,
-        token,
-    )
+async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Response {
+    list(&state, ResourceKind::Gateway, request)
 }
 
 /// Bridges for this client, in the order to try them.
@@ -202,53 +240,24 @@ async fn gateways(
                 ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
+        NotModified,
+        BadQuery,
     ),
 )]
-async fn bridges(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    list(
-        &state,
-        ResourceKind::Bridge,
-        raw.as_deref(),
-        &addr,
-        &if_none_match,
-        token,
-    )
+async fn bridges(State(state): State<SharedState>, request: ListRequest) -> Response {
+    list(&state, ResourceKind::Bridge, request)
 }
 
-/// The list of `kind` for this request: parsed, placed, granted its invite
-/// buckets, and assembled from the snapshot's ready bytes in an order drawn
-/// for this request.
-fn list(
-    state: &SharedState,
-    kind: ResourceKind,
-    raw: Option<&str>,
-    addr: &ClientAddr,
-    if_none_match: &IfNoneMatch,
-    token: InviteToken,
-) -> Response {
+/// The list of `kind` for this request, assembled from the snapshot's
+/// ready bytes in an order drawn for this request.
+fn list(state: &SharedState, kind: ResourceKind, request: ListRequest) -> Response {
     let snapshot = state.inventory.current();
-    let invited = token.check(state, &snapshot);
-    let response = ClientQuery::parse(raw, kind, &snapshot)
-        .map_err(ApiError::from)
-        .map(|query| {
-            let mut query = invited.grant(query);
-            addr.locate(state, &mut query);
-            let answer = select::answer(
-                snapshot.catalog(kind),
-                &query,
-                &mut state.inventory.rng(),
-                |etag| if_none_match.matches(etag),
-            );
-            respond_list(answer)
-        });
-    invited.finish(response)
+    request.answer(state, &snapshot, kind, |query, if_none_match| {
+        respond_list(select::answer(
+            snapshot.catalog(kind),
+            query,
+            &mut state.inventory.rng(),
+            |etag| if_none_match.matches(etag),
+        ))
+    })
 }

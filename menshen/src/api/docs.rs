@@ -15,6 +15,8 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use super::SharedState;
 use super::agent;
 use super::cached::{IfNoneMatch, respond};
+use super::error::ErrorBody;
+use super::responses::NotModified;
 use crate::inventory::Cached;
 
 /// Where the document is served.
@@ -39,6 +41,9 @@ pub const UI_PATH: &str = "/docs";
         (name = "health", description = "Liveness and readiness, for orchestrators."),
         (name = "docs", description = "This document."),
     ),
+    // Named here because the shared response sets (see `super::responses`)
+    // do not register the schema of their bodies.
+    components(schemas(ErrorBody)),
     modifiers(&AgentToken, &AdminToken),
 )]
 pub struct ApiDoc;
@@ -108,8 +113,7 @@ pub fn swagger_ui() -> SwaggerUi {
         (status = 200, description = "The OpenAPI document of this API.",
             body = serde_json::Value, content_type = "application/json",
             headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
-            headers(("ETag" = String, description = "Entity tag of the current answer"))),
+        NotModified,
     ),
 )]
 async fn openapi_json(if_none_match: IfNoneMatch) -> Response {

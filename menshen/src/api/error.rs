@@ -228,3 +228,10 @@ impl From<BadParameter> for ApiError {
         ApiError::bad_parameter(bad)
     }
 }
+
+/// A query string that does not parse into what the route takes.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}

@@ -13,6 +13,7 @@ mod health;
 pub mod invite;
 mod openvpn;
 pub mod rate_limit;
+mod responses;
 mod status;
 mod v3;
 

@@ -19,6 +19,7 @@ use super::SharedState;
 use super::client::{ClientAddr, GatewayQuery};
 use super::error::{ApiError, ErrorBody};
 use super::invite::{InviteToken, Invited};
+use super::responses::{BadQuery, CertNotIssued, CertRateLimited};
 use crate::inventory::Snapshot;
 use crate::pki::workers::Refused;
 use crate::pki::{ClientCredentials, KeyType};
@@ -55,10 +56,8 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
             headers(("Cache-Control" = String, description = "`no-store`")),
             example = json!(CERT_EXAMPLE)),
         (status = 400, description = "A bad or unoffered `algo` (`invalid_parameter`).", body = ErrorBody),
-        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
-            body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
+        CertRateLimited,
+        CertNotIssued,
         (status = 503, description = "Too many certificates are being issued right now (`unavailable`).",
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
@@ -157,6 +156,24 @@ pub(super) async fn issue(
     Ok(made)
 }
 
+/// What `/api/5/openvpn/config` and `/api/autoconf` answer, besides
+/// [`BadQuery`], [`CertRateLimited`] and [`CertNotIssued`]; for the
+/// document only.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum ConfigAnswers {
+    #[response(status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
+        content_type = "text/plain",
+        headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+            ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+        ))]
+    Config(String),
+    #[response(status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).",
+        headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy")))]
+    Unavailable(ErrorBody),
+}
+
 /// A complete OpenVPN client configuration, fresh credentials inline.
 ///
 /// Its `remote` lines are the gateways `/api/5/gateways` would list first
@@ -168,21 +185,7 @@ pub(super) async fn issue(
     operation_id = "openvpn_config",
     tag = "client",
     params(GatewayQuery, CertQuery, InviteToken),
-    responses(
-        (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
-            body = String, content_type = "text/plain",
-            headers(
-                ("Cache-Control" = String, description = "`no-store`"),
-                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
-            )),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
-            body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
-    ),
+    responses(ConfigAnswers, BadQuery, CertRateLimited, CertNotIssued)
 )]
 async fn config(
     State(state): State<SharedState>,
@@ -201,21 +204,7 @@ async fn config(
     path = "/api/autoconf",
     tag = "client",
     params(GatewayQuery, CertQuery, InviteToken),
-    responses(
-        (status = 200, description = "An OpenVPN client configuration that `openvpn --config` connects with.",
-            body = String, content_type = "text/plain",
-            headers(
-                ("Cache-Control" = String, description = "`no-store`"),
-                ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
-            )),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 429, description = "Too many certificates for this client address (`rate_limited`; with `--cert-rate-limit`).",
-            body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until the next may be given"))),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-        (status = 503, description = "No gateway is available for this request, or too many certificates are being issued right now (then with `Retry-After`).", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait, when issuance is busy"))),
-    ),
+    responses(ConfigAnswers, BadQuery, CertRateLimited, CertNotIssued)
 )]
 async fn autoconf(
     state: State<SharedState>,

@@ -16,26 +16,28 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use menshen_model::v3::{Capabilities, EipService, Gateway, Location, Transport};
 use menshen_model::{Bridge, Gateway as GatewayV5};
 use serde_json::Value;
+use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
-use super::client::{ClientAddr, GatewayQuery};
+use super::client::{GatewayQuery, ListRequest};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
+use super::responses::{BadQuery, CertNotIssued};
 use crate::inventory::{Cached, Snapshot};
 use crate::pki::KeyType;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
 pub fn router() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::default()
+    OpenApiRouter::with_openapi(Schemas::openapi())
         .routes(routes!(eip_service_get))
         .routes(routes!(eip_service_post))
         .routes(routes!(eip_service_by_api_version))
@@ -43,6 +45,45 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(cert_post))
         .routes(routes!(cert_by_api_version))
 }
+
+// What the v3 routes answer, described for the document (see
+// `super::responses`); never built.
+
+/// The schemas of the answers below: answer types register none.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(EipService)))]
+struct Schemas;
+
+/// The v3 service description, or 304.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum EipServiceAnswers {
+    #[response(status = 200, description = "The v3 service description.",
+        headers(("ETag" = String, description = "Entity tag of this answer")))]
+    Described(EipService),
+    #[response(
+        status = 304,
+        description = "Not modified: the `If-None-Match` tag is current."
+    )]
+    NotModified,
+}
+
+/// A key and certificate in the v3 form.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 200, description = "PEM key, then the PEM client certificate.",
+    content_type = "text/plain",
+    headers(("Cache-Control" = String, description = "`no-store`")))]
+#[allow(dead_code)]
+struct Certificate(String);
+
+/// 404 from every v3 route while v3 is off.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "API v3 is not served here (`--api-v3 false`)."
+)]
+#[allow(dead_code)]
+struct NotServed(ErrorBody);
 
 /// The v3 service description: gateways with their transports, locations
 /// and OpenVPN options.
@@ -55,22 +96,10 @@ pub fn router() -> OpenApiRouter<SharedState> {
     operation_id = "v3_eip_service",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
-async fn eip_service_get(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+async fn eip_service_get(State(state): State<SharedState>, request: ListRequest) -> Response {
+    eip_service(&state, request)
 }
 
 /// The v3 service description, as the desktop client asks for it (POST).
@@ -80,22 +109,10 @@ async fn eip_service_get(
     operation_id = "v3_eip_service_post",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
-async fn eip_service_post(
-    State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
-) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+async fn eip_service_post(State(state): State<SharedState>, request: ListRequest) -> Response {
+    eip_service(&state, request)
 }
 
 /// The v3 service description at the path old Android clients build from
@@ -106,22 +123,13 @@ async fn eip_service_post(
     operation_id = "v3_eip_service_by_api_version",
     tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(
-        (status = 200, description = "The v3 service description.", body = EipService,
-            headers(("ETag" = String, description = "Entity tag of this answer"))),
-        (status = 304, description = "Not modified: the `If-None-Match` tag is current."),
-        (status = 400, description = "A bad query parameter (`invalid_parameter`), named in `parameter`.", body = ErrorBody),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-    ),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 )]
 async fn eip_service_by_api_version(
     State(state): State<SharedState>,
-    RawQuery(raw): RawQuery,
-    addr: ClientAddr,
-    if_none_match: IfNoneMatch,
-    token: InviteToken,
+    request: ListRequest,
 ) -> Response {
-    eip_service(&state, raw.as_deref(), &addr, &if_none_match, token)
+    eip_service(&state, request)
 }
 
 /// What the v3 routes answer when v3 is off.
@@ -129,27 +137,20 @@ fn v3_off() -> ApiError {
     ApiError::not_found("API v3 is not served here (--api-v3 false)")
 }
 
-fn eip_service(
-    state: &SharedState,
-    raw: Option<&str>,
-    addr: &ClientAddr,
-    if_none_match: &IfNoneMatch,
-    token: InviteToken,
-) -> Response {
+fn eip_service(state: &SharedState, request: ListRequest) -> Response {
     if !state.api_v3 {
         return v3_off().into_response();
     }
     let snapshot = state.inventory.snapshot();
-    let invited = token.check(state, &snapshot);
-    let response = ClientQuery::parse(raw, ResourceKind::Gateway, &snapshot)
-        .map_err(ApiError::from)
-        .map(|query| {
-            let mut query = invited.grant(query);
-            addr.locate(state, &mut query);
-            let document = describe(&snapshot, &query, &mut state.inventory.rng());
+    request.answer(
+        state,
+        &snapshot,
+        ResourceKind::Gateway,
+        |query, if_none_match| {
+            let document = describe(&snapshot, query, &mut state.inventory.rng());
             respond(&tagged_by_set(&document), if_none_match)
-        });
-    invited.finish(response)
+        },
+    )
 }
 
 /// The document's bytes, tagged by what it holds rather than by its
@@ -217,7 +218,8 @@ fn group_by_host(gateways: &[&GatewayV5], bridges: &[&Bridge]) -> Vec<Gateway> {
             ports: vec![g.port.to_string()],
             options: Default::default(),
         };
-        add(&mut out, &mut by_host, host_of(g), transport);
+        let host = host(&g.host, &g.ip_addr, &g.ip6_addr, &g.location);
+        add(&mut out, &mut by_host, host, transport);
     }
     for b in bridges {
         let transport = Transport {
@@ -244,24 +246,19 @@ fn group_by_host(gateways: &[&GatewayV5], bridges: &[&Bridge]) -> Vec<Gateway> {
                 })
                 .collect(),
         };
-        let host = Gateway {
-            host: b.host.clone(),
-            ip_address: b.ip_addr.clone(),
-            ip_address6: b.ip6_addr.clone(),
-            location: b.location.clone(),
-            capabilities: Capabilities::default(),
-        };
+        let host = host(&b.host, &b.ip_addr, &b.ip6_addr, &b.location);
         add(&mut out, &mut by_host, host, transport);
     }
     out
 }
 
-fn host_of(g: &GatewayV5) -> Gateway {
+/// A v3 host without transports yet.
+fn host(host: &str, ip_addr: &str, ip6_addr: &str, location: &str) -> Gateway {
     Gateway {
-        host: g.host.clone(),
-        ip_address: g.ip_addr.clone(),
-        ip_address6: g.ip6_addr.clone(),
-        location: g.location.clone(),
+        host: host.to_owned(),
+        ip_address: ip_addr.to_owned(),
+        ip_address6: ip6_addr.to_owned(),
+        location: location.to_owned(),
         capabilities: Capabilities::default(),
     }
 }
@@ -297,13 +294,7 @@ fn add(
     path = "/3/cert",
     operation_id = "v3_cert",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await
@@ -315,13 +306,7 @@ async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError
     path = "/3/cert",
     operation_id = "v3_cert_post",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await
@@ -334,13 +319,7 @@ async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiErro
     path = "/5/cert",
     operation_id = "v3_cert_by_api_version",
     tag = "client-v3",
-    responses(
-        (status = 200, description = "PEM key, then the PEM client certificate.",
-            body = String, content_type = "text/plain",
-            headers(("Cache-Control" = String, description = "`no-store`"))),
-        (status = 404, description = "API v3 is not served here (`--api-v3 false`).", body = ErrorBody),
-        (status = 500, description = "The certificate could not be issued.", body = ErrorBody),
-    ),
+    responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {
     cert(&state).await

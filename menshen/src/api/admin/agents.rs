@@ -11,6 +11,7 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::{random_id, valid_agent_name};
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, now_millis};
@@ -62,7 +63,7 @@ pub struct AgentView {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every agent, by name.", body = Vec<AgentView>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_agents(
@@ -95,11 +96,8 @@ async fn list_agents(
     request_body = NewAgent,
     responses(
         (status = 201, description = "Created; the token is shown only now.", body = CreatedAgent),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "An agent with this name exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_agent(
@@ -159,9 +157,8 @@ async fn create_agent(
     params(("name" = String, Path, description = "The agent's name.")),
     responses(
         (status = 204, description = "Revoked."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such agent, or already revoked.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn revoke_agent(

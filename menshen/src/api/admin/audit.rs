@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 use super::auth::Viewer;
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::ViewerRefusals;
 use crate::store::AuditRow;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -34,7 +35,7 @@ struct AuditQuery {
     responses(
         (status = 200, description = "Audit entries, newest first.", body = Vec<AuditRow>),
         (status = 400, description = "A bad `limit` or `before`.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_audit(
@@ -42,7 +43,7 @@ async fn list_audit(
     State(state): State<SharedState>,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(

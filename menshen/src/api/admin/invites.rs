@@ -12,6 +12,7 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::invite;
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, InviteSelection, NewInvite, now_millis};
@@ -85,7 +86,7 @@ pub struct Deleted {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every invite, oldest first.", body = Vec<InviteView>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_invites(
@@ -119,10 +120,7 @@ async fn list_invites(
     request_body = NewInvites,
     responses(
         (status = 201, description = "Created.", body = CreatedInvites),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_invites(
@@ -198,8 +196,7 @@ async fn create_invites(
     responses(
         (status = 200, description = "Deleted; how many.", body = Deleted),
         (status = 400, description = "Neither or both of `bucket` and `all`.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_invites(
@@ -207,7 +204,7 @@ async fn delete_invites(
     State(state): State<SharedState>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query?;
     let (which, target) = match (&query.bucket, query.all) {
         (Some(bucket), false) if invite::valid_bucket(bucket) => (
             InviteSelection::Bucket(bucket),
@@ -239,9 +236,8 @@ async fn delete_invites(
     params(("id" = String, Path, description = "The invite's id, as listed.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such invite.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_invite(

@@ -11,6 +11,7 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::edit::{LocationInput, check_location};
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, LocationRow, now_millis};
@@ -65,7 +66,7 @@ fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every location, by label.", body = Vec<LocationView>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_locations(
@@ -85,11 +86,8 @@ async fn list_locations(
     request_body = LocationInput,
     responses(
         (status = 201, description = "Created.", body = LocationView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "A location with this label (ignoring case) exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_location(
@@ -120,12 +118,9 @@ async fn create_location(
     request_body = LocationInput,
     responses(
         (status = 200, description = "Replaced.", body = LocationView),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such location.", body = ErrorBody),
         (status = 409, description = "The location is defined in the provider file.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn update_location(
@@ -163,10 +158,9 @@ async fn update_location(
     params(("label" = String, Path, description = "The location's label.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such location.", body = ErrorBody),
         (status = 409, description = "Gateways or bridges use it, or the provider file defines it.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_location(

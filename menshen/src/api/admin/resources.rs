@@ -15,7 +15,9 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
+use crate::inventory::validate::{FieldError, Policy};
 use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -39,18 +41,34 @@ async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResour
     Ok(AdminResource::list(&inventory, kind, now_millis(), ttl))
 }
 
-/// The body as JSON: 400 when it is not.
 /// The label of location `name` (ignoring case) in the current snapshot.
 fn location_label(state: &SharedState) -> impl Fn(&str) -> Option<String> + use<> {
     let snapshot = state.inventory.snapshot();
     move |name| snapshot.location_label(name).map(str::to_owned)
 }
 
+/// What makes a resource row of a body, checked: [`new_gateway`] or
+/// [`new_bridge`].
+type NewResource = fn(
+    serde_json::Value,
+    &dyn Fn(&str) -> Option<String>,
+    i64,
+    &Policy,
+) -> Result<ResourceRow, Vec<FieldError>>;
+
 async fn create(
     state: &SharedState,
     who: &str,
-    row: ResourceRow,
+    body: JsonBody,
+    new: NewResource,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
+    let row = new(
+        body.object()?,
+        &location_label(state),
+        now_millis(),
+        &state.policy,
+    )
+    .map_err(ApiError::invalid_fields)?;
     let target = format!("{}/{}", row.kind.as_str(), row.host);
     let audit = AuditEntry::new(
         who,
@@ -118,7 +136,7 @@ async fn set_overrides(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every gateway, by host.", body = Vec<AdminResource>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_gateways(
@@ -137,11 +155,8 @@ async fn list_gateways(
     request_body(content = Gateway, description = "As clients see it; `type` defaults to `openvpn`, `healthy` to true."),
     responses(
         (status = 201, description = "Created.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "A gateway with this host exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_gateway(
@@ -149,14 +164,7 @@ async fn create_gateway(
     State(state): State<SharedState>,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_gateway(
-        body.object()?,
-        &location_label(&state),
-        now_millis(),
-        &state.policy,
-    )
-    .map_err(ApiError::invalid_fields)?;
-    create(&state, &who.subject, row).await
+    create(&state, &who.subject, body, new_gateway).await
 }
 
 /// Deletes a gateway defined through this API. Ones from the provider file
@@ -170,10 +178,9 @@ async fn create_gateway(
     params(("host" = String, Path, description = "The gateway's host.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such gateway.", body = ErrorBody),
         (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_gateway(
@@ -195,11 +202,8 @@ async fn delete_gateway(
     request_body = Overrides,
     responses(
         (status = 200, description = "Set; the gateway as it is now.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such gateway.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn set_gateway_overrides(
@@ -219,7 +223,7 @@ async fn set_gateway_overrides(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every bridge, by host.", body = Vec<AdminResource>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_bridges(
@@ -238,11 +242,8 @@ async fn list_bridges(
     request_body(content = Bridge, description = "As clients see it; `type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true."),
     responses(
         (status = 201, description = "Created.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 409, description = "A bridge with this host exists.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn create_bridge(
@@ -250,14 +251,7 @@ async fn create_bridge(
     State(state): State<SharedState>,
     body: JsonBody,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    let row = new_bridge(
-        body.object()?,
-        &location_label(&state),
-        now_millis(),
-        &state.policy,
-    )
-    .map_err(ApiError::invalid_fields)?;
-    create(&state, &who.subject, row).await
+    create(&state, &who.subject, body, new_bridge).await
 }
 
 /// Deletes a bridge defined through this API. Ones from the provider file
@@ -271,10 +265,9 @@ async fn create_bridge(
     params(("host" = String, Path, description = "The bridge's host.")),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such bridge.", body = ErrorBody),
         (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn delete_bridge(
@@ -296,11 +289,8 @@ async fn delete_bridge(
     request_body = Overrides,
     responses(
         (status = 200, description = "Set; the bridge as it is now.", body = AdminResource),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No such bridge.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn set_bridge_overrides(

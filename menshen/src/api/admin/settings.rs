@@ -11,7 +11,8 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::ApiError;
+use crate::api::responses::{AdminBodyRefusals, ViewerRefusals};
 use crate::inventory::validate::FieldError;
 use crate::store::{AuditEntry, ServiceSettings, now_millis};
 
@@ -31,6 +32,28 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
+/// Replaces setting `name` with `value`, audited as `settings.NAME`.
+async fn replace<T: serde::Serialize>(
+    state: &SharedState,
+    who: &str,
+    name: &str,
+    value: &T,
+) -> Result<(), ApiError> {
+    let now = now_millis();
+    let value = serde_json::to_value(value).map_err(ApiError::internal)?;
+    let audit = AuditEntry::new(
+        who,
+        &format!("settings.{name}"),
+        format!("settings/{name}"),
+        now,
+    );
+    state
+        .store
+        .replace_setting(name, &value, audit, now)
+        .await?;
+    Ok(())
+}
+
 /// The provider description as stored (`/provider.json` adds the CA
 /// fingerprint).
 #[utoipa::path(
@@ -40,7 +63,7 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The provider description.", body = Provider),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn get_provider(
@@ -60,10 +83,7 @@ async fn get_provider(
     request_body = Provider,
     responses(
         (status = 200, description = "Replaced.", body = Provider),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn put_provider(
@@ -86,13 +106,7 @@ async fn put_provider(
         return Err(ApiError::invalid_fields(errors));
     }
     provider.ca_cert_fingerprint.clear();
-    let now = now_millis();
-    let value = serde_json::to_value(&provider).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(&who.subject, "settings.provider", "settings/provider", now);
-    state
-        .store
-        .replace_setting("provider", &value, audit, now)
-        .await?;
+    replace(&state, &who.subject, "provider", &provider).await?;
     Ok(Json(provider))
 }
 
@@ -104,7 +118,7 @@ async fn put_provider(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The service settings.", body = ServiceSettings),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn get_service(
@@ -123,10 +137,7 @@ async fn get_service(
     request_body = ServiceSettings,
     responses(
         (status = 200, description = "Replaced.", body = ServiceSettings),
-        (status = 400, description = "The body is not JSON.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
-        (status = 422, description = "Some fields are invalid, listed in `fields`.", body = ErrorBody),
+        AdminBodyRefusals,
     ),
 )]
 async fn put_service(
@@ -150,12 +161,6 @@ async fn put_service(
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
-    let now = now_millis();
-    let value = serde_json::to_value(&service).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(&who.subject, "settings.service", "settings/service", now);
-    state
-        .store
-        .replace_setting("service", &value, audit, now)
-        .await?;
+    replace(&state, &who.subject, "service", &service).await?;
     Ok(Json(service))
 }

@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::{AdminRefusals, ViewerRefusals};
 use crate::store::{AdminTokenRow, AuditEntry, now_millis, valid_jti};
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -46,7 +47,7 @@ pub struct SubjectRevoked {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every recorded admin token, newest first.", body = Vec<AdminTokenRow>),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
+        ViewerRefusals,
     ),
 )]
 async fn list_tokens(
@@ -68,10 +69,9 @@ async fn list_tokens(
     responses(
         (status = 200, description = "Revoked.", body = AdminTokenRow),
         (status = 400, description = "Not a token id.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
         (status = 404, description = "No admin token with this id was minted.", body = ErrorBody),
         (status = 409, description = "Already revoked.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn revoke_token(
@@ -108,8 +108,7 @@ async fn revoke_token(
     responses(
         (status = 200, description = "Revoked.", body = SubjectRevoked),
         (status = 400, description = "No `subject`, or one that is empty or too long.", body = ErrorBody),
-        (status = 401, description = "No admin token, or one that is not valid.", body = ErrorBody),
-        (status = 403, description = "The token may only read.", body = ErrorBody),
+        AdminRefusals,
     ),
 )]
 async fn revoke_subject(
@@ -117,7 +116,7 @@ async fn revoke_subject(
     State(state): State<SharedState>,
     query: Result<Query<SubjectQuery>, QueryRejection>,
 ) -> Result<Json<SubjectRevoked>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query?;
     let subject = query.subject.as_deref().map(str::trim).unwrap_or("");
     if subject.is_empty() || subject.len() > 256 {
         return Err(ApiError::bad_request(

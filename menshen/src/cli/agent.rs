@@ -9,7 +9,7 @@ use super::Invalid;
 use super::args::{KeyArgs, ListArgs, StoreArgs, audit};
 use super::table::{format_millis, json_or_table, render_fixed_table};
 use crate::auth::{SigningKey, random_id, valid_agent_name};
-use crate::store::{AgentRow, StoreError, now_millis};
+use crate::store::{AgentRow, now_millis};
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -95,15 +95,8 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<()> {
             );
             let token_id = store
                 .with_store(async |db| {
-                    db.reissue_agent(&name, keep_old_token, audit)
-                        .await
-                        .map_err(|err| match err {
-                            // Not found, as `agent revoke` says it: status 1.
-                            StoreError::NotFound(_) => {
-                                anyhow::anyhow!("no agent named {name:?} (or it is revoked)")
-                            }
-                            other => other.into(),
-                        })
+                    // Not found is status 1, as for `agent revoke`.
+                    Ok(db.reissue_agent(&name, keep_old_token, audit).await?)
                 })
                 .await?;
             println!("{}", mint(&signing_key, &name, &token_id, now, ttl));

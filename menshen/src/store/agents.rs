@@ -105,7 +105,7 @@ impl Store {
             .await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!(
-                    "no agent {name:?}, or it is already revoked"
+                    "no agent named {name:?} (or it is revoked)"
                 )));
             }
             sqlx::query("DELETE FROM resources WHERE origin = 'agent' AND agent = $1")
@@ -138,7 +138,7 @@ impl Store {
             .await?;
             let Some((current,)) = current else {
                 return Err(StoreError::NotFound(format!(
-                    "no agent {name:?}, or it is already revoked"
+                    "no agent named {name:?} (or it is revoked)"
                 )));
             };
             let token_id = if keep {

@@ -12,8 +12,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::random_id;
-/// Invites name buckets by the rule every bucket follows.
-pub use crate::inventory::validate::valid_bucket;
 
 /// Random bytes in an invite's id.
 const ID_BYTES: usize = 8;

@@ -9,6 +9,7 @@ use super::Invalid;
 use super::args::{ListArgs, StoreArgs, audit};
 use super::table::{format_millis, json_or_table, render_fixed_table};
 use crate::auth::invite;
+use crate::inventory::validate::valid_bucket;
 use crate::store::{InviteRow, InviteSelection, NewInvite, now_millis};
 
 #[derive(Debug, Subcommand)]
@@ -50,7 +51,7 @@ pub enum InviteCommand {
 
 /// A bucket given on the command line must be one an invite can grant.
 fn check_bucket(bucket: &str) -> anyhow::Result<()> {
-    if invite::valid_bucket(bucket) {
+    if valid_bucket(bucket) {
         Ok(())
     } else {
         Err(Invalid::err(format!(

@@ -10,8 +10,8 @@ use super::Invalid;
 use super::args::{ListArgs, StoreArgs, audit};
 use super::input::{from_value, invalid, json_instead_of_flags};
 use super::table::{json_or_table, render_table};
-use crate::inventory::edit::{LocationInput, check_location};
 use crate::inventory::validate::FieldError;
+use crate::inventory::validate::{LocationInput, check_location};
 use crate::store::{LocationRow, now_millis};
 
 #[derive(Debug, Subcommand)]

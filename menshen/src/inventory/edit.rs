@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use super::Status;
 use super::validate::{FieldError, Policy, check_bridges, check_gateways, valid_bucket};
-pub use super::validate::{LocationInput, check_location};
 use crate::store::{Inventory, Origin, OverrideRow, ResourceKind, ResourceRow};
 
 /// What an operator set on a resource; `null` means the resource's own value.
@@ -292,30 +291,6 @@ mod tests {
         assert_eq!(errors[0].field, "port", "{errors:?}");
         let errors = new_bridge(json!([1]), &labels, 0, &Policy::LAB).unwrap_err();
         assert_eq!(errors[0].field, "");
-    }
-
-    #[test]
-    fn locations_take_the_hemisphere_from_lat() {
-        let row = check_location(&LocationInput {
-            label: "sydney".into(),
-            display_name: "Sydney".into(),
-            country_code: "au".into(),
-            lat: Some(-33.9),
-            lon: Some(151.2),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(
-            (row.hemisphere.as_str(), row.country_code.as_str()),
-            ("S", "AU")
-        );
-        let errors = check_location(&LocationInput {
-            label: "bad label".into(),
-            ..Default::default()
-        })
-        .unwrap_err();
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["label", "display_name", "country_code"]);
     }
 
     #[test]

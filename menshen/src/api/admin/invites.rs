@@ -15,6 +15,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::invite;
 use crate::inventory::validate::FieldError;
+use crate::inventory::validate::valid_bucket;
 use crate::store::{AuditEntry, InviteSelection, NewInvite, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -134,7 +135,7 @@ async fn create_invites(
         errors.push(FieldError::new("buckets", "name at least one bucket"));
     }
     for (i, bucket) in input.buckets.iter().enumerate() {
-        if !invite::valid_bucket(bucket) {
+        if !valid_bucket(bucket) {
             errors.push(FieldError::new(
                 format!("buckets[{i}]"),
                 "use 1-64 characters, without spaces or control characters",
@@ -206,7 +207,7 @@ async fn delete_invites(
 ) -> Result<Json<Deleted>, ApiError> {
     let Query(query) = query?;
     let (which, target) = match (&query.bucket, query.all) {
-        (Some(bucket), false) if invite::valid_bucket(bucket) => (
+        (Some(bucket), false) if valid_bucket(bucket) => (
             InviteSelection::Bucket(bucket),
             format!("invites?bucket={bucket}"),
         ),

@@ -12,8 +12,8 @@ use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
-use crate::inventory::edit::{LocationInput, check_location};
 use crate::inventory::validate::FieldError;
+use crate::inventory::validate::{LocationInput, check_location};
 use crate::store::{AuditEntry, LocationRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {

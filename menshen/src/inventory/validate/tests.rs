@@ -300,3 +300,27 @@ fn bucket_names() {
     assert!(!valid_bucket("nl\n"));
     assert!(!valid_bucket("nul\0"));
 }
+
+#[test]
+fn locations_take_the_hemisphere_from_lat() {
+    let row = check_location(&LocationInput {
+        label: "sydney".into(),
+        display_name: "Sydney".into(),
+        country_code: "au".into(),
+        lat: Some(-33.9),
+        lon: Some(151.2),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        (row.hemisphere.as_str(), row.country_code.as_str()),
+        ("S", "AU")
+    );
+    let errors = check_location(&LocationInput {
+        label: "bad label".into(),
+        ..Default::default()
+    })
+    .unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["label", "display_name", "country_code"]);
+}

@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Backend, PATIENCE, ProviderFile, TestServer, eventually, on_each_backend};
+use menshen::auth::admin::Role;
 use serde_json::{Value, json};
 
 /// A server whose pushed resources live `ttl`, and an agent's token.
@@ -110,6 +111,15 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
         let response = client.post(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "POST {path} during the outage");
     }
+    // Operators' status view shows what clients are served, and says the
+    // store is down, instead of failing.
+    let viewer = server.admin_token("watcher", Role::Viewer);
+    let (status, view) = server
+        .call("GET", "/status/data", Some(&viewer), None)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["store_up"], false, "{view}");
+    assert_eq!(view["summary"]["live"], 1, "{view}");
 
     // Far past the TTL, the gateway is still listed: its agent could not
     // be heard, through no fault of its own.

@@ -113,10 +113,6 @@ pub struct Snapshot {
     pub admin_revocations: crate::store::AdminRevocations,
 }
 
-fn is_live(r: &ResourceRow, now: i64, ttl_millis: i64) -> bool {
-    is_live_despite(r, now, ttl_millis, &Outages::default())
-}
-
 /// Whether `r` is live at `now`, not counting time during which the store
 /// was unreachable (its agent could not have been heard then).
 fn is_live_despite(r: &ResourceRow, now: i64, ttl_millis: i64, outages: &Outages) -> bool {
@@ -172,13 +168,25 @@ impl Status {
     /// The status of `r` at `now`, with the same rules (and TTL) as the
     /// client lists.
     pub fn of(r: &ResourceRow, over: Option<&OverrideRow>, now: i64, ttl_millis: i64) -> Status {
+        Status::despite(r, over, now, ttl_millis, &Outages::default())
+    }
+
+    /// [`Status::of`], not counting time during `outages` of the store
+    /// towards the TTL, as the client lists do not.
+    pub fn despite(
+        r: &ResourceRow,
+        over: Option<&OverrideRow>,
+        now: i64,
+        ttl_millis: i64,
+        outages: &Outages,
+    ) -> Status {
         if over.is_some_and(|o| o.maintenance) {
             Status::Maintenance
         } else if !r.healthy {
             Status::Unhealthy
         } else if !r.expires() {
             Status::HandDefined
-        } else if is_live(r, now, ttl_millis) {
+        } else if is_live_despite(r, now, ttl_millis, outages) {
             Status::Live
         } else {
             Status::Stale
@@ -489,7 +497,10 @@ mod tests {
         ] {
             let got = Status::of(&r, over, now, ttl);
             assert_eq!(got, status, "{r:?} at {now}");
-            assert_eq!(got.listed(), is_live(&r, now, ttl) && over.is_none());
+            assert_eq!(
+                got.listed(),
+                is_live_despite(&r, now, ttl, &Outages::default()) && over.is_none()
+            );
         }
     }
 }

@@ -22,7 +22,7 @@ use super::SharedState;
 use super::admin::auth::Viewer;
 use super::error::{ApiError, ErrorBody};
 use crate::inventory::Status;
-use crate::store::{Inventory, now_millis};
+use crate::store::{Inventory, Outages, StoreError, now_millis};
 
 const PAGE: &str = include_str!("page.html");
 
@@ -94,9 +94,23 @@ pub struct StatusData {
     /// Resources by status, over all locations.
     summary: BTreeMap<Status, usize>,
     locations: Vec<StatusLocation>,
+    /// Whether the store answered. While it does not, the page shows this
+    /// replica's last snapshot (what clients are served), as of
+    /// `snapshot_millis`, and says so.
+    store_up: bool,
+    /// When the inventory shown was read from the store (Unix ms), or,
+    /// while the store does not answer, when the snapshot shown was built.
+    snapshot_millis: i64,
 }
 
-fn build(inventory: &Inventory, now: i64, ttl_millis: i64, public: bool) -> StatusData {
+fn build(
+    inventory: &Inventory,
+    now: i64,
+    ttl_millis: i64,
+    public: bool,
+    read: Read,
+    outages: &Outages,
+) -> StatusData {
     let mut summary = BTreeMap::new();
     let locations = inventory
         .locations
@@ -112,7 +126,7 @@ fn build(inventory: &Inventory, now: i64, ttl_millis: i64, public: bool) -> Stat
                         .overrides
                         .iter()
                         .find(|o| o.kind == r.kind && o.host == r.host);
-                    let status = Status::of(r, over, now, ttl_millis);
+                    let status = Status::despite(r, over, now, ttl_millis, outages);
                     *counts.entry(status).or_insert(0) += 1;
                     *summary.entry(status).or_insert(0) += 1;
                     StatusResource {
@@ -145,7 +159,16 @@ fn build(inventory: &Inventory, now: i64, ttl_millis: i64, public: bool) -> Stat
         public,
         summary,
         locations,
+        store_up: read.store_up,
+        snapshot_millis: read.at_millis,
     }
+}
+
+/// Where the inventory shown comes from: read now, or this replica's last
+/// snapshot while the store does not answer.
+struct Read {
+    store_up: bool,
+    at_millis: i64,
 }
 
 /// Whether the request carries a token (and so wants the full view).
@@ -182,16 +205,60 @@ async fn data(
     viewer: Result<Viewer, ApiError>,
 ) -> Result<Json<StatusData>, ApiError> {
     let ttl = state.resource_ttl.as_millis() as i64;
+    // Time the store was unreachable does not count towards TTLs, as in
+    // the client lists.
+    let outages = state.store.health().outages();
+    let snapshot = || {
+        let read = Read {
+            store_up: state.store.health().is_up(),
+            at_millis: state.inventory.snapshot().built_at_millis,
+        };
+        (state.inventory.inventory(), read)
+    };
     if state.public_status && !has_token {
-        let inventory = state.inventory.inventory();
-        return Ok(Json(build(&inventory, now_millis(), ttl, true)));
+        let (inventory, read) = snapshot();
+        return Ok(Json(build(
+            &inventory,
+            now_millis(),
+            ttl,
+            true,
+            read,
+            &outages,
+        )));
     }
     viewer?;
-    // From the store, so that heartbeat times are current.
-    let inventory = state
-        .store
-        .load_inventory()
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(build(&inventory, now_millis(), ttl, false)))
+    // From the store, so that heartbeat times are current; while it does
+    // not answer, the last snapshot, so that operators still see what
+    // clients are served.
+    if state.store.health().is_up() {
+        let now = now_millis();
+        match state.store.load_inventory().await {
+            Ok(inventory) => {
+                let read = Read {
+                    store_up: true,
+                    at_millis: now,
+                };
+                return Ok(Json(build(
+                    &inventory,
+                    now_millis(),
+                    ttl,
+                    false,
+                    read,
+                    &outages,
+                )));
+            }
+            Err(StoreError::Database(err)) if crate::store::is_unavailable(&err) => {}
+            Err(err) => return Err(ApiError::internal(err)),
+        }
+    }
+    let (inventory, mut read) = snapshot();
+    read.store_up = false;
+    Ok(Json(build(
+        &inventory,
+        now_millis(),
+        ttl,
+        false,
+        read,
+        &outages,
+    )))
 }

@@ -123,16 +123,8 @@ async fn push(
                 StoreError::HostTaken(host) => {
                     tracing::warn!(agent = %agent.name, %host, "push refused: host belongs to someone else");
                 }
-                StoreError::TooMany { count, max } => {
+                StoreError::TooMany { count, max, .. } => {
                     tracing::warn!(agent = %agent.name, count, max, "push refused: too many resources");
-                    let list = match kind {
-                        ResourceKind::Gateway => Gateway::LIST,
-                        ResourceKind::Bridge => Bridge::LIST,
-                    };
-                    return ApiError::invalid_fields(vec![
-                        check_count(*count, *max, list)
-                            .unwrap_or_else(|| FieldError::new(list, "too many")),
-                    ]);
                 }
                 StoreError::Database(db) if crate::store::is_unavailable(db) => {
                     state.store.health().failed(db);
@@ -313,7 +305,7 @@ macro_rules! heard {
 
 impl Pushed for Gateway {
     const KIND: ResourceKind = ResourceKind::Gateway;
-    const LIST: &'static str = "gateways";
+    const LIST: &'static str = ResourceKind::Gateway.list();
     const CHECK: Check<Self> = check_gateways;
     const TO_ROW: ToRow<Self> = ResourceRow::from_gateway;
     const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_gateway;
@@ -325,7 +317,7 @@ impl Pushed for Gateway {
 
 impl Pushed for Bridge {
     const KIND: ResourceKind = ResourceKind::Bridge;
-    const LIST: &'static str = "bridges";
+    const LIST: &'static str = ResourceKind::Bridge.list();
     const CHECK: Check<Self> = check_bridges;
     const TO_ROW: ToRow<Self> = ResourceRow::from_bridge;
     const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_bridge;

@@ -213,9 +213,9 @@ impl From<StoreError> for ApiError {
             StoreError::HostTaken(host) => ApiError::forbidden(format!(
                 "host {host:?} belongs to another agent or is defined by hand"
             )),
-            StoreError::TooMany { count, max } => ApiError::invalid_fields(vec![
-                crate::inventory::validate::check_count(count, max, "resources")
-                    .unwrap_or_else(|| FieldError::new("resources", "too many")),
+            StoreError::TooMany { kind, count, max } => ApiError::invalid_fields(vec![
+                crate::inventory::validate::check_count(count, max, kind.list())
+                    .unwrap_or_else(|| FieldError::new(kind.list(), "too many")),
             ]),
             StoreError::Unreadable(why) => ApiError::internal(why),
             StoreError::Database(err) => ApiError::store(err),

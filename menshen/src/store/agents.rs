@@ -298,6 +298,7 @@ impl Store {
             let count = rows.len() + usize::try_from(others).unwrap_or(0);
             if count > max_resources {
                 return Err(StoreError::TooMany {
+                    kind,
                     count,
                     max: max_resources,
                 });

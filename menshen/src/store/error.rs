@@ -24,7 +24,11 @@ pub enum StoreError {
     HostTaken(String),
     /// An agent would have more gateways and bridges than it may (422).
     #[error("the agent would have {count} gateways and bridges, more than {max}")]
-    TooMany { count: usize, max: usize },
+    TooMany {
+        kind: super::ResourceKind,
+        count: usize,
+        max: usize,
+    },
     /// The store holds something that cannot be read back (500).
     #[error("{0}")]
     Unreadable(String),

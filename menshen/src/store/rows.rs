@@ -40,6 +40,15 @@ impl ResourceKind {
             ResourceKind::Bridge => "bridge",
         }
     }
+
+    /// The name of a list of this kind, as the agent API's bodies and
+    /// field errors name it.
+    pub const fn list(self) -> &'static str {
+        match self {
+            ResourceKind::Gateway => "gateways",
+            ResourceKind::Bridge => "bridges",
+        }
+    }
 }
 
 /// Service settings as stored; the locations part of `/api/5/service` is

@@ -113,39 +113,24 @@ pub fn check_gateways(
     location_exists: &dyn Fn(&str) -> bool,
     policy: &Policy,
 ) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, g) in gateways.iter().enumerate() {
-        let p = format!("{prefix}[{i}].");
-        let common = Common {
-            host: &g.host,
-            ip_addr: &g.ip_addr,
-            ip6_addr: &g.ip6_addr,
-            location: &g.location,
-            port: g.port,
-            transport: &g.transport,
-            kind: &g.kind,
-            load: g.load,
-            bucket: &g.bucket,
-            port_required: true,
-        };
-        check_common(
-            &common,
-            &p,
-            GATEWAY_TRANSPORTS,
-            GATEWAY_TYPES,
-            location_exists,
-            policy,
-            &mut errors,
-        );
-        if !g.host.is_empty() && !seen.insert(g.host.as_str()) {
-            errors.push(FieldError::new(
-                format!("{p}host"),
-                format!("{:?} appears more than once", g.host),
-            ));
-        }
-    }
-    errors
+    let rules = Rules {
+        transports: GATEWAY_TRANSPORTS,
+        kinds: GATEWAY_TYPES,
+        location_exists,
+        policy,
+    };
+    check_list(gateways, prefix, &rules, |g, _, _| Common {
+        host: &g.host,
+        ip_addr: &g.ip_addr,
+        ip6_addr: &g.ip6_addr,
+        location: &g.location,
+        port: g.port,
+        transport: &g.transport,
+        kind: &g.kind,
+        load: g.load,
+        bucket: &g.bucket,
+        port_required: true,
+    })
 }
 
 /// Checks a list of bridges; `prefix` names the list (e.g. `bridges`).
@@ -155,11 +140,17 @@ pub fn check_bridges(
     location_exists: &dyn Fn(&str) -> bool,
     policy: &Policy,
 ) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, b) in bridges.iter().enumerate() {
-        let p = format!("{prefix}[{i}].");
-        let common = Common {
+    let rules = Rules {
+        transports: BRIDGE_TRANSPORTS,
+        kinds: BRIDGE_TYPES,
+        location_exists,
+        policy,
+    };
+    check_list(bridges, prefix, &rules, |b, p, errors| {
+        if BRIDGE_TYPES.contains(&b.kind.as_str()) {
+            check_options(&b.options, &b.kind, p, errors);
+        }
+        Common {
             host: &b.host,
             ip_addr: &b.ip_addr,
             ip6_addr: &b.ip6_addr,
@@ -171,23 +162,46 @@ pub fn check_bridges(
             bucket: &b.bucket,
             // Hopping bridges choose their ports; the others listen on one.
             port_required: b.kind != BridgeType::Obfs4Hop.as_str(),
-        };
+        }
+    })
+}
+
+/// What a list's items are checked against.
+struct Rules<'a> {
+    transports: &'a [&'a str],
+    kinds: &'a [&'a str],
+    location_exists: &'a dyn Fn(&str) -> bool,
+    policy: &'a Policy,
+}
+
+/// Checks every item of a list by its common fields (which `fields` gives,
+/// after checking what only its kind has), and that no host appears twice.
+fn check_list<'t, T>(
+    items: &'t [T],
+    prefix: &str,
+    rules: &Rules<'_>,
+    fields: impl Fn(&'t T, &str, &mut Vec<FieldError>) -> Common<'t>,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{prefix}[{i}].");
+        let mut own = Vec::new();
+        let common = fields(item, &p, &mut own);
         check_common(
             &common,
             &p,
-            BRIDGE_TRANSPORTS,
-            BRIDGE_TYPES,
-            location_exists,
-            policy,
+            rules.transports,
+            rules.kinds,
+            rules.location_exists,
+            rules.policy,
             &mut errors,
         );
-        if BRIDGE_TYPES.contains(&b.kind.as_str()) {
-            check_options(&b.options, &b.kind, &p, &mut errors);
-        }
-        if !b.host.is_empty() && !seen.insert(b.host.as_str()) {
+        errors.append(&mut own);
+        if !common.host.is_empty() && !seen.insert(common.host) {
             errors.push(FieldError::new(
                 format!("{p}host"),
-                format!("{:?} appears more than once", b.host),
+                format!("{:?} appears more than once", common.host),
             ));
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,11 +33,7 @@ fn is_write(request: &Request) -> bool {
 /// Refuses writes with 503 while the store is known to be unreachable, and
 /// answers a successful write only once this replica's snapshot includes
 /// it, so that a list read right after one's own change shows it.
-pub async fn own_writes(
-    State(state): State<SharedState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn own_writes(state: &SharedState, request: Request, next: Next) -> Response {
     if !is_write(&request) {
         return next.run(request).await;
     }

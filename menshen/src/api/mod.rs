@@ -107,20 +107,29 @@ pub fn router(state: SharedState) -> Router {
     routes()
         .fallback(|| async { ApiError::not_found("no such path") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            consistency::own_writes,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
-            telemetry::track_requests,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), every_request))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
             },
         ))
         .with_state(state)
+}
+
+/// What every request of the public listener goes through: counted and
+/// timed (see [`telemetry::track_requests`]), and, for writes, refused
+/// while the store is unreachable and answered once this replica sees them
+/// (see [`consistency::own_writes`]). One middleware for both: each layer
+/// costs every request.
+async fn every_request(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    telemetry::track_requests(&state.metrics, request, |request| {
+        consistency::own_writes(&state, request, next)
+    })
+    .await
 }
 
 /// The metrics router, for its own listener.

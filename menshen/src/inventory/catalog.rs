@@ -39,6 +39,8 @@ pub struct Entry {
     /// Spare capacity (1 − load, at least [`MIN_WEIGHT`]): how likely it
     /// comes first among the others of its location.
     pub weight: f64,
+    /// `weight` in units of 2⁻²⁴ (at least 1), for drawing with integers.
+    pub share: u32,
     /// Index into the snapshot's `gateways` or `bridges`.
     pub index: u32,
     /// The port, or 0 when it has none in 1..=65535.
@@ -95,6 +97,13 @@ pub fn spare(load: f64) -> f64 {
     (1.0 - load).clamp(MIN_WEIGHT, 1.0)
 }
 
+/// A weight (at most 1) as a whole number of 2⁻²⁴ units, at least 1: a
+/// location's shares add up without overflow and are drawn from with one
+/// multiplication.
+pub fn share(weight: f64) -> u32 {
+    ((weight.clamp(0.0, 1.0) * f64::from(1u32 << 24)).round() as u32).max(1)
+}
+
 /// The unit vector of a position: the dot product of two is the cosine of
 /// the angle between them, so nearer means larger.
 pub fn unit(p: Position) -> [f64; 3] {
@@ -105,7 +114,9 @@ pub fn unit(p: Position) -> [f64; 3] {
 /// Everything a list of one kind may hold, ready to be assembled.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    /// Every entry's JSON, one after another.
+    /// Every entry's JSON, one after another, each followed by a comma:
+    /// a list is these runs copied one after another, between brackets
+    /// (the last comma becoming the closing one).
     bytes: Box<[u8]>,
     entries: Box<[Entry]>,
     /// By label.
@@ -170,7 +181,7 @@ impl<'a> CatalogBuilder<'a> {
                     }
                 })
         });
-        let total: usize = self.items.iter().map(|i| i.json.len()).sum();
+        let total: usize = self.items.iter().map(|i| i.json.len() + 1).sum();
         let mut bytes = Vec::with_capacity(total);
         let mut entries = Vec::with_capacity(self.items.len());
         let mut groups: Vec<Group> = Vec::new();
@@ -204,6 +215,7 @@ impl<'a> CatalogBuilder<'a> {
             group.whole.json_bytes += item.json.len();
             let start = bytes.len() as u32;
             bytes.extend_from_slice(&item.json);
+            bytes.push(b',');
             let bucket = if item.bucket.is_empty() {
                 0
             } else {
@@ -214,6 +226,7 @@ impl<'a> CatalogBuilder<'a> {
                 len: item.json.len() as u32,
                 hash,
                 weight,
+                share: share(weight),
                 index: item.index,
                 port: u16::try_from(item.port).unwrap_or(0),
                 transport: small(intern(&mut transports, item.transport)),
@@ -246,6 +259,11 @@ impl Catalog {
     /// The ready JSON of `entry`.
     pub fn json(&self, entry: &Entry) -> &[u8] {
         &self.bytes[entry.start as usize..(entry.start + entry.len) as usize]
+    }
+
+    /// The ready JSON of `entry` and the comma after it.
+    pub fn json_and_comma(&self, entry: &Entry) -> &[u8] {
+        &self.bytes[entry.start as usize..=(entry.start + entry.len) as usize]
     }
 
     /// The length of the JSON of `entry`.

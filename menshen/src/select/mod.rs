@@ -85,19 +85,17 @@ pub fn answer(
             return Answer { etag, body: None };
         }
         scratch.order_for(catalog, query, rng);
-        let entries = catalog.entries();
-        // `[`, `]`, and a comma between each two.
-        let size = found.json_bytes + 2 + found.count.saturating_sub(1);
-        let mut out = Vec::with_capacity(size);
+        // `[`, each entry and the comma after it, the last comma becoming
+        // the `]`.
+        let size = found.json_bytes + found.count + 1;
+        let mut out = Vec::with_capacity(size.max(2));
         out.push(b'[');
-        for (n, i) in scratch.ordered().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(catalog.json(&entries[i as usize]));
+        scratch.write_json(catalog, &mut out);
+        match out.last_mut() {
+            Some(last) if found.count > 0 => *last = b']',
+            _ => out.push(b']'),
         }
-        out.push(b']');
-        debug_assert_eq!(out.len(), size);
+        debug_assert_eq!(out.len(), size.max(2));
         Answer {
             etag,
             body: Some(Bytes::from(out)),

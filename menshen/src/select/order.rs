@@ -35,9 +35,7 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 struct Pick {
     /// Nothing picked here has room.
     full: bool,
-    /// Sorts the locations: distance or a random draw.
-    key: f64,
-    /// Index of the catalog's group: ties go by label.
+    /// Index of the catalog's group.
     group: u32,
     /// Its entries' place in [`Scratch::picked`].
     start: u32,
@@ -57,6 +55,9 @@ pub struct Scratch {
     /// its entry's index in the low half: sorting these is sorting by key.
     picked: Vec<u64>,
     groups: Vec<Pick>,
+    /// The order of `groups`, made by [`Scratch::order`]: each one's sort
+    /// key packed with its index (see [`group_key`]).
+    order: Vec<u64>,
 }
 
 fn entry_of(pick: u64) -> u32 {
@@ -65,6 +66,16 @@ fn entry_of(pick: u64) -> u32 {
 
 fn keyed(key: f64, entry: u32) -> u64 {
     (u64::from((key as f32).to_bits()) << 32) | u64::from(entry)
+}
+
+/// A location's place in the list as one integer, so that ordering the
+/// locations is sorting integers: those with room before full ones, then
+/// by `key` (non-negative: a distance or a random draw; the bits of a
+/// non-negative `f32` sort as integers do), then by `index` (the
+/// catalog's order, which is by label).
+fn group_key(full: bool, key: f64, index: u32) -> u64 {
+    let bits = (key.max(0.0) as f32).to_bits();
+    (u64::from(full) << 63) | (u64::from(bits) << 32) | u64::from(index)
 }
 
 thread_local! {
@@ -122,26 +133,32 @@ fn weighted_in_turn(open: &mut [u64], entries: &[Entry], rng: &mut impl Rng) {
     if n < 2 {
         return;
     }
-    let mut weights = [0.0f64; SEQUENTIAL_MAX];
-    let mut total = 0.0;
-    for (w, p) in weights.iter_mut().zip(open.iter()) {
-        *w = entries[entry_of(*p) as usize].weight.max(f64::MIN_POSITIVE);
-        total += *w;
+    // Shares are at most 2^24 each, so that their sum times a 32-bit draw
+    // fits in 64 bits.
+    let mut shares = [0u32; SEQUENTIAL_MAX];
+    let shares = &mut shares[..n];
+    let mut total = 0u64;
+    for (s, p) in shares.iter_mut().zip(open.iter()) {
+        *s = entries[entry_of(*p) as usize].share;
+        total += u64::from(*s);
     }
     for k in 0..n - 1 {
-        let mut target = rng.random::<f64>() * total;
-        // the last one left is the fallback against rounding
+        // uniform in 0..total
+        let mut target = (u64::from(rng.next_u32()) * total) >> 32;
         let mut chosen = n - 1;
-        for (j, w) in weights.iter().enumerate().take(n).skip(k) {
-            if target < *w {
+        let mut j = k;
+        while j < n - 1 {
+            let s = u64::from(shares[j]);
+            if target < s {
                 chosen = j;
                 break;
             }
-            target -= w;
+            target -= s;
+            j += 1;
         }
-        total -= weights[chosen];
+        total -= u64::from(shares[chosen]);
         open.swap(k, chosen);
-        weights.swap(k, chosen);
+        shares.swap(k, chosen);
     }
 }
 
@@ -204,7 +221,6 @@ impl Scratch {
             }
             self.groups.push(Pick {
                 full: open_end == start,
-                key: 0.0,
                 group: g as u32,
                 start,
                 open_end,
@@ -236,37 +252,36 @@ impl Scratch {
                 open.sort_unstable();
             }
         }
+        self.order.clear();
         match near {
             Some(near) => {
                 let client = unit(near.position());
-                for pick in &mut self.groups {
+                for (n, pick) in self.groups.iter().enumerate() {
                     let group = &groups[pick.group as usize];
-                    // Sorting by the negated cosine of the angle is sorting
-                    // by great-circle distance, without an arccosine.
-                    pick.key = if let Some(u) = group.unit {
-                        -(client[0] * u[0] + client[1] * u[1] + client[2] * u[2])
+                    // Sorting by one minus the cosine of the angle is
+                    // sorting by great-circle distance, without an
+                    // arccosine.
+                    let key = if let Some(u) = group.unit {
+                        1.0 - (client[0] * u[0] + client[1] * u[1] + client[2] * u[2])
                     } else if let Some(tz) = group.timezone {
                         let d = (tz - near.timezone_estimate()).rem_euclid(24);
                         let km = d.min(24 - d) as f64 * KM_PER_TIMEZONE_HOUR;
-                        -(km / EARTH_RADIUS_KM).min(std::f64::consts::PI).cos()
+                        1.0 - (km / EARTH_RADIUS_KM).min(std::f64::consts::PI).cos()
                     } else {
                         f64::INFINITY
                     };
+                    self.order.push(group_key(pick.full, key, n as u32));
                 }
             }
             None => {
-                for pick in &mut self.groups {
+                for (n, pick) in self.groups.iter().enumerate() {
                     let weight = if pick.full { 1.0 } else { pick.capacity };
-                    pick.key = exp1(rng) / weight.max(f64::MIN_POSITIVE);
+                    let key = exp1(rng) / weight.max(f64::MIN_POSITIVE);
+                    self.order.push(group_key(pick.full, key, n as u32));
                 }
             }
         }
-        self.groups.sort_unstable_by(|a, b| {
-            a.full
-                .cmp(&b.full)
-                .then(a.key.total_cmp(&b.key))
-                .then(a.group.cmp(&b.group))
-        });
+        self.order.sort_unstable();
     }
 
     /// Orders what was picked by load alone (`byload=true`): those with
@@ -286,16 +301,17 @@ impl Scratch {
         self.picked.sort_unstable();
         let end = self.picked.len() as u32;
         self.groups.clear();
+        self.order.clear();
         if end > 0 {
             self.groups.push(Pick {
                 full: false,
-                key: 0.0,
                 group: 0,
                 start: 0,
                 open_end: end,
                 end,
                 capacity: 0.0,
             });
+            self.order.push(0);
         }
     }
 
@@ -309,18 +325,34 @@ impl Scratch {
         }
     }
 
+    /// The picked groups, in order (after [`Scratch::order`]).
+    fn ordered_groups(&self) -> impl Iterator<Item = &Pick> + '_ {
+        self.order.iter().map(|&k| &self.groups[k as u32 as usize])
+    }
+
     /// The picked entries' indices, in order (after [`Scratch::order`]).
     pub fn ordered(&self) -> impl Iterator<Item = u32> + '_ {
-        self.groups.iter().flat_map(|pick| {
+        self.ordered_groups().flat_map(|pick| {
             self.picked[pick.start as usize..pick.end as usize]
                 .iter()
                 .map(|&p| entry_of(p))
         })
     }
 
+    /// Appends the picked entries' JSON to `out` in order (after
+    /// [`Scratch::order`]), each followed by a comma.
+    pub fn write_json(&self, catalog: &Catalog, out: &mut Vec<u8>) {
+        let entries = catalog.entries();
+        for pick in self.ordered_groups() {
+            for &p in &self.picked[pick.start as usize..pick.end as usize] {
+                out.extend_from_slice(catalog.json_and_comma(&entries[entry_of(p) as usize]));
+            }
+        }
+    }
+
     /// Bytes this scratch space holds.
     pub fn heap_bytes(&self) -> usize {
-        self.picked.capacity() * std::mem::size_of::<u64>()
+        (self.picked.capacity() + self.order.capacity()) * std::mem::size_of::<u64>()
             + self.groups.capacity() * std::mem::size_of::<Pick>()
     }
 }

@@ -2,9 +2,8 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use super::traces::{request_span, tracing_on};
 use crate::inventory::Snapshot;
@@ -421,12 +420,16 @@ impl Metrics {
 }
 
 /// Counts and times every request by its matched route (not its raw path,
-/// which would let clients create unbounded label values).
-pub async fn track_requests(
-    State(metrics): State<Arc<Metrics>>,
+/// which would let clients create unbounded label values), traced in a span
+/// of its own; `run` answers it.
+pub async fn track_requests<F>(
+    metrics: &Metrics,
     request: Request,
-    next: Next,
-) -> Response {
+    run: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
     let start = Instant::now();
     let method = method_label(request.method());
     let route = Route(request.extensions().get::<MatchedPath>().cloned());
@@ -435,7 +438,7 @@ pub async fn track_requests(
     let response = if traced {
         use tracing::Instrument as _;
         let span = request_span(&request, method, route.as_str());
-        let response = next.run(request).instrument(span.clone()).await;
+        let response = run(request).instrument(span.clone()).await;
         let status = response.status();
         span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
@@ -443,7 +446,7 @@ pub async fn track_requests(
         }
         response
     } else {
-        next.run(request).await
+        run(request).await
     };
     let status = response.status().as_u16();
     let elapsed = start.elapsed();

@@ -1,7 +1,7 @@
 //! Bridges a censor cannot list with one request: each client network is
 //! given a few of the public bridges, the same few for a while.
 //!
-//! The public bridges of each transport sit on a ring of 64-bit points (a
+//! The public bridges of each transport sit on a ring of points (a
 //! consistent-hash ring), each bridge at [`POINTS_PER_BRIDGE`] points placed
 //! by a keyed hash of its host. A request's point is a keyed hash of its
 //! network ([`Network`]: IPv4 /16, IPv6 /48) and of the epoch (unix time
@@ -40,7 +40,7 @@ use crate::inventory::catalog::{Catalog, Entry};
 
 /// Points each bridge has on its ring: more spread the networks more
 /// evenly (the spread of a bridge's share shrinks with the square root),
-/// at 12 bytes each per snapshot.
+/// at 8 bytes each per snapshot.
 pub const POINTS_PER_BRIDGE: u64 = 64;
 
 /// Default of `--bridges-per-client`: bridges of each transport a network
@@ -180,12 +180,17 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The ring of one transport: points in ascending order, each with the
-/// catalog position of its bridge.
+/// Low bits of a node that hold its bridge's catalog position; the high
+/// bits are its point. Catalogs beyond 2^20 entries leave the rest off the
+/// ring (never given out publicly).
+const POSITION_BITS: u32 = 20;
+const POSITION_MASK: u64 = (1 << POSITION_BITS) - 1;
+
+/// The ring of one transport: its nodes, each a point (high bits) and the
+/// catalog position of its bridge (low bits), in ascending order.
 #[derive(Debug, Default)]
 struct Circle {
-    points: Box<[u64]>,
-    entries: Box<[u32]>,
+    nodes: Box<[u64]>,
 }
 
 /// The rings of one snapshot's public bridges, one per transport.
@@ -204,25 +209,25 @@ impl Ring {
         host: impl Fn(u32) -> &'a str,
         distribution: Arc<Distribution>,
     ) -> Ring {
-        let mut nodes: Vec<Vec<(u64, u32)>> = Vec::new();
+        let mut nodes: Vec<Vec<u64>> = Vec::new();
         for (position, e) in catalog.entries().iter().enumerate() {
             let t = usize::from(e.transport);
-            if e.bucket != 0 || t >= MAX_TRANSPORTS {
+            let position = position as u64;
+            if e.bucket != 0 || t >= MAX_TRANSPORTS || position > POSITION_MASK {
                 continue;
             }
             if nodes.len() <= t {
                 nodes.resize_with(t + 1, Vec::new);
             }
-            let position = position as u32;
-            nodes[t].extend(distribution.points(host(e.index)).map(|p| (p, position)));
+            let points = distribution.points(host(e.index));
+            nodes[t].extend(points.map(|p| (p & !POSITION_MASK) | position));
         }
         let circles = nodes
             .into_iter()
             .map(|mut nodes| {
                 nodes.sort_unstable();
                 Circle {
-                    points: nodes.iter().map(|n| n.0).collect(),
-                    entries: nodes.iter().map(|n| n.1).collect(),
+                    nodes: nodes.into_boxed_slice(),
                 }
             })
             .collect();
@@ -281,14 +286,16 @@ impl Ring {
                 }
                 _ => {}
             }
-            let point = *point.get_or_insert_with(|| self.distribution.point(network, epoch));
-            let len = circle.points.len();
-            let start = circle.points.partition_point(|p| *p < point);
+            let point = *point
+                .get_or_insert_with(|| self.distribution.point(network, epoch) & !POSITION_MASK);
+            let nodes = &circle.nodes;
+            let len = nodes.len();
+            let start = nodes.partition_point(|n| (n & !POSITION_MASK) < point);
             let first = share.len;
             // More than `per` distinct bridges are admitted on this circle,
             // so `per` of them are found within one turn.
             for step in 0..len {
-                let position = circle.entries[(start + step) % len];
+                let position = (nodes[(start + step) % len] & POSITION_MASK) as u32;
                 if !range.contains(&position) {
                     continue;
                 }
@@ -308,7 +315,7 @@ impl Ring {
     pub fn heap_bytes(&self) -> usize {
         self.circles
             .iter()
-            .map(|c| std::mem::size_of_val(&*c.points) + std::mem::size_of_val(&*c.entries))
+            .map(|c| std::mem::size_of_val(&*c.nodes))
             .sum()
     }
 }
@@ -621,10 +628,10 @@ mod tests {
             w.anonymous(net(i));
         }
         assert_eq!(w.catalog.heap_bytes(), before);
-        // 100 bridges, 64 points each, 12 bytes a point.
+        // 100 bridges, 64 points each, 8 bytes a point.
         assert_eq!(
             w.catalog.ring().unwrap().heap_bytes(),
-            100 * POINTS_PER_BRIDGE as usize * 12
+            100 * POINTS_PER_BRIDGE as usize * 8
         );
     }
 }

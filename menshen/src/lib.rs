@@ -124,6 +124,12 @@ pub async fn launch(
             epoch_seconds = settings.bridge_epoch.as_secs(),
             "public bridges are shared out: each client network gets a few of each transport"
         );
+        if settings.trusted_proxies.is_empty() {
+            tracing::info!(
+                "no --trusted-proxies: a client's network is that of its peer; behind a proxy, \
+                 name it there, or every client gets the proxy's share of the bridges"
+            );
+        }
         Arc::new(distribution)
     });
 

@@ -237,23 +237,9 @@ impl Ring {
         }
     }
 
-    pub fn distribution(&self) -> &Distribution {
-        &self.distribution
-    }
-
     /// The public bridges `network` is given now, among those `filter`
     /// admits.
     pub(super) fn share(&self, catalog: &Catalog, filter: &Filter<'_>, network: Network) -> Share {
-        self.share_in(catalog, filter, network, self.distribution.epoch())
-    }
-
-    fn share_in(
-        &self,
-        catalog: &Catalog,
-        filter: &Filter<'_>,
-        network: Network,
-        epoch: u64,
-    ) -> Share {
         let entries = catalog.entries();
         // `loc` is not part of what `Filter::matches` checks: it is a range
         // of the catalog.
@@ -286,8 +272,10 @@ impl Ring {
                 }
                 _ => {}
             }
-            let point = *point
-                .get_or_insert_with(|| self.distribution.point(network, epoch) & !POSITION_MASK);
+            let point = *point.get_or_insert_with(|| {
+                let epoch = self.distribution.epoch();
+                self.distribution.point(network, epoch) & !POSITION_MASK
+            });
             let nodes = &circle.nodes;
             let len = nodes.len();
             let start = nodes.partition_point(|n| (n & !POSITION_MASK) < point);

@@ -149,4 +149,78 @@ fn main() {
             geoip_time.as_secs_f64() * 1e6,
         );
     }
+    shared_bridges();
+}
+
+/// The bridge list given whole (`--bridges-per-client 0`) and shared out
+/// per client network (2 per transport; each request from another /16,
+/// with and without `loc=`); the snapshot build time without and with the
+/// ring, and the ring's size.
+fn shared_bridges() {
+    use menshen::geo::client_ip::Network;
+    use menshen::select::ring::{BridgeKey, Distribution, EpochClock};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    println!(
+        "\n{:<32} {:>10} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "bridges", "build ms", "+ring ms", "ring KiB", "all µs", "shared µs", "loc= µs"
+    );
+    for (locations, bridges) in [(40, 50), (50, 1000), (50, 4000)] {
+        let inv = inventory(locations, 0, bridges);
+        let whole = SnapshotOptions::default();
+        let shared = SnapshotOptions {
+            bridges: Some(Arc::new(Distribution::new(
+                BridgeKey::new(&[7; 32]),
+                2,
+                Duration::from_secs(86_400),
+                EpochClock::system(),
+            ))),
+            ..SnapshotOptions::default()
+        };
+        let build = time_each(7, 3, |_| {
+            std::hint::black_box(Snapshot::build(&inv, 0, &whole));
+        });
+        let build_ring = time_each(7, 3, |_| {
+            std::hint::black_box(Snapshot::build(&inv, 0, &shared));
+        });
+        let plain = Snapshot::build(&inv, 0, &whole);
+        let ringed = Snapshot::build(&inv, 0, &shared);
+        let ring_bytes = ringed
+            .catalog(ResourceKind::Bridge)
+            .ring()
+            .map_or(0, |r| r.heap_bytes());
+        let mut rng = SmallRng::seed_from_u64(2);
+        let networks: Vec<Network> = (0..4096u32)
+            .map(|i| Network::of(IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761)))))
+            .collect();
+        let query = |loc: Option<&str>, i: usize| ClientQuery {
+            near: Some(GridPoint { lat: 52, lon: 13 }),
+            loc: loc.map(Into::into),
+            network: Some(networks[i % networks.len()]),
+            ..ClientQuery::default()
+        };
+        let n = 20_000;
+        let mut time = |snapshot: &Snapshot, loc: Option<&str>| {
+            let catalog = snapshot.catalog(ResourceKind::Bridge);
+            let queries: Vec<ClientQuery> = (0..997).map(|i| query(loc, i)).collect();
+            time_each(5, n, |i| {
+                let q = &queries[i % queries.len()];
+                std::hint::black_box(select::answer(catalog, q, &mut rng, |_| false));
+            })
+        };
+        let all = time(&plain, None);
+        let shared_time = time(&ringed, None);
+        let loc_time = time(&ringed, Some("loc001"));
+        println!(
+            "{:<32} {:>10.2} {:>10.2} {:>12.1} {:>12.2} {:>12.2} {:>12.2}",
+            format!("{bridges} br, {locations} loc"),
+            build.as_secs_f64() * 1e3,
+            build_ring.as_secs_f64() * 1e3,
+            ring_bytes as f64 / 1024.0,
+            all.as_secs_f64() * 1e6,
+            shared_time.as_secs_f64() * 1e6,
+            loc_time.as_secs_f64() * 1e6,
+        );
+    }
 }

@@ -33,6 +33,7 @@ use crate::inventory::invites::{INVITE_USE_FLUSH_INTERVAL, InviteUses};
 use crate::inventory::{InventoryHandle, SnapshotOptions};
 use crate::pki::Pki;
 use crate::pki::workers::Workers;
+use crate::select::ring::{self, BridgeKey, Distribution};
 use crate::server::ConnectionLimits;
 use crate::store::Store;
 use crate::telemetry::{Listener, Metrics};
@@ -101,6 +102,37 @@ pub async fn launch(
         RateLimiter::new(limit)
     });
 
+    let bridge_limit = settings.bridge_rate_limit.map(|limit| {
+        tracing::info!(
+            count = limit.rate.count,
+            per_seconds = limit.rate.per.as_secs_f64(),
+            burst = limit.burst,
+            "bridge lists are rate limited per client network"
+        );
+        RateLimiter::per_network(limit)
+    });
+    let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
+    let bridges = (settings.bridges_per_client > 0).then(|| {
+        let distribution = Distribution::new(
+            BridgeKey::new(&signing_key.derive(ring::KEY_LABEL)),
+            settings.bridges_per_client,
+            settings.bridge_epoch,
+            settings.bridge_clock.clone(),
+        );
+        tracing::info!(
+            per_client = distribution.per_client(),
+            epoch_seconds = settings.bridge_epoch.as_secs(),
+            "public bridges are shared out: each client network gets a few of each transport"
+        );
+        if settings.trusted_proxies.is_empty() {
+            tracing::info!(
+                "no --trusted-proxies: a client's network is that of its peer; behind a proxy, \
+                 name it there, or every client gets the proxy's share of the bridges"
+            );
+        }
+        Arc::new(distribution)
+    });
+
     let mut metrics = Metrics::new();
     metrics.register_store(store.health());
     let metrics = Arc::new(metrics);
@@ -117,9 +149,9 @@ pub async fn launch(
             vec!["5".into()]
         },
         order_seed: settings.order_seed,
+        bridges,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
-    let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
     let invite_uses = Arc::new(InviteUses::default());
     let oidc = settings.oidc.clone().map(|oidc| {
         tracing::info!(issuer = %oidc.issuer, "operators may use OpenID Connect tokens");
@@ -137,6 +169,7 @@ pub async fn launch(
         pki,
         issuers,
         cert_limit,
+        bridge_limit,
         openvpn_max_remotes: settings.openvpn_max_remotes,
         locator,
         invite_uses: invite_uses.clone(),

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use menshen_model::{Bridge, EipService, Gateway, Provider};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,7 +16,8 @@ use super::SharedState;
 use super::cached::{IfNoneMatch, respond, respond_list};
 use super::error::ApiError;
 use super::invite::InviteToken;
-use super::responses::{BadQuery, NotModified};
+use super::responses::{BadQuery, BridgeRateLimited, NotModified};
+use crate::geo::client_ip::Network;
 use crate::inventory::Snapshot;
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
@@ -95,6 +96,7 @@ impl ListRequest {
             .map(|query| {
                 let mut query = invited.grant(query);
                 self.addr.locate(state, &mut query);
+                query.network = Some(Network::of(self.addr.0));
                 answer(&query, &self.if_none_match)
             });
         invited.finish(response)
@@ -227,7 +229,11 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
 ///
 /// Unhealthy bridges, bridges whose agent stopped reporting, experimental
 /// ones (unless `experimental`) and invite-only ones (unless the invite
-/// token grants their bucket) are left out.
+/// token grants their bucket) are left out. Of the public ones, each client
+/// network (IPv4 /16, IPv6 /48) is given `--bridges-per-client` of each
+/// transport among those its filters admit, the same ones for a whole
+/// `--bridge-epoch` (all of them with `--bridges-per-client 0`); the invite
+/// token's buckets give all of theirs besides.
 #[utoipa::path(
     get,
     path = "/api/5/bridges",
@@ -236,16 +242,35 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
     responses(
         (status = 200, description = "The bridges, in the order to try them.", body = Vec<Bridge>,
             headers(
-                ("ETag" = String, description = "Entity tag of this answer"),
-                ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
+                ("ETag" = String, description = "Entity tag of this answer: the same for the same bridges"),
+                ("Cache-Control" = String, description = "`private, no-cache` while bridges are shared out per network or for an accepted invite token; else `no-cache`"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
             )),
         NotModified,
         BadQuery,
+        BridgeRateLimited,
     ),
 )]
 async fn bridges(State(state): State<SharedState>, request: ListRequest) -> Response {
+    if let Some(limiter) = &state.bridge_limit
+        && let Err(wait) = limiter.check(request.addr.0)
+    {
+        return ApiError::rate_limited("bridge lists", "network", wait).into_response();
+    }
     list(&state, ResourceKind::Bridge, request)
+}
+
+/// `response`, which depends on the client's network when public bridges
+/// are shared out in `snapshot`: then no shared cache may give it to
+/// another client.
+pub(super) fn per_network(snapshot: &Snapshot, mut response: Response) -> Response {
+    if snapshot.catalog(ResourceKind::Bridge).ring().is_some() {
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    response
 }
 
 /// The list of `kind` for this request, assembled from the snapshot's
@@ -253,11 +278,15 @@ async fn bridges(State(state): State<SharedState>, request: ListRequest) -> Resp
 fn list(state: &SharedState, kind: ResourceKind, request: ListRequest) -> Response {
     let snapshot = state.inventory.current();
     request.answer(state, &snapshot, kind, |query, if_none_match| {
-        respond_list(select::answer(
+        let response = respond_list(select::answer(
             snapshot.catalog(kind),
             query,
             &mut state.inventory.rng(),
             |etag| if_none_match.matches(etag),
-        ))
+        ));
+        match kind {
+            ResourceKind::Bridge => per_network(&snapshot, response),
+            ResourceKind::Gateway => response,
+        }
     })
 }

@@ -115,13 +115,14 @@ impl ApiError {
         err
     }
 
-    /// This client asked too often; it may again after `retry_after`.
-    pub fn rate_limited(what: &str, retry_after: std::time::Duration) -> ApiError {
+    /// This client (its address, or its network: `from`) asked too often;
+    /// it may again after `retry_after`.
+    pub fn rate_limited(what: &str, from: &str, retry_after: std::time::Duration) -> ApiError {
         let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let mut err = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("too many {what} from this address; try again in {seconds} s"),
+            format!("too many {what} from this {from}; try again in {seconds} s"),
         );
         err.retry_after = Some(seconds);
         err

@@ -53,6 +53,8 @@ pub struct AppState {
     pub issuers: Workers,
     /// Certificates and configurations per client address, when limited.
     pub cert_limit: Option<RateLimiter>,
+    /// Bridge lists per client network, when limited.
+    pub bridge_limit: Option<RateLimiter>,
     /// At most this many gateways in a served OpenVPN configuration.
     pub openvpn_max_remotes: usize,
     /// Where clients are, when they do not say.

@@ -127,7 +127,7 @@ pub(super) fn limit(state: &SharedState, addr: &ClientAddr) -> Result<(), ApiErr
     match &state.cert_limit {
         Some(limiter) => limiter
             .check(addr.0)
-            .map_err(|wait| ApiError::rate_limited("certificate requests", wait)),
+            .map_err(|wait| ApiError::rate_limited("certificate requests", "address", wait)),
         None => Ok(()),
     }
 }

@@ -1,8 +1,10 @@
-//! Per-address rate limits on what is expensive to answer: every
-//! certificate and configuration carries a fresh key pair.
+//! Per-address rate limits on what is expensive to answer (every
+//! certificate and configuration carries a fresh key pair), and per-network
+//! ones on what must not be asked for too often from one place (the bridge
+//! list, see `select::ring`).
 //!
 //! A token bucket per client address (IPv6 by /64, as one host usually has
-//! a whole /64), kept in a table of fixed size: 4,096 sets of 4 places,
+//! a whole /64) or per network ([`Network`]: IPv4 /16, IPv6 /48), kept in a table of fixed size: 4,096 sets of 4 places,
 //! found by a keyed hash the clients cannot predict. An address not in its
 //! set takes the place of the one whose bucket has refilled the most; so
 //! memory never grows, and with more addresses active at once than places
@@ -13,6 +15,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::geo::client_ip::Network;
 
 /// A number of requests per span of time, e.g. `10/min`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,6 +75,8 @@ pub struct RateLimiter {
     refill: f64,
     burst: f64,
     started: Instant,
+    /// Counts networks rather than addresses.
+    per_network: bool,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -78,6 +84,7 @@ impl std::fmt::Debug for RateLimiter {
         f.debug_struct("RateLimiter")
             .field("refill_per_ms", &self.refill)
             .field("burst", &self.burst)
+            .field("per_network", &self.per_network)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +101,7 @@ fn key(ip: IpAddr) -> u128 {
 }
 
 impl RateLimiter {
+    /// A limit per client address.
     pub fn new(limit: RateLimit) -> RateLimiter {
         RateLimiter {
             sets: (0..SETS)
@@ -103,17 +111,30 @@ impl RateLimiter {
             refill: f64::from(limit.rate.count) / limit.rate.per.as_secs_f64() / 1000.0,
             burst: f64::from(limit.burst.max(1)),
             started: Instant::now(),
+            per_network: false,
         }
     }
 
-    /// Takes one request from `ip`'s bucket: `Err` with how long until the
-    /// next would be allowed when it is empty.
+    /// A limit per client network ([`Network`]).
+    pub fn per_network(limit: RateLimit) -> RateLimiter {
+        RateLimiter {
+            per_network: true,
+            ..RateLimiter::new(limit)
+        }
+    }
+
+    /// Takes one request from the bucket of `ip` (or of its network):
+    /// `Err` with how long until the next would be allowed when it is empty.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
         self.check_at(ip, self.started.elapsed().as_millis() as u64)
     }
 
     fn check_at(&self, ip: IpAddr, now: u64) -> Result<(), Duration> {
-        let key = key(ip);
+        let key = if self.per_network {
+            Network::of(ip).key()
+        } else {
+            key(ip)
+        };
         let set = &self.sets[self.hasher.hash_one(key) as usize % SETS];
         let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
         let refilled =
@@ -213,6 +234,20 @@ mod tests {
         // IPv4-mapped is the IPv4 address
         assert_eq!(l.check_at(ip("192.0.2.9"), 0), Ok(()));
         assert!(l.check_at(ip("::ffff:192.0.2.9"), 0).is_err());
+    }
+
+    #[test]
+    fn per_network_counts_ipv4_by_16_and_ipv6_by_48() {
+        let l = RateLimiter::per_network(RateLimit {
+            rate: "1/min".parse().unwrap(),
+            burst: 1,
+        });
+        assert_eq!(l.check_at(ip("198.51.100.1"), 0), Ok(()));
+        assert!(l.check_at(ip("198.51.7.9"), 0).is_err());
+        assert_eq!(l.check_at(ip("198.52.100.1"), 0), Ok(()));
+        assert_eq!(l.check_at(ip("2001:db8:1:2::1"), 0), Ok(()));
+        assert!(l.check_at(ip("2001:db8:1:ffff::1"), 0).is_err());
+        assert_eq!(l.check_at(ip("2001:db8:2::1"), 0), Ok(()));
     }
 
     #[test]

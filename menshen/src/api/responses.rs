@@ -106,6 +106,16 @@ pub struct BadQuery(ErrorBody);
 )]
 pub struct CertRateLimited(ErrorBody);
 
+/// 429 when a client network has had its bridge lists
+/// (`--bridge-rate-limit`).
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "Too many bridge lists for this client network, IPv4 /16 or IPv6 /48 (`rate_limited`; with `--bridge-rate-limit`).",
+    headers(("Retry-After" = u64, description = "Seconds until the next may be given"))
+)]
+pub struct BridgeRateLimited(ErrorBody);
+
 /// 500 when issuing a certificate failed.
 #[derive(IntoResponses)]
 #[response(status = 500, description = "The certificate could not be issued.")]

@@ -5,7 +5,8 @@
 //!   every transport it offers (`capabilities.transport[]` of `{type,
 //!   protocols, ports, options}`), obfs4 bridges as transports of their
 //!   host; locations; the OpenVPN options. Filtered and ordered like
-//!   `/api/5/gateways` for the same request.
+//!   `/api/5/gateways` for the same request; the bridges are the client
+//!   network's share, as `/api/5/bridges` gives it (see `select::ring`).
 //! - `/3/cert`: a fresh key and client certificate, the key first, as v3
 //!   clients read it (an RSA key in the PKCS#1 form).
 //!
@@ -27,7 +28,7 @@ use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
-use super::client::{GatewayQuery, ListRequest};
+use super::client::{GatewayQuery, ListRequest, per_network};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
 use super::responses::{BadQuery, CertNotIssued};
@@ -148,7 +149,7 @@ fn eip_service(state: &SharedState, request: ListRequest) -> Response {
         ResourceKind::Gateway,
         |query, if_none_match| {
             let document = describe(&snapshot, query, &mut state.inventory.rng());
-            respond(&tagged_by_set(&document), if_none_match)
+            per_network(&snapshot, respond(&tagged_by_set(&document), if_none_match))
         },
     )
 }

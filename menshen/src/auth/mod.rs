@@ -54,6 +54,8 @@ struct OneKey {
     /// Derived from the key (a hash), so that every replica and the CLI
     /// name a key alike without being told.
     kid: String,
+    /// The key itself, for keys derived from it (see [`SigningKey::derive`]).
+    secret: Box<[u8]>,
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -125,6 +127,19 @@ impl SigningKey {
     /// The ids of every key that verifies, the signing one first.
     pub fn kids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// A key for another purpose, named by `label`, derived from the
+    /// signing key (HMAC-SHA256 of the label under it): secret like it, the
+    /// same on every replica given the same key, and telling nothing about
+    /// it or about the keys of other labels.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.keys[0].secret);
+        let tag = hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// A header naming the signing key.
@@ -285,6 +300,7 @@ impl OneKey {
             sha2::Sha256::digest([b"menshen signing key id\0".as_slice(), secret].concat());
         OneKey {
             kid: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            secret: secret.into(),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
         }
@@ -319,6 +335,23 @@ mod tests {
 
     fn b64(bytes: &[u8]) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn derived_keys_follow_the_signing_key_and_the_label() {
+        let a = key().derive("menshen test label");
+        assert_eq!(a, key().derive("menshen test label"), "the same everywhere");
+        assert_ne!(a, key().derive("menshen other label"));
+        assert_ne!(
+            a,
+            SigningKey::from_bytes(&[8u8; 32]).derive("menshen test label")
+        );
+        // The first key is the one derived from, as it is the one that signs.
+        let rotated = SigningKey {
+            keys: vec![OneKey::new(&[7u8; 32]), OneKey::new(&[8u8; 32])],
+        };
+        assert_eq!(rotated.derive("menshen test label"), a);
+        assert_ne!(&a[..], &[7u8; 32][..]);
     }
 
     #[test]

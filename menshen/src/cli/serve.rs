@@ -8,6 +8,7 @@ use clap::Args;
 use clap::builder::TypedValueParser as _;
 
 use super::args::{KeyArgs, StoreArgs, parse_bytes};
+use crate::api::rate_limit::{Rate, RateLimit};
 use crate::config::{DEFAULT_RESOURCE_TTL, Settings};
 use crate::geo::client_ip::TrustedProxies;
 use crate::pki::{DEFAULT_CLIENT_CERT_VALIDITY, DEFAULT_RSA_POOL, KeyType, PkiSettings};
@@ -59,6 +60,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     geo: GeoArgs,
+
+    #[command(flatten)]
+    bridges: BridgeArgs,
 
     #[command(flatten)]
     oidc: OidcArgs,
@@ -222,7 +226,7 @@ struct IssueArgs {
     /// Off when not given. The client's address is the one --trusted-proxies
     /// vouch for.
     #[arg(long, env = "MENSHEN_CERT_RATE_LIMIT")]
-    cert_rate_limit: Option<crate::api::rate_limit::Rate>,
+    cert_rate_limit: Option<Rate>,
 
     /// How many of those may come at once (default: the rate's count).
     #[arg(long, env = "MENSHEN_CERT_RATE_BURST", requires = "cert_rate_limit",
@@ -241,13 +245,58 @@ struct IssueArgs {
 }
 
 impl IssueArgs {
-    fn rate_limit(&self) -> Option<crate::api::rate_limit::RateLimit> {
-        self.cert_rate_limit
-            .map(|rate| crate::api::rate_limit::RateLimit {
-                rate,
-                burst: self.cert_rate_burst.unwrap_or(rate.count),
-            })
+    fn rate_limit(&self) -> Option<RateLimit> {
+        rate_limit(self.cert_rate_limit, self.cert_rate_burst)
     }
+}
+
+/// A rate with its burst (by default the rate's count), if a rate is given.
+fn rate_limit(rate: Option<Rate>, burst: Option<u32>) -> Option<RateLimit> {
+    rate.map(|rate| RateLimit {
+        rate,
+        burst: burst.unwrap_or(rate.count),
+    })
+}
+
+/// How public bridges are handed out, so that a censor cannot list them
+/// all with a few requests (see `select::ring`).
+#[derive(Debug, Clone, Args)]
+struct BridgeArgs {
+    /// Public bridges of each transport one client network (IPv4 /16, IPv6
+    /// /48) is given, the same ones for a whole --bridge-epoch; 0 gives
+    /// every client every bridge (for small providers). The network is the
+    /// client address --trusted-proxies vouch for.
+    #[arg(long, env = "MENSHEN_BRIDGES_PER_CLIENT",
+          default_value_t = crate::select::ring::DEFAULT_PER_CLIENT as u8,
+          value_parser = clap::value_parser!(u8).range(0..=crate::select::ring::MAX_PER_CLIENT as i64))]
+    bridges_per_client: u8,
+
+    /// How long a network keeps its bridges (e.g. 24h, 7d; at least 1s):
+    /// the epoch is the unix time divided by it, and each epoch shares the
+    /// bridges out afresh.
+    #[arg(long, env = "MENSHEN_BRIDGE_EPOCH", value_parser = parse_epoch,
+          default_value = crate::select::ring::DEFAULT_EPOCH)]
+    bridge_epoch: Duration,
+
+    /// Bridge lists one client network (IPv4 /16, IPv6 /48) may get, e.g.
+    /// 10/min, 100/h; beyond it 429 with Retry-After. Off when not given.
+    #[arg(long, env = "MENSHEN_BRIDGE_RATE_LIMIT")]
+    bridge_rate_limit: Option<Rate>,
+
+    /// How many of those may come at once (default: the rate's count).
+    #[arg(long, env = "MENSHEN_BRIDGE_RATE_BURST", requires = "bridge_rate_limit",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    bridge_rate_burst: Option<u32>,
+}
+
+/// A bridge epoch: a duration of at least a second.
+fn parse_epoch(text: &str) -> Result<Duration, String> {
+    let epoch = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 24h or 7d: {e}"))?;
+    if epoch < Duration::from_secs(1) {
+        return Err(format!("{text:?}: an epoch must be at least 1s"));
+    }
+    Ok(epoch)
 }
 
 /// Where clients are, and how lists are ordered for them.
@@ -375,6 +424,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: args.geo.trusted_proxies,
         order_seed: args.geo.order_seed,
         cert_rate_limit: args.issue.rate_limit(),
+        bridges_per_client: usize::from(args.bridges.bridges_per_client),
+        bridge_epoch: args.bridges.bridge_epoch,
+        bridge_clock: crate::select::ring::EpochClock::system(),
+        bridge_rate_limit: rate_limit(
+            args.bridges.bridge_rate_limit,
+            args.bridges.bridge_rate_burst,
+        ),
         issue_threads: args.issue.issue_threads,
         issue_queue: args.issue.issue_queue,
         oidc: args.oidc.settings(),
@@ -451,5 +507,57 @@ mod tests {
             panic!("serve");
         };
         assert_eq!(args.issue.rate_limit(), None);
+    }
+
+    #[test]
+    fn bridge_flags_parse_and_bad_ones_are_refused() {
+        let serve = |extra: &[&str]| {
+            let mut all = vec!["serve"];
+            all.extend_from_slice(extra);
+            parse(&all).map(|cli| match cli.command {
+                Command::Serve(args) => args,
+                _ => panic!("serve"),
+            })
+        };
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(
+            usize::from(defaults.bridges.bridges_per_client),
+            crate::select::ring::DEFAULT_PER_CLIENT
+        );
+        assert_eq!(
+            defaults.bridges.bridge_epoch,
+            crate::select::ring::DEFAULT_EPOCH_LENGTH
+        );
+        assert_eq!(defaults.bridges.bridge_rate_limit, None);
+        let args = serve(&[
+            "--bridges-per-client",
+            "0",
+            "--bridge-epoch",
+            "7d",
+            "--bridge-rate-limit",
+            "30/h",
+            "--bridge-rate-burst",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(args.bridges.bridges_per_client, 0);
+        assert_eq!(args.bridges.bridge_epoch.as_secs(), 7 * 86_400);
+        let limit = super::rate_limit(
+            args.bridges.bridge_rate_limit,
+            args.bridges.bridge_rate_burst,
+        )
+        .unwrap();
+        assert_eq!((limit.rate.count, limit.burst), (30, 5));
+        for bad in [
+            &["--bridges-per-client", "17"][..],
+            &["--bridges-per-client", "-1"],
+            &["--bridge-epoch", "0s"],
+            &["--bridge-epoch", "500ms"],
+            &["--bridge-epoch", "daily"],
+            &["--bridge-rate-limit", "lots"],
+            &["--bridge-rate-burst", "3"],
+        ] {
+            assert!(serve(bad).is_err(), "{bad:?}");
+        }
     }
 }

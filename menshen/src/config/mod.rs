@@ -12,6 +12,7 @@ use crate::api::rate_limit::RateLimit;
 use crate::auth::KeySource;
 use crate::geo::client_ip::TrustedProxies;
 use crate::pki::PkiSettings;
+use crate::select::ring::EpochClock;
 use crate::server::ConnectionLimits;
 use crate::store::Engine;
 
@@ -59,6 +60,15 @@ pub struct Settings {
     /// Certificates (and configurations) per client address; unlimited
     /// when `None`.
     pub cert_rate_limit: Option<RateLimit>,
+    /// Public bridges of each transport one client network is given (see
+    /// `select::ring`); 0 gives every client all of them.
+    pub bridges_per_client: usize,
+    /// How long a client network keeps its bridges.
+    pub bridge_epoch: Duration,
+    /// Where the bridges' epoch takes the time from (tests set it).
+    pub bridge_clock: EpochClock,
+    /// Bridge lists per client network; unlimited when `None`.
+    pub bridge_rate_limit: Option<RateLimit>,
     /// Threads that issue certificates; 0 for one per core.
     pub issue_threads: usize,
     /// Certificate requests that may wait for an issuing thread; more are
@@ -105,6 +115,10 @@ impl Settings {
             trusted_proxies: TrustedProxies::default(),
             order_seed: None,
             cert_rate_limit: None,
+            bridges_per_client: crate::select::ring::DEFAULT_PER_CLIENT,
+            bridge_epoch: crate::select::ring::DEFAULT_EPOCH_LENGTH,
+            bridge_clock: EpochClock::system(),
+            bridge_rate_limit: None,
             issue_threads: 0,
             issue_queue: DEFAULT_ISSUE_QUEUE,
             oidc: None,

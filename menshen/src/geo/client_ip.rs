@@ -43,6 +43,31 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The network an address is counted in where a network, not a host, is
+/// one party: IPv4 by /16, IPv6 by /48 (what one site is usually given),
+/// IPv4-mapped IPv6 addresses as IPv4. Bridges are shared out and limited
+/// by it (see `select::ring`), so that one vantage point does not see more
+/// by changing its address within its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Network(u128);
+
+impl Network {
+    pub fn of(ip: IpAddr) -> Network {
+        match canonical(ip) {
+            IpAddr::V4(v4) => Network((1 << 64) | u128::from(u32::from(v4) & 0xffff_0000)),
+            // The low 80 bits are zero for every /48, so the 2 tells them
+            // from IPv4 networks (bit 64).
+            IpAddr::V6(v6) => Network((u128::from(v6) & !((1u128 << 80) - 1)) | 2),
+        }
+    }
+
+    /// A number naming the network: equal for addresses of one network,
+    /// different for others, never 0.
+    pub fn key(self) -> u128 {
+        self.0
+    }
+}
+
 /// The client's address. When the peer is a trusted proxy: the right-most
 /// address of `X-Forwarded-For` that is not itself a trusted proxy (the
 /// left-most if all are), else `X-Real-IP`; otherwise the peer.
@@ -132,6 +157,20 @@ mod tests {
         assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.5"));
         let h = headers(&[("x-real-ip", "garbage")]);
         assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn networks_are_ipv4_16_and_ipv6_48() {
+        let net = |s: &str| Network::of(ip(s));
+        assert_eq!(net("198.51.100.1"), net("198.51.7.200"));
+        assert_ne!(net("198.51.100.1"), net("198.52.100.1"));
+        assert_eq!(net("::ffff:198.51.0.1"), net("198.51.100.1"));
+        assert_eq!(net("2001:db8:1::1"), net("2001:db8:1:ffff::9"));
+        assert_ne!(net("2001:db8:1::1"), net("2001:db8:2::1"));
+        // IPv4 networks and IPv6 ones whose bits look alike stay apart.
+        assert_ne!(net("0.0.0.0"), net("::"));
+        assert_ne!(net("198.51.0.0").key(), 0);
+        assert_ne!(net("::").key(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::geo::{Place, Position};
+use crate::select::ring::Ring;
 
 /// One resource as given to [`CatalogBuilder::push`].
 #[derive(Debug, Clone)]
@@ -126,6 +127,9 @@ pub struct Catalog {
     buckets: Vec<Box<str>>,
     /// Distinguishes the entity tags of lists of different kinds.
     salt: u64,
+    /// How the public entries are shared out among client networks, when
+    /// they are (bridges).
+    ring: Option<Ring>,
 }
 
 /// Collects items, in any order, into a [`Catalog`].
@@ -243,6 +247,7 @@ impl<'a> CatalogBuilder<'a> {
             kinds,
             buckets,
             salt: self.salt,
+            ring: None,
         }
     }
 }
@@ -293,6 +298,20 @@ impl Catalog {
         self.salt
     }
 
+    /// This catalog, its public entries shared out by `ring` (built from
+    /// it).
+    pub fn with_ring(self, ring: Ring) -> Catalog {
+        Catalog {
+            ring: Some(ring),
+            ..self
+        }
+    }
+
+    /// How the public entries are shared out, if they are.
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -308,5 +327,6 @@ impl Catalog {
             + std::mem::size_of_val(&*self.entries)
             + std::mem::size_of_val(&*self.groups)
             + self.groups.iter().map(|g| g.label.len()).sum::<usize>()
+            + self.ring.as_ref().map_or(0, Ring::heap_bytes)
     }
 }

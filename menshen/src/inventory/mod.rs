@@ -21,6 +21,7 @@ use axum::http::HeaderValue;
 use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
 
 use crate::geo::{Place, Position};
+use crate::select::ring::Ring;
 use crate::store::{Inventory, Outages, OverrideRow, ResourceKind, ResourceRow};
 use catalog::{Catalog, CatalogBuilder, Item};
 
@@ -68,6 +69,9 @@ pub struct SnapshotOptions {
     /// the n-th request draws from a generator seeded with (seed, n). Each
     /// request draws afresh from the thread's generator when `None`.
     pub order_seed: Option<u64>,
+    /// How public bridges are shared out among client networks; every
+    /// client gets all of them when `None`.
+    pub bridges: Option<Arc<crate::select::ring::Distribution>>,
 }
 
 impl Default for SnapshotOptions {
@@ -77,6 +81,7 @@ impl Default for SnapshotOptions {
             ca_fingerprint: String::new(),
             api_versions: vec!["5".into()],
             order_seed: None,
+            bridges: None,
         }
     }
 }
@@ -339,7 +344,15 @@ impl Snapshot {
                 bucket: &b.bucket,
             });
         }
-        let bridge_catalog = listed.finish();
+        let mut bridge_catalog = listed.finish();
+        if let Some(distribution) = &options.bridges {
+            let ring = Ring::build(
+                &bridge_catalog,
+                |i| bridges.get(i as usize).map_or("", |b| b.host.as_str()),
+                distribution.clone(),
+            );
+            bridge_catalog = bridge_catalog.with_ring(ring);
+        }
         let service = EipService {
             auth: inventory.service.auth.clone(),
             locations,

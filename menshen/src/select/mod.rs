@@ -5,7 +5,8 @@
 //! its address (see `geo::Locator`). Experimental resources are listed only
 //! for `experimental=true`; resources in a bucket (invite-only) are listed
 //! only to requests whose invite token grants that bucket
-//! (`ClientQuery::buckets`).
+//! (`ClientQuery::buckets`). Public bridges may be shared out: each client
+//! network is given a few (see [`ring`]).
 //!
 //! An answer is assembled from the snapshot's [`Catalog`]: the matching
 //! entries, ordered for this request, their ready JSON concatenated. Its
@@ -14,6 +15,7 @@
 
 pub mod order;
 mod query;
+pub mod ring;
 
 use axum::body::Bytes;
 use menshen_model::{Bridge, Gateway};

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use super::ring::Share;
+use crate::geo::client_ip::Network;
 use crate::geo::{self, GridPoint};
 use crate::inventory::Snapshot;
 use crate::inventory::catalog::{Catalog, Entry};
@@ -43,6 +45,9 @@ pub struct ClientQuery {
     /// Invite-only buckets this request may see, sorted, without duplicates
     /// (granted by the request's invite token; empty when anonymous).
     pub buckets: Vec<String>,
+    /// The client's network: where public bridges are shared out (see
+    /// [`super::ring`]), it is given its share of them; `None` gives all.
+    pub network: Option<Network>,
 }
 
 /// Transports a client may ask for on each list.
@@ -169,7 +174,7 @@ impl ClientQuery {
         };
         let tr = none(self.tr, &|t| catalog.transport(t));
         let kind = none(self.kind, &|k| catalog.kind(k));
-        Filter {
+        let mut filter = Filter {
             loc: self.loc.as_deref(),
             port: self.port,
             tr: tr.unwrap_or(None),
@@ -177,7 +182,13 @@ impl ClientQuery {
             experimental: self.experimental,
             buckets: &self.buckets,
             nothing: tr.is_err() || kind.is_err(),
+            share: None,
+        };
+        // The share is chosen among what the other filters admit.
+        if let (Some(network), Some(ring)) = (self.network, catalog.ring()) {
+            filter.share = Some(ring.share(catalog, &filter, network));
         }
+        filter
     }
 }
 
@@ -191,21 +202,40 @@ pub(super) struct Filter<'q> {
     buckets: &'q [String],
     /// Matches nothing (a transport or type no entry has).
     nothing: bool,
+    /// The public entries this request is given, when they are shared out;
+    /// `None`: every one that matches.
+    share: Option<Share>,
 }
 
 impl Filter<'_> {
     /// Whether every public, non-experimental entry is admitted: nothing
     /// is filtered but experimental and invite-only ones.
     pub(super) fn admits_plain(&self) -> bool {
-        !self.nothing && self.port.is_none() && self.tr.is_none() && self.kind.is_none()
+        !self.nothing
+            && self.port.is_none()
+            && self.tr.is_none()
+            && self.kind.is_none()
+            && self.share.is_none()
     }
 
+    /// Whether `e` is listed for this request (`loc` aside, which the
+    /// caller applies by location).
     pub(super) fn admits(&self, catalog: &Catalog, e: &Entry) -> bool {
+        self.matches(e)
+            && if e.bucket == 0 {
+                self.share.as_ref().is_none_or(|s| s.gives(e))
+            } else {
+                self.buckets.iter().any(|b| b == catalog.bucket(e.bucket))
+            }
+    }
+
+    /// Whether `e` passes the query's filters (`loc` aside), whoever may
+    /// see it.
+    pub(super) fn matches(&self, e: &Entry) -> bool {
         !self.nothing
             && (self.experimental || !e.experimental)
             && self.port.is_none_or(|p| p == e.port)
             && self.tr.is_none_or(|t| t == e.transport)
             && self.kind.is_none_or(|k| k == e.kind)
-            && (e.bucket == 0 || self.buckets.iter().any(|b| b == catalog.bucket(e.bucket)))
     }
 }

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bridges;
 mod changes;
 mod contract;
 mod lists;

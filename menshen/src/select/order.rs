@@ -422,6 +422,7 @@ mod tests {
                 kind: "openvpn",
                 experimental: false,
                 bucket: "",
+                blocked_in: Default::default(),
             });
         }
         World {

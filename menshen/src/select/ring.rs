@@ -402,6 +402,7 @@ mod tests {
                 kind: "obfs4",
                 experimental: false,
                 bucket: if invited { "friends" } else { "" },
+                blocked_in: Default::default(),
             });
         }
         let catalog = b.finish();

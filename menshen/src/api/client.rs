@@ -42,10 +42,11 @@ impl FromRequestParts<SharedState> for ClientAddr {
 }
 
 impl ClientAddr {
-    /// Fills in the client's position from its address when `cc` did not.
+    /// Fills in the client's position and country from its address when
+    /// `cc` did not.
     pub fn locate(&self, state: &SharedState, query: &mut ClientQuery) {
-        if query.near.is_none() {
-            query.near = state.locator.locate(self.0);
+        if query.cc.is_none() && query.near.is_none() {
+            (query.near, query.country) = state.locator.locate(self.0);
         }
     }
 }

@@ -45,7 +45,9 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["gateway", "set"],
         "menshen gateway set gw1.example.org --maintenance on
-  menshen gateway set gw1.example.org --experimental default --no-bucket",
+  menshen gateway set gw1.example.org --experimental default --no-bucket
+  menshen gateway set gw1.example.org --blocked-in IR,RU
+  menshen gateway set gw1.example.org --not-blocked",
     ),
     (&["bridge", "list"], "menshen bridge list --json"),
     (
@@ -57,7 +59,8 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (
         &["bridge", "set"],
         "menshen bridge set br1.example.org --bucket friends
-  menshen bridge set br1.example.org --maintenance off --default-bucket",
+  menshen bridge set br1.example.org --maintenance off --default-bucket
+  menshen bridge set br1.example.org --blocked-in CN,IR",
     ),
     (
         &["agent", "create"],

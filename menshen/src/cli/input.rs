@@ -34,6 +34,7 @@ fn flag_of(field: &str) -> Option<&'static str> {
         "hemisphere" => "--hemisphere",
         "region" => "--region",
         "maintenance" => "--maintenance",
+        "blocked_in" => "--blocked-in",
         _ => return None,
     })
 }

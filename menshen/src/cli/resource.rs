@@ -126,10 +126,12 @@ pub enum ResourceCommand<E: Args> {
         store: StoreArgs,
     },
     /// Set what operators decide about one, whatever defined it:
-    /// maintenance, experimental, bucket. Agents' pushes do not undo it.
+    /// maintenance, experimental, bucket, countries it is blocked in.
+    /// Agents' pushes do not undo it.
     #[command(after_help = SET_HELP)]
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
-        .args(["maintenance", "experimental", "bucket", "no_bucket", "default_bucket"])))]
+        .args(["maintenance", "experimental", "bucket", "no_bucket", "default_bucket",
+            "blocked_in", "not_blocked"])))]
     Set {
         host: String,
         #[command(flatten)]
@@ -159,6 +161,14 @@ pub struct SetFlags {
     /// Drop the bucket override: its own bucket applies.
     #[arg(long)]
     default_bucket: bool,
+    /// Give it to no client in these countries (ISO 3166-1 alpha-2 codes,
+    /// comma-separated): by its `cc`, or the GeoIP lookup of its address.
+    /// Replaces the countries set before.
+    #[arg(long, value_name = "CC,CC…", value_delimiter = ',', num_args = 1.., conflicts_with = "not_blocked")]
+    blocked_in: Option<Vec<String>>,
+    /// Blocked in no country any more.
+    #[arg(long)]
+    not_blocked: bool,
 }
 
 impl SetFlags {
@@ -179,6 +189,11 @@ impl SetFlags {
             over.bucket = Some(String::new());
         } else if self.default_bucket {
             over.bucket = None;
+        }
+        if let Some(countries) = self.blocked_in {
+            over.blocked_in = countries;
+        } else if self.not_blocked {
+            over.blocked_in = Vec::new();
         }
         over
     }
@@ -268,6 +283,7 @@ pub fn resource_table(resources: &[AdminResource], now: i64) -> String {
             "ENDPOINT",
             "STATUS",
             "BUCKET",
+            "BLOCKED IN",
             "LOAD",
             "LAST SEEN",
             "AGENT",
@@ -293,6 +309,11 @@ pub fn resource_table(resources: &[AdminResource], now: i64) -> String {
                         "-".into()
                     } else {
                         r.bucket.clone()
+                    },
+                    if r.overrides.blocked_in.is_empty() {
+                        "-".into()
+                    } else {
+                        r.overrides.blocked_in.join(",")
                     },
                     format!("{:.2}{}", r.load, if r.overloaded { "!" } else { "" }),
                     ago(r.last_seen_millis, now),

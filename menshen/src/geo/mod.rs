@@ -34,9 +34,16 @@ impl Locator {
         client_ip(peer.ip(), headers, &self.trusted)
     }
 
-    /// Where the client at `ip` is, on the grid, if the GeoIP database knows.
-    pub fn locate(&self, ip: IpAddr) -> Option<GridPoint> {
-        self.geoip.as_ref()?.lookup(ip)?.position.map(GridPoint::of)
+    /// Where the client at `ip` is, on the grid, and in which country (its
+    /// place in [`countries`]), as far as the GeoIP database knows.
+    pub fn locate(&self, ip: IpAddr) -> (Option<GridPoint>, Option<u8>) {
+        match self.geoip.as_ref().and_then(|db| db.lookup(ip)) {
+            Some(found) => (
+                found.position.map(GridPoint::of),
+                found.country.and_then(country_index),
+            ),
+            None => (None, None),
+        }
     }
 }
 
@@ -148,9 +155,63 @@ pub fn country(code: &str) -> Option<&'static Country> {
         .map(|i| &table[i])
 }
 
+/// The place of the country with code `code` (any case) in
+/// [`countries`]: a small number that [`CountrySet`] is made of.
+pub fn country_index(code: &str) -> Option<u8> {
+    let found = country(code)?;
+    let table = countries();
+    let i = table.binary_search_by(|c| c.code.cmp(found.code)).ok()?;
+    u8::try_from(i).ok()
+}
+
+/// A set of countries, one bit per place in [`countries`] (250 of them):
+/// asking whether it holds a client's country is one shift and mask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CountrySet([u64; 4]);
+
+impl CountrySet {
+    /// The set of the countries with these codes; ones not in the table
+    /// are left out (the codes are checked before they are stored).
+    pub fn of<'a>(codes: impl IntoIterator<Item = &'a str>) -> CountrySet {
+        let mut set = CountrySet::default();
+        for i in codes.into_iter().filter_map(country_index) {
+            set.insert(i);
+        }
+        set
+    }
+
+    pub fn insert(&mut self, country: u8) {
+        self.0[usize::from(country >> 6)] |= 1 << (country & 63);
+    }
+
+    pub fn contains(&self, country: u8) -> bool {
+        self.0[usize::from(country >> 6)] & (1 << (country & 63)) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn country_sets_hold_what_was_put_in() {
+        let set = CountrySet::of(["de", "RU", "ZW", "AD", "nowhere"]);
+        for code in ["DE", "RU", "ZW", "AD"] {
+            assert!(set.contains(country_index(code).unwrap()), "{code}");
+        }
+        assert!(!set.contains(country_index("FR").unwrap()));
+        assert!(CountrySet::default().is_empty());
+        assert!(!set.is_empty());
+        assert_eq!(country_index("ZZ"), None);
+        assert_eq!(
+            country_index(countries().last().unwrap().code),
+            Some(countries().len() as u8 - 1)
+        );
+    }
 
     #[test]
     fn every_iso_country_has_a_sane_position() {

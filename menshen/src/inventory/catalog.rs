@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::geo::{Place, Position};
+use crate::geo::{CountrySet, Place, Position};
 use crate::select::ring::Ring;
 
 /// One resource as given to [`CatalogBuilder::push`].
@@ -27,6 +27,8 @@ pub struct Item<'a> {
     pub experimental: bool,
     /// Empty for public resources.
     pub bucket: &'a str,
+    /// Where operators blocked it: not given to clients there.
+    pub blocked_in: CountrySet,
 }
 
 /// A resource as the read path sees it: where its bytes are, and the few
@@ -53,6 +55,9 @@ pub struct Entry {
     /// Index into the catalog's buckets plus one; 0 for public resources.
     pub bucket: u16,
     pub experimental: bool,
+    /// Index into the catalog's sets of countries it is blocked in plus
+    /// one; 0 for one blocked nowhere.
+    pub blocked: u32,
 }
 
 /// The entries of one location: those with room first (in the order they
@@ -68,8 +73,9 @@ pub struct Group {
     /// Entries from here to `end` are overloaded.
     pub open_end: u32,
     pub end: u32,
-    /// Every entry is public and not experimental: a query that filters on
-    /// nothing but those takes the whole group, with [`Group::whole`].
+    /// Every entry is public, not experimental and blocked nowhere: a query
+    /// that filters on nothing but those takes the whole group, with
+    /// [`Group::whole`].
     pub plain: bool,
     /// The whole group's sums, for taking it without looking at each entry.
     pub whole: GroupSums,
@@ -125,6 +131,8 @@ pub struct Catalog {
     transports: Vec<Box<str>>,
     kinds: Vec<Box<str>>,
     buckets: Vec<Box<str>>,
+    /// The distinct sets of countries entries are blocked in.
+    blocked: Vec<CountrySet>,
     /// Distinguishes the entity tags of lists of different kinds.
     salt: u64,
     /// How the public entries are shared out among client networks, when
@@ -192,6 +200,7 @@ impl<'a> CatalogBuilder<'a> {
         let mut transports = Vec::new();
         let mut kinds = Vec::new();
         let mut buckets = Vec::new();
+        let mut blocked: Vec<CountrySet> = Vec::new();
         for item in &self.items {
             let at = entries.len() as u32;
             if groups.last().is_none_or(|g| &*g.label != item.location) {
@@ -214,7 +223,8 @@ impl<'a> CatalogBuilder<'a> {
                 group.open_end = at + 1;
                 group.whole.capacity += weight;
             }
-            group.plain &= item.bucket.is_empty() && !item.experimental;
+            group.plain &=
+                item.bucket.is_empty() && !item.experimental && item.blocked_in.is_empty();
             group.whole.hash_sum = group.whole.hash_sum.wrapping_add(hash);
             group.whole.json_bytes += item.json.len();
             let start = bytes.len() as u32;
@@ -224,6 +234,19 @@ impl<'a> CatalogBuilder<'a> {
                 0
             } else {
                 intern(&mut buckets, item.bucket) + 1
+            };
+            // Few resources are blocked anywhere, and most of them in the
+            // same few countries: a scan is cheapest.
+            let blocked_id = if item.blocked_in.is_empty() {
+                0
+            } else {
+                match blocked.iter().position(|b| *b == item.blocked_in) {
+                    Some(i) => i + 1,
+                    None => {
+                        blocked.push(item.blocked_in);
+                        blocked.len()
+                    }
+                }
             };
             entries.push(Entry {
                 start,
@@ -237,6 +260,7 @@ impl<'a> CatalogBuilder<'a> {
                 kind: small(intern(&mut kinds, item.kind)),
                 bucket: small(bucket),
                 experimental: item.experimental,
+                blocked: blocked_id as u32,
             });
         }
         Catalog {
@@ -246,6 +270,7 @@ impl<'a> CatalogBuilder<'a> {
             transports,
             kinds,
             buckets,
+            blocked,
             salt: self.salt,
             ring: None,
         }
@@ -292,6 +317,12 @@ impl Catalog {
         self.buckets
             .get(usize::from(id).wrapping_sub(1))
             .map_or("", |b| b)
+    }
+
+    /// The sets of countries entries are blocked in, by
+    /// [`Entry::blocked`] minus one.
+    pub fn blocked_sets(&self) -> &[CountrySet] {
+        &self.blocked
     }
 
     pub fn salt(&self) -> u64 {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::Status;
 use super::validate::{FieldError, Policy, check_bridges, check_gateways, valid_bucket};
-use crate::store::{Inventory, Origin, OverrideRow, ResourceKind, ResourceRow};
+use crate::store::{CountryCodes, Inventory, Origin, OverrideRow, ResourceKind, ResourceRow};
 
 /// What an operator set on a resource; `null` means the resource's own value.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -21,6 +21,10 @@ pub struct Overrides {
     pub bucket: Option<String>,
     /// Left out of client lists, without being deleted.
     pub maintenance: bool,
+    /// Not given to clients in these countries (ISO 3166-1 alpha-2 codes,
+    /// by `cc` or the GeoIP position of their address); `[]`: none.
+    #[schema(example = json!(["IR", "RU"]))]
+    pub blocked_in: Vec<String>,
 }
 
 impl Overrides {
@@ -35,12 +39,25 @@ impl Overrides {
                 "a bucket is 1-64 characters, without spaces or control characters",
             ));
         }
+        let mut blocked_in = Vec::with_capacity(self.blocked_in.len());
+        for (i, code) in self.blocked_in.iter().enumerate() {
+            let country = crate::geo::country(code.trim()).ok_or_else(|| {
+                FieldError::new(
+                    format!("blocked_in[{i}]"),
+                    format!("{code:?} is not an ISO 3166-1 alpha-2 country code"),
+                )
+            })?;
+            blocked_in.push(country.code.to_owned());
+        }
+        blocked_in.sort_unstable();
+        blocked_in.dedup();
         Ok(OverrideRow {
             kind,
             host: host.to_owned(),
             experimental: self.experimental,
             bucket: self.bucket,
             maintenance: self.maintenance,
+            blocked_in: CountryCodes(blocked_in),
         })
     }
 }
@@ -51,6 +68,7 @@ impl From<&OverrideRow> for Overrides {
             experimental: o.experimental,
             bucket: o.bucket.clone(),
             maintenance: o.maintenance,
+            blocked_in: o.blocked_in.0.clone(),
         }
     }
 }

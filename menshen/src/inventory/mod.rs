@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
 
-use crate::geo::{Place, Position};
+use crate::geo::{CountrySet, Place, Position};
 use crate::select::ring::Ring;
 use crate::store::{Inventory, Outages, OverrideRow, ResourceKind, ResourceRow};
 use catalog::{Catalog, CatalogBuilder, Item};
@@ -230,6 +230,18 @@ impl Snapshot {
         // What operators set (maintenance, experimental, bucket) wins over
         // the stored rows.
         let effective = with_overrides(inventory);
+        // Where operators blocked resources, as sets a client's country is
+        // looked up in.
+        let blocked: HashMap<(ResourceKind, &str), CountrySet> = inventory
+            .overrides
+            .iter()
+            .filter(|o| !o.blocked_in.is_empty())
+            .map(|o| {
+                let set = CountrySet::of(o.blocked_in.0.iter().map(String::as_str));
+                ((o.kind, o.host.as_str()), set)
+            })
+            .collect();
+        let (mut gateways_blocked, mut bridges_blocked) = (Vec::new(), Vec::new());
         // resources come sorted by (kind, host) from the store; order them by
         // location, then host
         let (mut stale_gateways, mut stale_bridges) = (0, 0);
@@ -254,9 +266,19 @@ impl Snapshot {
                     .saturating_add(outages.frozen_between(r.last_seen_millis, now));
                 next_expiry = Some(next_expiry.map_or(expiry, |e| e.min(expiry)));
             }
+            let blocked_in = blocked
+                .get(&(r.kind, r.host.as_str()))
+                .copied()
+                .unwrap_or_default();
             match r.kind {
-                ResourceKind::Gateway => gateways.push(r.to_gateway()),
-                ResourceKind::Bridge => bridges.push(r.to_bridge()),
+                ResourceKind::Gateway => {
+                    gateways.push(r.to_gateway());
+                    gateways_blocked.push(blocked_in);
+                }
+                ResourceKind::Bridge => {
+                    bridges.push(r.to_bridge());
+                    bridges_blocked.push(blocked_in);
+                }
             }
         }
 
@@ -325,6 +347,7 @@ impl Snapshot {
                 kind: &g.kind,
                 experimental: g.experimental,
                 bucket: &g.bucket,
+                blocked_in: gateways_blocked[i],
             });
         }
         let gateway_catalog = listed.finish();
@@ -342,6 +365,7 @@ impl Snapshot {
                 kind: &b.kind,
                 experimental: b.experimental,
                 bucket: &b.bucket,
+                blocked_in: bridges_blocked[i],
             });
         }
         let mut bridge_catalog = listed.finish();
@@ -454,6 +478,7 @@ mod tests {
             experimental,
             bucket: bucket.map(str::to_owned),
             maintenance,
+            blocked_in: Default::default(),
         };
         let inventory = Inventory {
             resources: vec![
@@ -484,6 +509,38 @@ mod tests {
             got,
             [("b", true, ""), ("c", false, "friends"), ("d", false, "")]
         );
+    }
+
+    #[test]
+    fn blocked_resources_are_left_out_for_clients_there_only() {
+        let inventory = Inventory {
+            resources: vec![row("a", "config", 0), row("b", "config", 0)],
+            overrides: vec![OverrideRow {
+                kind: ResourceKind::Gateway,
+                host: "b".into(),
+                blocked_in: crate::store::CountryCodes(vec!["IR".into(), "RU".into()]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let s = Snapshot::build(&inventory, 0, &SnapshotOptions::default());
+        let hosts = |country: Option<&str>| {
+            let query = crate::select::ClientQuery {
+                country: country.and_then(crate::geo::country_index),
+                ..Default::default()
+            };
+            let mut rng = rand::rng();
+            let mut hosts: Vec<String> = crate::select::gateways(&s, &query, &mut rng)
+                .into_iter()
+                .map(|g| g.host.clone())
+                .collect();
+            hosts.sort();
+            hosts
+        };
+        assert_eq!(hosts(None), ["a", "b"]);
+        assert_eq!(hosts(Some("FR")), ["a", "b"]);
+        assert_eq!(hosts(Some("RU")), ["a"]);
+        assert_eq!(hosts(Some("IR")), ["a"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::ring::Share;
 use crate::geo::client_ip::Network;
-use crate::geo::{self, GridPoint};
+use crate::geo::{self, CountrySet, GridPoint};
 use crate::inventory::Snapshot;
 use crate::inventory::catalog::{Catalog, Entry};
 use crate::inventory::validate::{BRIDGE_TYPES, GATEWAY_TRANSPORTS};
@@ -42,6 +42,10 @@ pub struct ClientQuery {
     pub byload: bool,
     /// Where the client is: from `cc`, or filled in from its address.
     pub near: Option<GridPoint>,
+    /// The client's country (its place in [`geo::countries`]): from `cc`,
+    /// or filled in from its address. Resources blocked there are left out;
+    /// `None` leaves out none.
+    pub country: Option<u8>,
     /// Invite-only buckets this request may see, sorted, without duplicates
     /// (granted by the request's invite token; empty when anonymous).
     pub buckets: Vec<String>,
@@ -133,6 +137,7 @@ impl ClientQuery {
                         ),
                     })?;
                     query.cc = Some(country.code);
+                    query.country = geo::country_index(country.code);
                     query.near = Some(GridPoint::of(country.position));
                 }
                 "loc" => {
@@ -166,7 +171,7 @@ impl ClientQuery {
     }
 
     /// The filters of this query, against the entries of `catalog`.
-    pub(super) fn filter<'q>(&'q self, catalog: &Catalog) -> Filter<'q> {
+    pub(super) fn filter<'q>(&'q self, catalog: &'q Catalog) -> Filter<'q> {
         // A transport or type no entry has: nothing can match.
         let none = |name: Option<&str>, find: &dyn Fn(&str) -> Option<u16>| match name {
             None => Ok(None),
@@ -183,6 +188,7 @@ impl ClientQuery {
             buckets: &self.buckets,
             nothing: tr.is_err() || kind.is_err(),
             share: None,
+            blocked: self.country.map(|c| (c, catalog.blocked_sets())),
         };
         // The share is chosen among what the other filters admit.
         if let (Some(network), Some(ring)) = (self.network, catalog.ring()) {
@@ -205,6 +211,9 @@ pub(super) struct Filter<'q> {
     /// The public entries this request is given, when they are shared out;
     /// `None`: every one that matches.
     share: Option<Share>,
+    /// The client's country and the catalog's sets of countries entries
+    /// are blocked in; `None` when the country is not known.
+    blocked: Option<(u8, &'q [CountrySet])>,
 }
 
 impl Filter<'_> {
@@ -237,5 +246,11 @@ impl Filter<'_> {
             && self.port.is_none_or(|p| p == e.port)
             && self.tr.is_none_or(|t| t == e.transport)
             && self.kind.is_none_or(|k| k == e.kind)
+            && (e.blocked == 0
+                || self.blocked.is_none_or(|(country, sets)| {
+                    !sets
+                        .get(e.blocked as usize - 1)
+                        .is_some_and(|set| set.contains(country))
+                }))
     }
 }

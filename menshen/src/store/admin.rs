@@ -253,8 +253,9 @@ impl Store {
         kind: ResourceKind,
         host: &str,
     ) -> Result<(ResourceRow, OverrideRow), StoreError> {
-        let (row, over): (Option<ResourceRow>, Option<OverrideRow>) =
-            with_pool!(&self.db, |pool| {
+        let (row, over): (Option<ResourceRow>, Option<OverrideRow>) = with_pool!(
+            &self.db,
+            |pool| {
                 let row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND host = $2"
                 )))
@@ -263,7 +264,7 @@ impl Store {
                 .fetch_optional(pool)
                 .await?;
                 let over = sqlx::query_as(
-                    "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides \
+                    "SELECT kind, host, experimental, bucket, maintenance, blocked_in FROM resource_overrides \
                  WHERE kind = $1 AND host = $2",
                 )
                 .bind(kind.as_str())
@@ -271,7 +272,8 @@ impl Store {
                 .fetch_optional(pool)
                 .await?;
                 (row, over)
-            });
+            }
+        );
         let row =
             row.ok_or_else(|| StoreError::NotFound(format!("no {} {host:?}", kind.as_str())))?;
         let over = over.unwrap_or(OverrideRow {
@@ -340,7 +342,7 @@ impl Store {
                 return Err(StoreError::NotFound(format!("no {kind} {:?}", over.host)));
             }
             let before: Option<OverrideRow> = sqlx::query_as(
-                "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides \
+                "SELECT kind, host, experimental, bucket, maintenance, blocked_in FROM resource_overrides \
                  WHERE kind = $1 AND host = $2",
             )
             .bind(kind)
@@ -360,15 +362,17 @@ impl Store {
                     .await?;
             } else {
                 sqlx::query(
-                    "INSERT INTO resource_overrides (kind, host, experimental, bucket, maintenance) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, host) DO UPDATE SET \
-                     experimental = excluded.experimental, bucket = excluded.bucket, maintenance = excluded.maintenance",
+                    "INSERT INTO resource_overrides (kind, host, experimental, bucket, maintenance, blocked_in) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, host) DO UPDATE SET \
+                     experimental = excluded.experimental, bucket = excluded.bucket, \
+                     maintenance = excluded.maintenance, blocked_in = excluded.blocked_in",
                 )
                 .bind(kind)
                 .bind(&over.host)
                 .bind(over.experimental)
                 .bind(&over.bucket)
                 .bind(over.maintenance)
+                .bind(over.blocked_in.to_column())
                 .execute(&mut *tx)
                 .await?;
             }

@@ -44,7 +44,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             let overrides: Vec<OverrideRow> = sqlx::query_as(
-                "SELECT kind, host, experimental, bucket, maintenance FROM resource_overrides ORDER BY kind, host",
+                "SELECT kind, host, experimental, bucket, maintenance, blocked_in FROM resource_overrides ORDER BY kind, host",
             )
             .fetch_all(&mut *tx)
             .await?;

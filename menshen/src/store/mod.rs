@@ -20,8 +20,8 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
 pub use rows::{
-    AdminRevocations, Inventory, InviteEntry, LocationRow, Origin, OverrideRow, ProviderRows,
-    ResourceKind, ResourceRow, ServiceSettings,
+    AdminRevocations, CountryCodes, Inventory, InviteEntry, LocationRow, Origin, OverrideRow,
+    ProviderRows, ResourceKind, ResourceRow, ServiceSettings,
 };
 
 /// The Postgres channel on which writers announce inventory changes.

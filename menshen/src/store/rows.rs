@@ -293,6 +293,40 @@ pub struct OverrideRow {
     pub bucket: Option<String>,
     /// Left out of client lists, not deleted.
     pub maintenance: bool,
+    /// Not given to clients in these countries.
+    #[sqlx(try_from = "String")]
+    #[serde(default)]
+    pub blocked_in: CountryCodes,
+}
+
+/// ISO 3166-1 alpha-2 codes, uppercase, sorted, without duplicates; stored
+/// as one text, comma-separated (`""`: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CountryCodes(pub Vec<String>);
+
+impl CountryCodes {
+    /// As stored.
+    pub fn to_column(&self) -> String {
+        self.0.join(",")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<String> for CountryCodes {
+    fn from(column: String) -> Self {
+        CountryCodes(
+            column
+                .split(',')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
 }
 
 fn gateway_kind() -> ResourceKind {
@@ -302,7 +336,10 @@ fn gateway_kind() -> ResourceKind {
 impl OverrideRow {
     /// Whether it changes nothing, and so need not be kept.
     pub fn is_empty(&self) -> bool {
-        self.experimental.is_none() && self.bucket.is_none() && !self.maintenance
+        self.experimental.is_none()
+            && self.bucket.is_none()
+            && !self.maintenance
+            && self.blocked_in.is_empty()
     }
 
     /// `row` as clients should see it, or `None` when in maintenance.

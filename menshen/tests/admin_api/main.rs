@@ -6,6 +6,7 @@ mod common;
 
 mod access;
 mod agents;
+mod blocked;
 mod locations;
 mod resources;
 mod settings;
@@ -37,8 +38,17 @@ impl Harness {
     }
 
     async fn start_with_ttl(backend: Backend, ttl: Duration) -> Harness {
-        let mut settings = backend.serving(provider_file());
-        settings.resource_ttl = ttl;
+        Self::start_tweaked(backend, provider_file(), |s| s.resource_ttl = ttl).await
+    }
+
+    /// A server for `file`, its settings changed by `tweak`.
+    async fn start_tweaked(
+        backend: Backend,
+        file: ProviderFile,
+        tweak: impl FnOnce(&mut menshen::config::Settings),
+    ) -> Harness {
+        let mut settings = backend.serving(file);
+        tweak(&mut settings);
         let server = TestServer::start_with(settings).await;
         let admin = server.admin_token("alice", Role::Admin);
         let viewer = server.admin_token("victor", Role::Viewer);

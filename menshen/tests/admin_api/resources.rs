@@ -136,7 +136,8 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     assert_eq!(seen["status"], "hand-defined");
     assert_eq!(
         seen["overrides"],
-        json!({"experimental": null, "bucket": "friends", "maintenance": false})
+        json!({"experimental": null, "bucket": "friends", "maintenance": false,
+            "blocked_in": []})
     );
     let (status, body) = h
         .write(

@@ -67,6 +67,9 @@ pub struct StatusResource {
     /// Unix ms of the last heartbeat; 0 for hand-defined resources.
     last_seen_millis: i64,
     agent: Option<String>,
+    /// Countries an operator blocked it in (ISO 3166-1 alpha-2): clients
+    /// there are not given it.
+    blocked_in: Vec<String>,
 }
 
 /// A location on the status page.
@@ -140,6 +143,7 @@ fn build(
                         overloaded: r.overloaded,
                         last_seen_millis: if r.expires() { r.last_seen_millis } else { 0 },
                         agent: r.agent.clone(),
+                        blocked_in: over.map(|o| o.blocked_in.0.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();

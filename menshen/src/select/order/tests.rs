@@ -61,6 +61,7 @@ fn catalog<const N: usize>(items: [R; N]) -> World {
             kind: "openvpn",
             experimental: false,
             bucket: "",
+            blocked_in: Default::default(),
         });
     }
     World {

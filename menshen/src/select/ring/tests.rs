@@ -46,6 +46,7 @@ fn world_with(
             kind: "obfs4",
             experimental: false,
             bucket: if invited { "friends" } else { "" },
+            blocked_in: Default::default(),
         });
     }
     let catalog = b.finish();

@@ -1,0 +1,339 @@
+//! Gateways and bridges an operator blocks in some countries: not handed
+//! to clients there (by `cc` or by the GeoIP position of their address),
+//! whatever pushes say, until cleared.
+
+use std::time::Duration;
+
+use menshen::geo::client_ip::TrustedProxies;
+use serde_json::{Value, json};
+
+use super::{Harness, actions, gateway, has};
+use crate::common::{Backend, ProviderFile, cli, on_each_backend, stdout_of};
+
+on_each_backend!(blocked_resources_are_not_handed_out_where_they_are_blocked);
+
+const CERT: &str = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ";
+
+fn provider_file() -> ProviderFile {
+    ProviderFile::new()
+        .place("amsterdam")
+        .gateway("static.ams", "192.0.2.1", "amsterdam")
+        .gateway("other.ams", "192.0.2.2", "amsterdam")
+        .bridge("br.ams", "192.0.2.11", "amsterdam", CERT)
+}
+
+/// Clients at 203.0.113.0/26 are in the Netherlands, at 203.0.113.64/26
+/// in Russia; the tests' own address is nowhere.
+fn records() -> Value {
+    json!([
+        {"network": "203.0.113.0/26", "country": "NL", "lat": 52.1, "lon": 5.1},
+        {"network": "203.0.113.64/26", "country": "RU", "lat": 55.8, "lon": 37.6},
+    ])
+}
+
+const IN_NL: &str = "203.0.113.9";
+const IN_RU: &str = "203.0.113.70";
+
+/// The sorted hosts of the client list at `path`, for a client at `addr`.
+async fn hosts_from(h: &Harness, path: &str, addr: &str) -> Vec<String> {
+    let list: Value = h
+        .server
+        .client
+        .get(h.server.url(path))
+        .header("x-forwarded-for", addr)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut hosts: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("a list at {path}: {list}"))
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_owned())
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+async fn entity_tag(h: &Harness, path: &str) -> String {
+    let response = h
+        .server
+        .client
+        .get(h.server.url(path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+/// The status page's entry for `host`.
+async fn on_status_page(h: &Harness, host: &str) -> Value {
+    let (status, data) = h.get("/status/data").await;
+    assert_eq!(status, 200, "{data}");
+    data["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|l| l["resources"].as_array().unwrap().iter())
+        .find(|r| r["host"] == host)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Backend) {
+    let name = backend.name();
+    let dir = tempfile::tempdir().unwrap();
+    let geoip = menshen_e2e::write_geoip(dir.path(), "city", &records());
+    let h = Harness::start_tweaked(backend, provider_file(), |s| {
+        s.geoip_db = Some(geoip);
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+        // The CLI's changes reach a server on SQLite at its next reload.
+        s.reload_interval = Duration::from_millis(200);
+    })
+    .await;
+    let all = ["other.ams", "static.ams"];
+    assert_eq!(h.server.hosts("/api/5/gateways?cc=RU").await, all, "{name}");
+    let tag_before = entity_tag(&h, "/api/5/gateways?cc=RU").await;
+
+    // set through the API: codes in any case, kept uppercase and sorted
+    let (status, body) = h
+        .write(
+            "PUT",
+            "/admin/v1/gateways/static.ams/overrides",
+            Some(json!({"blocked_in": ["ru", "IR", "RU"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{name}: {body}");
+    assert_eq!(
+        body["overrides"]["blocked_in"],
+        json!(["IR", "RU"]),
+        "{body}"
+    );
+    assert_eq!(
+        body["status"], "hand-defined",
+        "{name}: still listed elsewhere"
+    );
+    let audit = h.audit().await;
+    assert_eq!(audit[0]["action"], "gateway.overrides", "{name}");
+    assert_eq!(audit[0]["actor"], "alice");
+    assert_eq!(audit[0]["target"], "gateway/static.ams");
+    assert_eq!(
+        audit[0]["after"]["blocked_in"],
+        json!(["IR", "RU"]),
+        "{audit:?}"
+    );
+    let logged = audit.len();
+
+    // a code that is none is refused, and nothing changes
+    let (status, body) = h
+        .write(
+            "PUT",
+            "/admin/v1/gateways/static.ams/overrides",
+            Some(json!({"blocked_in": ["RU", "XX"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{name}: {body}");
+    assert_eq!(body["fields"][0]["field"], "blocked_in[1]", "{body}");
+    assert!(
+        body["fields"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("XX"),
+        "{body}"
+    );
+    let (status, body) = h
+        .write(
+            "PUT",
+            "/admin/v1/gateways/static.ams/overrides",
+            Some(json!({"blocked_in": "RU"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{name}: {body}");
+    assert!(body.to_string().contains("blocked_in"), "{body}");
+    assert_eq!(h.audit().await.len(), logged, "{name}: nothing logged");
+    let seen = h.admin_resource("gateways", "static.ams").await;
+    assert_eq!(
+        seen["overrides"]["blocked_in"],
+        json!(["IR", "RU"]),
+        "{seen}"
+    );
+
+    // a client in Russia by cc does not get it; others do
+    let hosts = h
+        .wait_hosts("/api/5/gateways?cc=RU", |h| !has(h, "static.ams"))
+        .await;
+    assert_eq!(hosts, ["other.ams"], "{name}");
+    assert_eq!(h.server.hosts("/api/5/gateways?cc=ir").await, ["other.ams"]);
+    assert_eq!(h.server.hosts("/api/5/gateways?cc=NL").await, all, "{name}");
+    assert_eq!(
+        h.server.hosts("/api/5/gateways").await,
+        all,
+        "{name}: nowhere"
+    );
+    let tag_blocked = entity_tag(&h, "/api/5/gateways?cc=RU").await;
+    assert_ne!(tag_blocked, tag_before, "{name}: the tag names the set");
+    assert_eq!(entity_tag(&h, "/api/5/gateways?cc=NL").await, tag_before);
+
+    // nor does one placed in Russia by its address, unless it says cc
+    assert_eq!(
+        hosts_from(&h, "/api/5/gateways", IN_RU).await,
+        ["other.ams"]
+    );
+    assert_eq!(hosts_from(&h, "/api/5/gateways", IN_NL).await, all);
+    assert_eq!(
+        hosts_from(&h, "/api/5/gateways?cc=NL", IN_RU).await,
+        all,
+        "{name}: cc wins over the address"
+    );
+
+    // the v3 service description and the OpenVPN configuration likewise
+    let v3 = h.server.json("/3/config/eip-service.json?cc=RU").await;
+    let v3_hosts: Vec<&str> = v3["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(v3_hosts, ["other.ams", "br.ams"], "{name}: {v3}");
+    let v3 = h.server.json("/3/config/eip-service.json?cc=NL").await;
+    assert_eq!(v3["gateways"].as_array().unwrap().len(), 3, "{name}: {v3}");
+    let config = |cc: &'static str| {
+        let url = h.server.url(&format!("/api/5/openvpn/config?cc={cc}"));
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    let ru = config("RU").await;
+    assert!(!ru.contains("192.0.2.1 "), "{name}: {ru}");
+    assert!(ru.contains("192.0.2.2 "), "{name}: {ru}");
+    let nl = config("NL").await;
+    assert!(
+        nl.contains("192.0.2.1 ") && nl.contains("192.0.2.2 "),
+        "{nl}"
+    );
+
+    // the status page and the admin list show where
+    let shown = on_status_page(&h, "static.ams").await;
+    assert_eq!(shown["blocked_in"], json!(["IR", "RU"]), "{name}: {shown}");
+    assert_eq!(
+        on_status_page(&h, "other.ams").await["blocked_in"],
+        json!([])
+    );
+
+    // set and cleared with the CLI, logged as the CLI
+    stdout_of(cli(
+        &h.backend,
+        "ops",
+        &["bridge", "set", "br.ams", "--blocked-in", "ru,by"],
+    ));
+    let audit = h.audit().await;
+    assert_eq!(
+        (&audit[0]["action"], &audit[0]["actor"]),
+        (&json!("bridge.overrides"), &json!("cli:ops"))
+    );
+    assert_eq!(audit[0]["after"]["blocked_in"], json!(["BY", "RU"]));
+    let seen = h.admin_resource("bridges", "br.ams").await;
+    assert_eq!(
+        seen["overrides"]["blocked_in"],
+        json!(["BY", "RU"]),
+        "{seen}"
+    );
+    let hosts = h
+        .wait_hosts("/api/5/bridges?cc=RU", |h| !has(h, "br.ams"))
+        .await;
+    assert!(hosts.is_empty(), "{name}: {hosts:?}");
+    assert_eq!(h.server.hosts("/api/5/bridges?cc=NL").await, ["br.ams"]);
+    assert_eq!(
+        hosts_from(&h, "/api/5/bridges", IN_RU).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(hosts_from(&h, "/api/5/bridges", IN_NL).await, ["br.ams"]);
+    let out = cli(
+        &h.backend,
+        "ops",
+        &["bridge", "set", "br.ams", "--blocked-in", "RU,QQ"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{name}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--blocked-in") && stderr.contains("QQ"),
+        "{stderr}"
+    );
+    assert_eq!(h.audit().await.len(), logged + 1, "{name}: nothing logged");
+    stdout_of(cli(
+        &h.backend,
+        "ops",
+        &["bridge", "set", "br.ams", "--not-blocked"],
+    ));
+    let hosts = h
+        .wait_hosts("/api/5/bridges?cc=RU", |h| has(h, "br.ams"))
+        .await;
+    assert_eq!(hosts, ["br.ams"], "{name}");
+    assert_eq!(h.audit().await[0]["after"]["blocked_in"], json!([]));
+
+    // an agent's pushes do not undo it
+    let (status, body) = h
+        .write("POST", "/admin/v1/agents", Some(json!({"name": "gw-ams"})))
+        .await;
+    assert_eq!(status, 201, "{name}: {body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let push = |load: f64| {
+        let (server, token) = (&h.server, &token);
+        async move {
+            let mut g = gateway("pushed.ams", "amsterdam");
+            g["type"] = "openvpn".into();
+            g["healthy"] = true.into();
+            g["load"] = load.into();
+            server.push("gateways", Some(token), &json!([g])).await.0
+        }
+    };
+    assert_eq!(push(0.5).await, 201, "{name}");
+    let (status, _) = h
+        .write(
+            "PUT",
+            "/admin/v1/gateways/pushed.ams/overrides",
+            Some(json!({"blocked_in": ["RU"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{name}");
+    assert_eq!(push(0.25).await, 200, "{name}");
+    let seen = h.admin_resource("gateways", "pushed.ams").await;
+    assert_eq!(
+        seen["overrides"]["blocked_in"],
+        json!(["RU"]),
+        "{name}: {seen}"
+    );
+    let hosts = h
+        .wait_hosts("/api/5/gateways?cc=NL", |h| has(h, "pushed.ams"))
+        .await;
+    assert_eq!(hosts, ["other.ams", "pushed.ams", "static.ams"], "{name}");
+    assert_eq!(h.server.hosts("/api/5/gateways?cc=RU").await, ["other.ams"]);
+
+    // cleared through the API: handed out everywhere again
+    for host in ["static.ams", "pushed.ams"] {
+        let (status, body) = h
+            .write(
+                "PUT",
+                &format!("/admin/v1/gateways/{host}/overrides"),
+                Some(json!({"blocked_in": []})),
+            )
+            .await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["overrides"]["blocked_in"], json!([]));
+    }
+    let hosts = h
+        .wait_hosts("/api/5/gateways?cc=RU", |h| h.len() == 3)
+        .await;
+    assert_eq!(hosts, ["other.ams", "pushed.ams", "static.ams"], "{name}");
+    assert_eq!(hosts_from(&h, "/api/5/gateways", IN_RU).await.len(), 3);
+    assert_eq!(
+        on_status_page(&h, "static.ams").await["blocked_in"],
+        json!([])
+    );
+    assert!(actions(&h.audit().await).starts_with(&["gateway.overrides", "gateway.overrides"]));
+}

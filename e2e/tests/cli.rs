@@ -6,6 +6,7 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use menshen_e2e::http::json_of;
 use menshen_e2e::{Menshen, TestDatabase, binary};
 use serde_json::Value;
 
@@ -322,15 +323,12 @@ fn bridge_from_json(op: &Operator, dir: &std::path::Path) {
 /// Every change is in the audit log, by the operator who ran it.
 async fn audited(op: &Operator<'_>, menshen: &Menshen) {
     let token = op.ok(&["admin", "token", "--subject", "t", "--role", "viewer"]);
-    let audit: Value = reqwest::Client::new()
-        .get(format!("{}/admin/v1/audit?limit=100", menshen.url))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = json_of(
+        reqwest::Client::new()
+            .get(format!("{}/admin/v1/audit?limit=100", menshen.url))
+            .bearer_auth(token.trim()),
+    )
+    .await;
     let actions: Vec<(&str, &str)> = audit
         .as_array()
         .unwrap_or_else(|| panic!("{audit}"))

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use menshen_e2e::{Menshen, Process, TestDatabase, binary};
+use menshen_e2e::{Menshen, TestDatabase, binary, menshen_refusing_to_serve};
 
 fn example_config() -> PathBuf {
     menshen_e2e::provider::example()
@@ -119,22 +119,12 @@ fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
     let path = dir.path().join("broken.toml");
     std::fs::write(&path, text).unwrap();
 
-    let mut command = Command::new(binary("menshen"));
-    command.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
+    let log = menshen_refusing_to_serve(&[
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--config",
         path.to_str().unwrap(),
     ]);
-    let mut process = Process::spawn(command);
-    let status = process
-        .wait_exit(Duration::from_secs(30))
-        .expect("menshen exits");
-    assert!(!status.success());
-    let log = process.drain_log();
     // The message names the file, the line of the bad value, and the field.
     assert!(log.contains("broken.toml:"), "{log}");
     assert!(log.contains("gateway[2].ip_addr"), "{log}");

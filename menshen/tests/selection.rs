@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{Backend, ProviderFile, TestServer, get_json};
 use menshen::geo::client_ip::TrustedProxies;
 use menshen::geo::geoip::GeoIp;
+use menshen_e2e::http::json_of;
 use serde_json::{Value, json};
 
 /// Six locations around the world, one gateway each, plus a location with
@@ -71,15 +72,12 @@ async fn gateways_seen_from(
     header: &str,
     value: &str,
 ) -> Value {
-    client
-        .get(server.url(&format!("/api/5/gateways{query}")))
-        .header(header, value)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(
+        client
+            .get(server.url(&format!("/api/5/gateways{query}")))
+            .header(header, value),
+    )
+    .await
 }
 
 async fn world(

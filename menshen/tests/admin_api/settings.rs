@@ -1,7 +1,8 @@
 //! Invites an operator creates and deletes, and the provider's and the
 //! service's settings.
 
-use serde_json::{Value, json};
+use menshen_e2e::http::json_of;
+use serde_json::json;
 
 use super::{Harness, actions};
 use crate::common::{Backend, PATIENCE, eventually, named_fields, on_each_backend};
@@ -63,17 +64,13 @@ async fn invites_and_settings(backend: Backend) {
         format_args!("{name}: the invite to grant press"),
         PATIENCE,
         || async {
-            let list: Value = h
-                .server
-                .client
-                .get(h.server.url("/api/5/gateways"))
-                .header("x-menshen-auth-token", &tokens[0])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = json_of(
+                h.server
+                    .client
+                    .get(h.server.url("/api/5/gateways"))
+                    .header("x-menshen-auth-token", &tokens[0]),
+            )
+            .await;
             list.as_array().unwrap().len() == 1
         },
     )

@@ -187,8 +187,6 @@ enum PushRefusals {
 #[utoipa::path(
     put,
     path = "/api/5/agent/gateways",
-    tag = "agent",
-    security(("agent_token" = [])),
     request_body(content = Vec<Gateway>, content_type = "application/json",
         description = "Every gateway of this agent's host (at most 256 KiB)."),
     responses(
@@ -213,8 +211,6 @@ async fn put_gateways(
 #[utoipa::path(
     put,
     path = "/api/5/agent/bridges",
-    tag = "agent",
-    security(("agent_token" = [])),
     request_body(content = Vec<Bridge>, content_type = "application/json",
         description = "Every bridge of this agent's host (at most 256 KiB)."),
     responses(

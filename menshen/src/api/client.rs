@@ -164,7 +164,6 @@ struct BridgeQuery {
 #[utoipa::path(
     get,
     path = "/provider.json",
-    tag = "client",
     params(IfNoneMatch),
     responses(
         (status = 200, description = "The provider description.", body = Provider,
@@ -183,7 +182,6 @@ async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) 
 #[utoipa::path(
     get,
     path = "/api/5/service",
-    tag = "client",
     params(IfNoneMatch),
     responses(
         (status = 200, description = "Service settings and locations.", body = EipService,
@@ -206,7 +204,6 @@ async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -
 #[utoipa::path(
     get,
     path = "/api/5/gateways",
-    tag = "client",
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(
         (status = 200, description = "The gateways, in the order to try them.", body = Vec<Gateway>,
@@ -231,7 +228,6 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
 #[utoipa::path(
     get,
     path = "/api/5/bridges",
-    tag = "client",
     params(BridgeQuery, InviteToken, IfNoneMatch),
     responses(
         (status = 200, description = "The bridges, in the order to try them.", body = Vec<Bridge>,

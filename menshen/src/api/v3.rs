@@ -94,7 +94,6 @@ struct NotServed(ErrorBody);
     get,
     path = "/3/config/eip-service.json",
     operation_id = "v3_eip_service",
-    tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
 )]
@@ -107,7 +106,6 @@ async fn eip_service_get(State(state): State<SharedState>, request: ListRequest)
     post,
     path = "/3/config/eip-service.json",
     operation_id = "v3_eip_service_post",
-    tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
 )]
@@ -121,7 +119,6 @@ async fn eip_service_post(State(state): State<SharedState>, request: ListRequest
     get,
     path = "/5/config/eip-service.json",
     operation_id = "v3_eip_service_by_api_version",
-    tag = "client-v3",
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
 )]
@@ -293,7 +290,6 @@ fn add(
     get,
     path = "/3/cert",
     operation_id = "v3_cert",
-    tag = "client-v3",
     responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
@@ -305,7 +301,6 @@ async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError
     post,
     path = "/3/cert",
     operation_id = "v3_cert_post",
-    tag = "client-v3",
     responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
@@ -318,7 +313,6 @@ async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiErro
     get,
     path = "/5/cert",
     operation_id = "v3_cert_by_api_version",
-    tag = "client-v3",
     responses(Certificate, NotServed, CertNotIssued)
 )]
 async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {

@@ -8,13 +8,13 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Admin, Viewer};
+use super::auth::{Admin, Principal, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::responses::{AdminBodyRefusals, ViewerRefusals};
 use crate::inventory::validate::FieldError;
-use crate::store::{AuditEntry, ServiceSettings, now_millis};
+use crate::store::{ServiceSettings, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -35,18 +35,13 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
 /// Replaces setting `name` with `value`, audited as `settings.NAME`.
 async fn replace<T: serde::Serialize>(
     state: &SharedState,
-    who: &str,
+    who: &Principal,
     name: &str,
     value: &T,
 ) -> Result<(), ApiError> {
     let now = now_millis();
     let value = serde_json::to_value(value).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(
-        who,
-        &format!("settings.{name}"),
-        format!("settings/{name}"),
-        now,
-    );
+    let audit = who.audit(&format!("settings.{name}"), format!("settings/{name}"), now);
     state
         .store
         .replace_setting(name, &value, audit, now)
@@ -59,8 +54,6 @@ async fn replace<T: serde::Serialize>(
 #[utoipa::path(
     get,
     path = "/admin/v1/provider",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The provider description.", body = Provider),
         ViewerRefusals,
@@ -78,8 +71,6 @@ async fn get_provider(
 #[utoipa::path(
     put,
     path = "/admin/v1/provider",
-    tag = "admin",
-    security(("admin_token" = [])),
     request_body = Provider,
     responses(
         (status = 200, description = "Replaced.", body = Provider),
@@ -106,7 +97,7 @@ async fn put_provider(
         return Err(ApiError::invalid_fields(errors));
     }
     provider.ca_cert_fingerprint.clear();
-    replace(&state, &who.subject, "provider", &provider).await?;
+    replace(&state, &who, "provider", &provider).await?;
     Ok(Json(provider))
 }
 
@@ -114,8 +105,6 @@ async fn put_provider(
 #[utoipa::path(
     get,
     path = "/admin/v1/service",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The service settings.", body = ServiceSettings),
         ViewerRefusals,
@@ -132,8 +121,6 @@ async fn get_service(
 #[utoipa::path(
     put,
     path = "/admin/v1/service",
-    tag = "admin",
-    security(("admin_token" = [])),
     request_body = ServiceSettings,
     responses(
         (status = 200, description = "Replaced.", body = ServiceSettings),
@@ -161,6 +148,6 @@ async fn put_service(
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(errors));
     }
-    replace(&state, &who.subject, "service", &service).await?;
+    replace(&state, &who, "service", &service).await?;
     Ok(Json(service))
 }

@@ -284,39 +284,38 @@ fn add(
     }
 }
 
-/// A fresh key and client certificate in the v3 form: the key (RSA, in
-/// PKCS#1, where the provider offers RSA), then the certificate, in PEM.
-#[utoipa::path(
-    get,
-    path = "/3/cert",
-    operation_id = "v3_cert",
-    responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
+/// A route answering [`cert`], at one of the paths and methods v3 clients
+/// ask for their certificate with.
+macro_rules! cert_route {
+    ($(#[$doc:meta])* $handler:ident: $method:ident $path:literal, $operation_id:literal) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            $method,
+            path = $path,
+            operation_id = $operation_id,
+            responses(Certificate, NotServed, CertNotIssued)
+        )]
+        async fn $handler(State(state): State<SharedState>) -> Result<Response, ApiError> {
+            cert(&state).await
+        }
+    };
 }
 
-/// The v3 client certificate, as the desktop client asks for it (POST).
-#[utoipa::path(
-    post,
-    path = "/3/cert",
-    operation_id = "v3_cert_post",
-    responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
+cert_route! {
+    /// A fresh key and client certificate in the v3 form: the key (RSA, in
+    /// PKCS#1, where the provider offers RSA), then the certificate, in PEM.
+    cert_get: get "/3/cert", "v3_cert"
 }
 
-/// The v3 client certificate at the path old Android clients build from
-/// `api_version` (`"5"`).
-#[utoipa::path(
-    get,
-    path = "/5/cert",
-    operation_id = "v3_cert_by_api_version",
-    responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
+cert_route! {
+    /// The v3 client certificate, as the desktop client asks for it (POST).
+    cert_post: post "/3/cert", "v3_cert_post"
+}
+
+cert_route! {
+    /// The v3 client certificate at the path old Android clients build from
+    /// `api_version` (`"5"`).
+    cert_by_api_version: get "/5/cert", "v3_cert_by_api_version"
 }
 
 async fn cert(state: &SharedState) -> Result<Response, ApiError> {

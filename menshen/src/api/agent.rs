@@ -19,7 +19,7 @@ use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
 use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
-use crate::store::{Origin, ResourceKind, ResourceRow, StoreError, now_millis};
+use crate::store::{AgentPush, Origin, ResourceKind, ResourceRow, StoreError, now_millis};
 use crate::telemetry::PushOutcome;
 
 /// Longest a push waits for its transaction before it is answered 503 (the
@@ -100,8 +100,16 @@ async fn push(
         let max = state.max_resources_per_agent;
         tokio::spawn(
             async move {
+                let push = AgentPush {
+                    agent: &name,
+                    token_id: &token_id,
+                    kind,
+                    rows: &rows,
+                    stale_before: now - ttl,
+                    max_resources: max,
+                };
                 store
-                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl, max)
+                    .push_agent_resources(&push)
                     .await
                     .map(|pushed| (pushed, count))
             }

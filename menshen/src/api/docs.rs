@@ -134,7 +134,6 @@ pub fn swagger_ui() -> SwaggerUi {
 #[utoipa::path(
     get,
     path = "/openapi.json",
-    tag = "docs",
     params(IfNoneMatch),
     responses(
         (status = 200, description = "The OpenAPI document of this API.",

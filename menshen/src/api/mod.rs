@@ -95,7 +95,7 @@ fn documented() -> OpenApiRouter<SharedState> {
         .merge(tagged("client-v3", None, v3::router()))
         .merge(tagged("health", None, health::router()))
         .merge(status::router())
-        .merge(docs::router())
+        .merge(tagged("docs", None, docs::router()))
 }
 
 /// The OpenAPI document of the public API, as `/openapi.json` serves it.

@@ -306,38 +306,32 @@ impl Snapshot {
             })
             .collect();
         let place = |label: &str| places.get(label).copied().unwrap_or_default();
+        // The catalog item of gateway or bridge `r`, the `i`th of its list.
+        macro_rules! item {
+            ($i:expr, $r:expr) => {
+                Item {
+                    json: serde_json::to_vec($r).unwrap_or_default(),
+                    index: $i as u32,
+                    location: &$r.location,
+                    place: place(&$r.location),
+                    load: $r.load,
+                    overloaded: $r.overloaded,
+                    port: $r.port,
+                    transport: &$r.transport,
+                    kind: &$r.kind,
+                    experimental: $r.experimental,
+                    bucket: &$r.bucket,
+                }
+            };
+        }
         let mut listed = CatalogBuilder::new("gateways");
         for (i, g) in gateways.iter().enumerate() {
-            listed.push(Item {
-                json: serde_json::to_vec(g).unwrap_or_default(),
-                index: i as u32,
-                location: &g.location,
-                place: place(&g.location),
-                load: g.load,
-                overloaded: g.overloaded,
-                port: g.port,
-                transport: &g.transport,
-                kind: &g.kind,
-                experimental: g.experimental,
-                bucket: &g.bucket,
-            });
+            listed.push(item!(i, g));
         }
         let gateway_catalog = listed.finish();
         let mut listed = CatalogBuilder::new("bridges");
         for (i, b) in bridges.iter().enumerate() {
-            listed.push(Item {
-                json: serde_json::to_vec(b).unwrap_or_default(),
-                index: i as u32,
-                location: &b.location,
-                place: place(&b.location),
-                load: b.load,
-                overloaded: b.overloaded,
-                port: b.port,
-                transport: &b.transport,
-                kind: &b.kind,
-                experimental: b.experimental,
-                bucket: &b.bucket,
-            });
+            listed.push(item!(i, b));
         }
         let bridge_catalog = listed.finish();
         let service = EipService {

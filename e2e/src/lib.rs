@@ -387,6 +387,17 @@ fn logged_address(line: &str, message: &str) -> Option<String> {
 }
 
 impl Menshen {
+    /// Stops menshen with SIGTERM, which it must obey with a clean exit
+    /// within 10 s; returns its log.
+    pub fn stop(&mut self) -> String {
+        let status = self
+            .process
+            .terminate(Duration::from_secs(10))
+            .expect("menshen stops on SIGTERM");
+        assert!(status.success(), "exit status {status}");
+        self.process.drain_log()
+    }
+
     /// Starts `menshen serve` with `args` (besides listeners and logging) and
     /// waits until it listens.
     pub fn start(args: &[&str]) -> Menshen {

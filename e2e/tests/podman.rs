@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::peers::openssl_fingerprint;
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers, podman_tools,
-    target_and_profile,
+    Cleanup, Containers, backend_sets, configmap_of_secret, documents, playable, played_containers,
+    podman_tools, target_and_profile,
 };
 use menshen_e2e::tools::{repo, run, text};
 use menshen_e2e::{TestDatabase, binary, set_connections_allowed};
@@ -180,24 +180,16 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let pki_name = format!("{release}-pki");
     let (http, metrics) = (free_port(), free_port());
     let values = repo().join("charts/menshen/ci/podman-values.yaml");
-    let rendered = run(Command::new(&helm).args([
-        "template",
-        &release,
-        repo().join("charts/menshen").to_str().unwrap(),
-        "--skip-tests",
-        "-f",
-        values.to_str().unwrap(),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("database.external.url={}", db.url),
-        "--set",
-        &format!("containerPorts.http={http}"),
-        "--set",
-        &format!("containerPorts.metrics={metrics}"),
-        "--set",
-        &format!("pki.existingSecret={pki_name}"),
-    ]));
+    let rendered = run(Command::new(&helm)
+        .args([
+            "template",
+            &release,
+            repo().join("charts/menshen").to_str().unwrap(),
+            "--skip-tests",
+            "-f",
+            values.to_str().unwrap(),
+        ])
+        .args(backend_sets(&tag, &db.url, http, metrics, &pki_name)));
     let docs = documents(&rendered);
     let deployment = docs
         .iter()

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
+use menshen_e2e::http::get_text;
 use menshen_e2e::{Menshen, TestDatabase, binary, menshen_refusing_to_serve};
 
 fn example_config() -> PathBuf {
@@ -37,12 +37,7 @@ async fn serve_restart_stop(store_args: &[&str]) {
     assert_eq!(ready["status"], "ready");
     let gateways = by_host(get_json(&format!("{}/api/5/gateways", menshen.url)).await);
     assert_eq!(gateways.as_array().unwrap().len(), 4);
-    let metrics = reqwest::get(format!("{}/metrics", menshen.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", menshen.metrics_url)).await;
     assert!(
         metrics.contains(
             r#"menshen_http_requests_total{method="GET",route="/api/5/gateways",status="200"} 1"#
@@ -51,12 +46,7 @@ async fn serve_restart_stop(store_args: &[&str]) {
     );
     assert!(metrics.contains(r#"menshen_inventory_resources{kind="gateway"} 4"#));
 
-    let status = menshen
-        .process
-        .terminate(Duration::from_secs(10))
-        .expect("menshen stops on SIGTERM");
-    assert!(status.success(), "exit status {status}");
-    let log = menshen.process.drain_log();
+    let log = menshen.stop();
     assert!(log.contains("menshen stopped"), "{log}");
 
     // Started again without the provider file: the store still has it all.

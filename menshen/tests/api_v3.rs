@@ -10,11 +10,8 @@ use common::{CONTRACT_FILE, TestServer, backends, get_json, sorted_hosts};
 use menshen::config::file::ProviderFile;
 use menshen::config::import_v3::{ImportOptions, import};
 use menshen_e2e::clients::{android_v3_cert, desktop_eip_service_v3, desktop_v3_cert};
+use menshen_e2e::http::get_text;
 use serde_json::{Value, json};
-
-async fn get_text(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
 
 async fn post_text(url: &str) -> (u16, String, String) {
     let response = reqwest::Client::new().post(url).send().await.unwrap();

@@ -139,33 +139,20 @@ impl Metrics {
             "menshen_agent_last_push_success_timestamp_seconds {}",
             inner.last_success.unwrap_or(0.0)
         );
-        header(
+        resource_gauge(
             &mut out,
             "menshen_agent_resource_healthy",
-            "gauge",
             "Whether a gateway or bridge this agent reports is healthy (1) or not (0).",
+            &inner.resources,
+            |healthy, _| u8::from(healthy).to_string(),
         );
-        for (kind, host, healthy, _) in &inner.resources {
-            let _ = writeln!(
-                out,
-                "menshen_agent_resource_healthy{{kind=\"{kind}\",host=\"{}\"}} {}",
-                escape(host),
-                u8::from(*healthy)
-            );
-        }
-        header(
+        resource_gauge(
             &mut out,
             "menshen_agent_resource_load",
-            "gauge",
             "The load reported for a gateway or bridge (fraction of its capacity).",
+            &inner.resources,
+            |_, load| load.to_string(),
         );
-        for (kind, host, _, load) in &inner.resources {
-            let _ = writeln!(
-                out,
-                "menshen_agent_resource_load{{kind=\"{kind}\",host=\"{}\"}} {load}",
-                escape(host)
-            );
-        }
 
         // OpenVPN, as kumina/openvpn_exporter names it.
         header(
@@ -249,6 +236,26 @@ impl Metrics {
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Gauge `name`, one sample a reported gateway or bridge (labelled with its
+/// kind and host): `value` of its health and load.
+fn resource_gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    resources: &[(&'static str, String, bool, f64)],
+    value: impl Fn(bool, f64) -> String,
+) {
+    header(out, name, "gauge", help);
+    for (kind, host, healthy, load) in resources {
+        let _ = writeln!(
+            out,
+            "{name}{{kind=\"{kind}\",host=\"{}\"}} {}",
+            escape(host),
+            value(*healthy, *load)
+        );
+    }
 }
 
 /// A label value as the exposition format wants it.

@@ -110,27 +110,23 @@ pub fn changed(last: &Report, next: &Report, load_step: f64) -> bool {
     if last.gateways.len() != next.gateways.len() || last.bridges.len() != next.bridges.len() {
         return true;
     }
-    let gateway_changed = last.gateways.iter().zip(&next.gateways).any(|(a, b)| {
-        load_moved(a.load, b.load, load_step)
-            || Gateway {
-                load: 0.0,
-                ..a.clone()
-            } != Gateway {
-                load: 0.0,
-                ..b.clone()
-            }
-    });
-    let bridge_changed = last.bridges.iter().zip(&next.bridges).any(|(a, b)| {
-        load_moved(a.load, b.load, load_step)
-            || Bridge {
-                load: 0.0,
-                ..a.clone()
-            } != Bridge {
-                load: 0.0,
-                ..b.clone()
-            }
-    });
-    gateway_changed || bridge_changed
+    // Whether a resource of list `$list` (of `$ty`) changed, but for a
+    // small move of its load.
+    macro_rules! list_changed {
+        ($list:ident, $ty:ident) => {
+            last.$list.iter().zip(&next.$list).any(|(a, b)| {
+                load_moved(a.load, b.load, load_step)
+                    || $ty {
+                        load: 0.0,
+                        ..a.clone()
+                    } != $ty {
+                        load: 0.0,
+                        ..b.clone()
+                    }
+            })
+        };
+    }
+    list_changed!(gateways, Gateway) || list_changed!(bridges, Bridge)
 }
 
 #[cfg(test)]

@@ -93,6 +93,28 @@ impl Chart {
         }
     }
 
+    /// The chart's schema refuses each of `refused` (values, as YAML, and a
+    /// key its message must name), each written into `dir` first.
+    pub fn schema_refuses_each(&self, helm: &Path, dir: &Path, refused: &[(&str, &str)]) {
+        for (i, (yaml, key)) in refused.iter().enumerate() {
+            let file = dir.join(format!("bad-{i}.yaml"));
+            std::fs::write(&file, yaml).unwrap();
+            match self.template(helm, &[&file], &[]) {
+                Ok(_) => panic!("accepted:\n{yaml}"),
+                Err(message) => {
+                    assert!(
+                        message.contains("values don't meet the specifications of the schema"),
+                        "{yaml}\nrefused, but not by the schema:\n{message}"
+                    );
+                    assert!(
+                        message.contains(key),
+                        "{yaml}\nmessage names {key}:\n{message}"
+                    );
+                }
+            }
+        }
+    }
+
     /// What the chart renders with each of `values`, with each of `extras`
     /// more arguments, is valid for each Kubernetes version of `versions`
     /// (`None`: the latest) by `validator` (kubernetes-validate), the
@@ -126,6 +148,54 @@ impl Chart {
             }
         }
     }
+}
+
+/// The oldest Kubernetes the charts support (their Chart.yaml's
+/// kubeVersion), and kubernetes-validate's newest (its default).
+pub const KUBERNETES_VERSIONS: &[Option<&str>] = &[Some("1.27.0"), None];
+
+/// The two tests every chart has: it lints (`helm lint --strict`) with each
+/// of `values` (named in a failure by `describe`), and what it renders with
+/// each of them and each of `extras` more arguments is valid Kubernetes for
+/// [`KUBERNETES_VERSIONS`], the `custom` kinds checked for shape only.
+#[macro_export]
+macro_rules! chart_checks {
+    (
+        chart: $chart:expr,
+        values: $values:expr,
+        describe: $describe:expr,
+        extras: $extras:expr,
+        custom: $custom:expr $(,)?
+    ) => {
+        #[test]
+        fn helm_lint_strict_passes_with_default_and_example_values() {
+            let Some(helm) = $crate::tools::helm() else {
+                return;
+            };
+            $chart.lint_each(&helm, &$values, $describe);
+        }
+
+        #[test]
+        fn rendered_manifests_are_valid_kubernetes() {
+            let Some(helm) = $crate::tools::helm() else {
+                return;
+            };
+            let Some(validate) =
+                $crate::tools::tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate")
+            else {
+                return;
+            };
+            $chart.validate_each(
+                &helm,
+                &validate,
+                &$values,
+                $extras,
+                $crate::chart::KUBERNETES_VERSIONS,
+                $custom,
+                $describe,
+            );
+        }
+    };
 }
 
 /// Runs `command`, failing the test when it cannot be started.

@@ -66,15 +66,17 @@ pub fn find_host<'a>(list: &'a Value, host: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|g| g["host"] == host)
 }
 
+/// GET `url`: its body as text, whatever the status.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// Sends `request`: its JSON answer, whatever the status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// GET `url` with `token` as bearer token: its JSON, whatever the status.
 pub async fn get_json_as(url: &str, token: &str) -> Value {
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(reqwest::Client::new().get(url).bearer_auth(token)).await
 }

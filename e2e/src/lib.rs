@@ -255,6 +255,21 @@ pub fn menshen_cli(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `menshen serve --listen 127.0.0.1:0` with `args`, which must
+/// refuse to start (exit, and fail, within 30 s); returns its log.
+pub fn menshen_refusing_to_serve(args: &[&str]) -> String {
+    let mut command = Command::new(binary("menshen"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args);
+    let mut process = Process::spawn(command);
+    let status = process
+        .wait_exit(Duration::from_secs(30))
+        .expect("menshen exits");
+    assert!(!status.success());
+    process.drain_log()
+}
+
 /// The hosts of a JSON list of gateways or bridges, sorted: most tests are
 /// about what is listed; the order has tests of its own.
 pub fn sorted_hosts(list: &serde_json::Value) -> Vec<String> {
@@ -372,6 +387,17 @@ fn logged_address(line: &str, message: &str) -> Option<String> {
 }
 
 impl Menshen {
+    /// Stops menshen with SIGTERM, which it must obey with a clean exit
+    /// within 10 s; returns its log.
+    pub fn stop(&mut self) -> String {
+        let status = self
+            .process
+            .terminate(Duration::from_secs(10))
+            .expect("menshen stops on SIGTERM");
+        assert!(status.success(), "exit status {status}");
+        self.process.drain_log()
+    }
+
     /// Starts `menshen serve` with `args` (besides listeners and logging) and
     /// waits until it listens.
     pub fn start(args: &[&str]) -> Menshen {

@@ -191,6 +191,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Starts the server on UDP `port` with a server certificate made in
+    /// `dir` by the CA `ca_cert` (key `ca_key`), trusting client
+    /// certificates that CA signs.
+    pub fn start_signed_by(
+        dir: &Path,
+        port: u16,
+        ca_cert: &Path,
+        ca_key: &Path,
+        subnet: &str,
+    ) -> Gateway {
+        let (cert, key) = server_certificate(dir, ca_cert, ca_key);
+        Gateway::start(port, ca_cert, &cert, &key, subnet)
+    }
+
     /// Starts the server on UDP `port`, with certificate `cert` and key
     /// `key`, trusting client certificates signed by `ca`.
     pub fn start(port: u16, ca: &Path, cert: &Path, key: &Path, subnet: &str) -> Gateway {

@@ -217,6 +217,27 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// The `--set` arguments of `helm template` that point the menshen chart at
+/// this run's image `tag`, database, ports and PKI ConfigMap `pki`.
+pub fn backend_sets(
+    tag: &str,
+    database_url: &str,
+    http: u16,
+    metrics: u16,
+    pki: &str,
+) -> Vec<String> {
+    [
+        format!("image.tag={tag}"),
+        format!("database.external.url={database_url}"),
+        format!("containerPorts.http={http}"),
+        format!("containerPorts.metrics={metrics}"),
+        format!("pki.existingSecret={pki}"),
+    ]
+    .into_iter()
+    .flat_map(|set| ["--set".to_owned(), set])
+    .collect()
+}
+
 /// The documents of a YAML stream, parsed (empty ones left out).
 pub fn documents(stream: &str) -> Vec<Yaml> {
     raw_documents(stream)

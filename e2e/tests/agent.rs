@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use menshen_e2e::peers::{
     Gateway, Obfs4Proxy, client, free_tcp_port, free_udp_port, openssl_ca, path_str,
-    require_real_peers, server_certificate,
+    require_real_peers,
 };
 use menshen_e2e::wait::poll;
 use menshen_e2e::{Menshen, Process, TestDatabase, binary, menshen_cli};
@@ -102,14 +102,8 @@ async fn agents_report_real_gateways_and_bridges() {
     // A real OpenVPN server (certificate from the provider's CA) and a real
     // obfs4 bridge.
     let (ca_cert, ca_key) = openssl_ca(dir.path());
-    let (server_cert, server_key) = server_certificate(dir.path(), &ca_cert, &ca_key);
-    let mut gateway = Gateway::start(
-        free_udp_port(),
-        &ca_cert,
-        &server_cert,
-        &server_key,
-        "10.231.0.0",
-    );
+    let mut gateway =
+        Gateway::start_signed_by(dir.path(), free_udp_port(), &ca_cert, &ca_key, "10.231.0.0");
     let state = dir.path().join("obfs4");
     std::fs::create_dir(&state).unwrap();
     let or_port = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -316,11 +310,7 @@ probe_addr = "127.0.0.1:{bridge_port}"
         .args(["-KILL", &agent.pid().to_string()])
         .status();
     let before = list(&url, "gateways").await;
-    let status = menshen
-        .process
-        .terminate(Duration::from_secs(10))
-        .expect("menshen stops");
-    assert!(status.success());
+    menshen.stop();
     let menshen = Menshen::start(&serve_args);
     assert_eq!(menshen.url, url);
     let after = list(&url, "gateways").await;

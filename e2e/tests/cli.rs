@@ -6,25 +6,9 @@
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use menshen_e2e::{Menshen, TestDatabase, binary};
+use menshen_e2e::http::json_of;
+use menshen_e2e::{Menshen, ProviderFile, TestDatabase, binary};
 use serde_json::Value;
-
-const FILE: &str = r#"
-[provider]
-domain = "vpn.test"
-api_uri = "https://api.vpn.test"
-
-[locations.amsterdam]
-display_name = "Amsterdam"
-country_code = "NL"
-
-[[gateway]]
-host = "public.ams"
-ip_addr = "192.0.2.1"
-location = "amsterdam"
-port = 1194
-transport = "udp"
-"#;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -322,15 +306,12 @@ fn bridge_from_json(op: &Operator, dir: &std::path::Path) {
 /// Every change is in the audit log, by the operator who ran it.
 async fn audited(op: &Operator<'_>, menshen: &Menshen) {
     let token = op.ok(&["admin", "token", "--subject", "t", "--role", "viewer"]);
-    let audit: Value = reqwest::Client::new()
-        .get(format!("{}/admin/v1/audit?limit=100", menshen.url))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = json_of(
+        reqwest::Client::new()
+            .get(format!("{}/admin/v1/audit?limit=100", menshen.url))
+            .bearer_auth(token.trim()),
+    )
+    .await;
     let actions: Vec<(&str, &str)> = audit
         .as_array()
         .unwrap_or_else(|| panic!("{audit}"))
@@ -359,7 +340,12 @@ async fn audited(op: &Operator<'_>, menshen: &Menshen) {
 async fn cli_story(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("provider.toml");
-    std::fs::write(&config, FILE).unwrap();
+    let file = ProviderFile::new().location("amsterdam", "NL").gateway(
+        "public.ams",
+        "192.0.2.1",
+        "amsterdam",
+    );
+    std::fs::write(&config, file.as_str()).unwrap();
     let data = dir.path().join("data");
     let mut store_args = vec!["--data-dir", data.to_str().unwrap()];
     if let Some(url) = database_url {

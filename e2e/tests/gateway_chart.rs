@@ -15,11 +15,9 @@ use std::process::Command;
 
 use menshen_e2e::binary;
 use menshen_e2e::chart::{Chart, block_after, documents, kind_of, name_of};
-use menshen_e2e::tools::{helm, repo, tool};
+use menshen_e2e::tools::{helm, repo};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
-
-const KUBERNETES_VERSIONS: &[Option<&str>] = &[Some("1.27.0"), None];
 
 fn the_chart() -> Chart {
     Chart::new("gateway", "gw1", "vpn")
@@ -56,37 +54,22 @@ fn named<'a>(manifests: &'a str, kind: &str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {kind} {name} in:\n{manifests}"))
 }
 
-#[test]
-fn helm_lint_strict_passes_with_default_and_example_values() {
-    let Some(helm) = helm() else { return };
-    the_chart().lint_each(&helm, &every_values(), describe);
-}
-
-#[test]
-fn rendered_manifests_are_valid_kubernetes() {
-    let Some(helm) = helm() else { return };
-    let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
-        return;
-    };
+menshen_e2e::chart_checks!(
+    chart: the_chart(),
+    values: every_values(),
+    describe: describe,
     // Everything optional on as well.
-    the_chart().validate_each(
-        &helm,
-        &validate,
-        &every_values(),
-        &[
-            &[],
-            &[
-                "--set",
-                "openvpn.statusFile=true",
-                "--set",
-                "bridge.state.existingClaim=bridge-state",
-            ],
-        ],
-        KUBERNETES_VERSIONS,
+    extras: &[
         &[],
-        describe,
-    );
-}
+        &[
+            "--set",
+            "openvpn.statusFile=true",
+            "--set",
+            "bridge.state.existingClaim=bridge-state",
+        ],
+    ],
+    custom: &[],
+);
 
 #[test]
 fn the_schema_refuses_typos_and_impossible_bridges() {
@@ -122,23 +105,7 @@ fn the_schema_refuses_typos_and_impossible_bridges() {
         ("alloy:\n  remoteWrite:\n    url: ftp://x", "url"),
         ("alloys:\n  enabled: true", "alloys"),
     ];
-    for (i, (yaml, key)) in refused.iter().enumerate() {
-        let file = dir.path().join(format!("bad-{i}.yaml"));
-        std::fs::write(&file, yaml).unwrap();
-        match the_chart().template(&helm, &[&file], &[]) {
-            Ok(_) => panic!("accepted:\n{yaml}"),
-            Err(message) => {
-                assert!(
-                    message.contains("values don't meet the specifications of the schema"),
-                    "{yaml}\nrefused, but not by the schema:\n{message}"
-                );
-                assert!(
-                    message.contains(key),
-                    "{yaml}\nmessage names {key}:\n{message}"
-                );
-            }
-        }
-    }
+    the_chart().schema_refuses_each(&helm, dir.path(), &refused);
     // A bridge forwarding to a server that does not exist is refused by name.
     let e = the_chart()
         .template(&helm, &[], &["--set", "bridge.openvpnServer=quic"])

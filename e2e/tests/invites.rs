@@ -152,12 +152,7 @@ async fn invite_story(store_args: &[&str], config: &Path) {
     let none = cli(&["invite", "delete"], store_args);
     assert!(!none.status.success());
 
-    let status = menshen
-        .process
-        .terminate(Duration::from_secs(10))
-        .expect("menshen stops on SIGTERM");
-    assert!(status.success(), "exit status {status}");
-    let server_log = menshen.process.drain_log();
+    let server_log = menshen.stop();
     // The log is at debug level and saw the tokens being checked.
     assert!(server_log.contains("invite token accepted"), "{server_log}");
     assert!(server_log.contains("invite token rejected"), "{server_log}");

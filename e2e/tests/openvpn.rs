@@ -6,15 +6,13 @@
 //! tests with a message saying so, never skips them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use menshen_e2e::clients::bitmask_core_ca_pin;
 use menshen_e2e::peers::{
     Gateway, client, free_udp_port, openssl, openssl_ca, openssl_fingerprint, path_str,
-    require_real_peers, server_certificate,
+    require_real_peers,
 };
-use menshen_e2e::{Menshen, Process, binary, menshen_cli};
+use menshen_e2e::{Menshen, menshen_cli, menshen_refusing_to_serve};
 
 /// The example provider file with one gateway instead of its own: the
 /// OpenVPN server at 127.0.0.1:`port`.
@@ -51,14 +49,8 @@ async fn clients_of_every_key_type_connect_with_only_the_served_config() {
     require_real_peers();
     let dir = tempfile::tempdir().unwrap();
     let (ca_cert, ca_key) = openssl_ca(dir.path());
-    let (server_cert, server_key) = server_certificate(dir.path(), &ca_cert, &ca_key);
-    let mut gateway = Gateway::start(
-        free_udp_port(),
-        &ca_cert,
-        &server_cert,
-        &server_key,
-        "10.181.0.0",
-    );
+    let mut gateway =
+        Gateway::start_signed_by(dir.path(), free_udp_port(), &ca_cert, &ca_key, "10.181.0.0");
     let provider = provider_file(dir.path(), gateway.port);
 
     let mut clients = Vec::new();
@@ -119,9 +111,8 @@ async fn the_generated_ca_works_with_real_openvpn() {
 
     // The gateway trusts the CA menshen made, read from its data folder.
     let ca_cert = data.join("pki/ca.crt");
-    let (server_cert, server_key) =
-        server_certificate(dir.path(), &ca_cert, &data.join("pki/ca.key"));
-    let mut gateway = Gateway::start(port, &ca_cert, &server_cert, &server_key, "10.182.0.0");
+    let ca_key = data.join("pki/ca.key");
+    let mut gateway = Gateway::start_signed_by(dir.path(), port, &ca_cert, &ca_key, "10.182.0.0");
     let config = fetch_config(&menshen, dir.path(), "generated").await;
     let mut clients = vec![client(&config)];
     gateway.wait_for_clients(1, &mut clients);
@@ -133,11 +124,7 @@ fn a_ca_key_that_is_not_the_certificates_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let (ca_cert, _) = openssl_ca(dir.path());
     openssl(dir.path(), &["genrsa", "-out", "other.key", "2048"]);
-    let mut command = Command::new(binary("menshen"));
-    command.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
+    let log = menshen_refusing_to_serve(&[
         "--data-dir",
         path_str(&dir.path().join("data")),
         "--ca-cert",
@@ -145,12 +132,6 @@ fn a_ca_key_that_is_not_the_certificates_is_refused_at_start() {
         "--ca-key",
         path_str(&dir.path().join("other.key")),
     ]);
-    let mut process = Process::spawn(command);
-    let status = process
-        .wait_exit(Duration::from_secs(30))
-        .expect("menshen exits");
-    assert!(!status.success());
-    let log = process.drain_log();
     assert!(
         log.contains("other.key") && log.contains("does not belong to the CA certificate"),
         "{log}"

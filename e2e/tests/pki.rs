@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
+use menshen_e2e::peers::openssl_fingerprint;
 use menshen_e2e::{Menshen, binary};
 
 const BACKEND_FILES: [&str; 4] = ["signing.key", "ca.crt", "ca.key", "provider-ca.crt"];
@@ -39,26 +40,6 @@ fn openssl(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("openssl runs (Debian package openssl)")
-}
-
-/// SHA-256 of a PEM certificate's DER, lowercase hex, as openssl computes it.
-fn fingerprint(cert: &Path) -> String {
-    let out = openssl(&[
-        "x509",
-        "-in",
-        cert.to_str().unwrap(),
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let line = text(&out.stdout);
-    line.trim()
-        .rsplit('=')
-        .next()
-        .unwrap()
-        .replace(':', "")
-        .to_ascii_lowercase()
 }
 
 /// What `menshen serve` gives clients with the key material of `dir` and
@@ -127,7 +108,7 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
     } = serve(dir, provider_ca, true).await;
     assert_eq!(
         menshen_e2e::clients::bitmask_core_ca_pin(&pin),
-        fingerprint(provider_ca)
+        openssl_fingerprint(provider_ca.parent().unwrap(), provider_ca)
     );
     assert_eq!(ca, std::fs::read_to_string(provider_ca).unwrap());
     let work = tempfile::tempdir().unwrap();

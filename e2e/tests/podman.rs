@@ -26,18 +26,18 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use menshen_e2e::http::{self, find_host, get_within, wait_ok};
+use menshen_e2e::peers::openssl_fingerprint;
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap_of_secret, documents, playable, played_containers, podman_tools,
-    target_and_profile,
+    Cleanup, Containers, backend_sets, configmap_of_secret, documents, playable, played_containers,
+    podman_tools, target_and_profile,
 };
 use menshen_e2e::tools::{repo, run, text};
-use menshen_e2e::{TestDatabase, admin_url, binary};
+use menshen_e2e::{TestDatabase, binary, set_connections_allowed};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
 
@@ -123,47 +123,6 @@ fn hosts(list: &Value) -> Vec<&str> {
     hosts
 }
 
-/// SHA-256 of a PEM certificate's DER, lowercase hex, as openssl says.
-fn fingerprint(cert: &Path) -> String {
-    let out = run(Command::new("openssl").args([
-        "x509",
-        "-in",
-        cert.to_str().unwrap(),
-        "-noout",
-        "-fingerprint",
-        "-sha256",
-    ]));
-    out.trim()
-        .rsplit('=')
-        .next()
-        .unwrap()
-        .replace(':', "")
-        .to_ascii_lowercase()
-}
-
-/// Allows or refuses connections to database `name`, dropping the
-/// existing ones when refusing: the database is down, for its clients.
-async fn set_connections_allowed(name: &str, allowed: bool) {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {name} ALLOW_CONNECTIONS {allowed}"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    if !allowed {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-        )
-        .bind(name)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let Some(helm) = podman_tools(&[]) else {
@@ -221,24 +180,16 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
     let pki_name = format!("{release}-pki");
     let (http, metrics) = (free_port(), free_port());
     let values = repo().join("charts/menshen/ci/podman-values.yaml");
-    let rendered = run(Command::new(&helm).args([
-        "template",
-        &release,
-        repo().join("charts/menshen").to_str().unwrap(),
-        "--skip-tests",
-        "-f",
-        values.to_str().unwrap(),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("database.external.url={}", db.url),
-        "--set",
-        &format!("containerPorts.http={http}"),
-        "--set",
-        &format!("containerPorts.metrics={metrics}"),
-        "--set",
-        &format!("pki.existingSecret={pki_name}"),
-    ]));
+    let rendered = run(Command::new(&helm)
+        .args([
+            "template",
+            &release,
+            repo().join("charts/menshen").to_str().unwrap(),
+            "--skip-tests",
+            "-f",
+            values.to_str().unwrap(),
+        ])
+        .args(backend_sets(&tag, &db.url, http, metrics, &pki_name)));
     let docs = documents(&rendered);
     let deployment = docs
         .iter()
@@ -281,7 +232,7 @@ async fn the_chart_runs_under_podman_and_stays_ready_without_its_database() {
         menshen_e2e::clients::bitmask_core_ca_pin(
             provider["ca_cert_fingerprint"].as_str().unwrap()
         ),
-        fingerprint(&pki.join("provider-ca.crt")),
+        openssl_fingerprint(&pki, &pki.join("provider-ca.crt")),
         "the provider CA of the Secret"
     );
 

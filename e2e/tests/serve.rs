@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use menshen_e2e::{Menshen, Process, TestDatabase, binary};
+use menshen_e2e::http::get_text;
+use menshen_e2e::{Menshen, TestDatabase, binary, menshen_refusing_to_serve};
 
 fn example_config() -> PathBuf {
     menshen_e2e::provider::example()
@@ -37,12 +37,7 @@ async fn serve_restart_stop(store_args: &[&str]) {
     assert_eq!(ready["status"], "ready");
     let gateways = by_host(get_json(&format!("{}/api/5/gateways", menshen.url)).await);
     assert_eq!(gateways.as_array().unwrap().len(), 4);
-    let metrics = reqwest::get(format!("{}/metrics", menshen.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", menshen.metrics_url)).await;
     assert!(
         metrics.contains(
             r#"menshen_http_requests_total{method="GET",route="/api/5/gateways",status="200"} 1"#
@@ -51,12 +46,7 @@ async fn serve_restart_stop(store_args: &[&str]) {
     );
     assert!(metrics.contains(r#"menshen_inventory_resources{kind="gateway"} 4"#));
 
-    let status = menshen
-        .process
-        .terminate(Duration::from_secs(10))
-        .expect("menshen stops on SIGTERM");
-    assert!(status.success(), "exit status {status}");
-    let log = menshen.process.drain_log();
+    let log = menshen.stop();
     assert!(log.contains("menshen stopped"), "{log}");
 
     // Started again without the provider file: the store still has it all.
@@ -119,22 +109,12 @@ fn an_invalid_provider_file_is_refused_at_start_naming_file_line_and_field() {
     let path = dir.path().join("broken.toml");
     std::fs::write(&path, text).unwrap();
 
-    let mut command = Command::new(binary("menshen"));
-    command.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
+    let log = menshen_refusing_to_serve(&[
         "--data-dir",
         dir.path().to_str().unwrap(),
         "--config",
         path.to_str().unwrap(),
     ]);
-    let mut process = Process::spawn(command);
-    let status = process
-        .wait_exit(Duration::from_secs(30))
-        .expect("menshen exits");
-    assert!(!status.success());
-    let log = process.drain_log();
     // The message names the file, the line of the bad value, and the field.
     assert!(log.contains("broken.toml:"), "{log}");
     assert!(log.contains("gateway[2].ip_addr"), "{log}");

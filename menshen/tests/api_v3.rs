@@ -10,11 +10,8 @@ use common::{CONTRACT_FILE, TestServer, backends, get_json, sorted_hosts};
 use menshen::config::file::ProviderFile;
 use menshen::config::import_v3::{ImportOptions, import};
 use menshen_e2e::clients::{android_v3_cert, desktop_eip_service_v3, desktop_v3_cert};
+use menshen_e2e::http::get_text;
 use serde_json::{Value, json};
-
-async fn get_text(url: &str) -> String {
-    reqwest::get(url).await.unwrap().text().await.unwrap()
-}
 
 async fn post_text(url: &str) -> (u16, String, String) {
     let response = reqwest::Client::new().post(url).send().await.unwrap();
@@ -226,20 +223,16 @@ async fn an_import_of_the_served_v3_document_gives_back_the_same_inventory() {
         let v5_bridges = get_json(&server.url("/api/5/bridges"), 200).await;
         let want_gateways = picked(served_list(v5_gateways), false);
         let want_bridges = picked(served_list(v5_bridges), true);
-        let got_gateways = picked(
-            file.gateways
-                .iter()
-                .map(|g| serde_json::to_value(g.get_ref().to_model()).unwrap())
-                .collect(),
-            false,
-        );
-        let got_bridges = picked(
-            file.bridges
-                .iter()
-                .map(|b| serde_json::to_value(b.get_ref().to_model()).unwrap())
-                .collect(),
-            true,
-        );
+        // Each of `items` as JSON.
+        fn values<T: serde::Serialize>(items: impl Iterator<Item = T>) -> Vec<Value> {
+            items
+                .map(|item| serde_json::to_value(item).unwrap())
+                .collect()
+        }
+        let gateways = values(file.gateways.iter().map(|g| g.get_ref().to_model()));
+        let bridges = values(file.bridges.iter().map(|b| b.get_ref().to_model()));
+        let got_gateways = picked(gateways, false);
+        let got_bridges = picked(bridges, true);
         assert_eq!(got_gateways, want_gateways, "{text}");
         assert_eq!(got_bridges, want_bridges, "{text}");
 

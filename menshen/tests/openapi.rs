@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use common::{Backend, CONTRACT_FILE, TestServer};
+use menshen_e2e::http::get_text;
 use serde_json::Value;
 
 const REGENERATE: &str = "MENSHEN_UPDATE_OPENAPI=1 cargo test -p menshen --test openapi";
@@ -203,12 +204,7 @@ async fn the_document_and_swagger_ui_are_served() {
         assert!(!response.bytes().await.unwrap().is_empty(), "{url}");
     }
 
-    let initializer = reqwest::get(server.url("/docs/swagger-initializer.js"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let initializer = get_text(&server.url("/docs/swagger-initializer.js")).await;
     assert!(
         initializer.contains("\"/openapi.json\""),
         "Swagger UI does not read /openapi.json: {initializer}"

@@ -10,6 +10,7 @@ use std::path::Path;
 use common::{Backend, ProviderFile, TestServer, get_json};
 use menshen::geo::client_ip::TrustedProxies;
 use menshen::geo::geoip::GeoIp;
+use menshen_e2e::http::json_of;
 use serde_json::{Value, json};
 
 /// Six locations around the world, one gateway each, plus a location with
@@ -71,15 +72,12 @@ async fn gateways_seen_from(
     header: &str,
     value: &str,
 ) -> Value {
-    client
-        .get(server.url(&format!("/api/5/gateways{query}")))
-        .header(header, value)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    json_of(
+        client
+            .get(server.url(&format!("/api/5/gateways{query}")))
+            .header(header, value),
+    )
+    .await
 }
 
 async fn world(
@@ -309,12 +307,7 @@ async fn a_port_fill_leaves_the_answers_as_they_were() {
     let backend = Backend::sqlite();
     let server = world(&backend, |_| {}).await;
     let client = reqwest::Client::new();
-    let before = client
-        .get(server.url("/api/5/gateways?cc=NL"))
-        .send()
-        .await
-        .unwrap();
-    let etag = before.headers()["etag"].to_str().unwrap().to_owned();
+    let etag = server.etag("/api/5/gateways?cc=NL").await;
     for port in 1..=2_000u32 {
         let r = client
             .get(server.url(&format!("/api/5/gateways?port={port}&cc=NL")))
@@ -328,12 +321,7 @@ async fn a_port_fill_leaves_the_answers_as_they_were() {
     }
     let list = get_json(&server.url("/api/5/gateways?cc=NL"), 200).await;
     assert_eq!(first_host(&list), "ams");
-    let after = client
-        .get(server.url("/api/5/gateways?cc=NL"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(server.etag("/api/5/gateways?cc=NL").await, etag);
 }
 
 /// `byload=true` (in the clients' generated API): least loaded first,

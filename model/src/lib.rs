@@ -36,97 +36,100 @@ fn is_zero_f64(v: &f64) -> bool {
     *v == 0.0
 }
 
-/// An OpenVPN gateway as listed by `GET /api/5/gateways`. Fields that are
-/// empty, zero or false are left out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(default)]
-pub struct Gateway {
-    /// Unique identifier of the gateway; need not resolve.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub host: String,
-    /// IPv4 address.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub ip_addr: String,
-    /// IPv6 address.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub ip6_addr: String,
-    /// A key of the service's `locations`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub location: String,
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub port: i64,
-    /// `tcp` or `udp`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub transport: String,
-    /// `openvpn`.
-    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
-    pub kind: String,
-    /// Fraction of capacity in use, 0.0 to 1.0.
-    #[serde(skip_serializing_if = "is_zero_f64")]
-    pub load: f64,
-    #[serde(skip_serializing_if = "is_false")]
-    pub overloaded: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    pub healthy: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    pub experimental: bool,
-    /// Empty for public resources; otherwise only invitees of this bucket see it.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub bucket: String,
-    /// Unix milliseconds of the last heartbeat, set by the server.
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub last_seen_millis: i64,
+/// Declares a wire type of a gateway or a bridge: the fields every resource
+/// has, in the order clients have always seen them, then `$extra` fields.
+/// The caller documents the fields whose meaning differs by kind (`host`,
+/// `port`, `transport`, `kind`).
+macro_rules! resource {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(#[$host:meta])* host,
+            $(#[$port:meta])* port,
+            $(#[$transport:meta])* transport,
+            $(#[$kind:meta])* kind,
+            $($extra:tt)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(default)]
+        pub struct $name {
+            $(#[$host])*
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub host: String,
+            /// IPv4 address.
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub ip_addr: String,
+            /// IPv6 address.
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub ip6_addr: String,
+            /// A key of the service's `locations`.
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub location: String,
+            $(#[$port])*
+            #[serde(skip_serializing_if = "is_zero_i64")]
+            pub port: i64,
+            $(#[$transport])*
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub transport: String,
+            $(#[$kind])*
+            #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+            pub kind: String,
+            /// Fraction of capacity in use, 0.0 to 1.0.
+            #[serde(skip_serializing_if = "is_zero_f64")]
+            pub load: f64,
+            #[serde(skip_serializing_if = "is_false")]
+            pub overloaded: bool,
+            #[serde(skip_serializing_if = "is_false")]
+            pub healthy: bool,
+            #[serde(skip_serializing_if = "is_false")]
+            pub experimental: bool,
+            /// Empty for public resources; otherwise only invitees of this bucket see it.
+            #[serde(skip_serializing_if = "String::is_empty")]
+            pub bucket: String,
+            /// Unix milliseconds of the last heartbeat, set by the server.
+            #[serde(skip_serializing_if = "is_zero_i64")]
+            pub last_seen_millis: i64,
+            $($extra)*
+        }
+    };
 }
 
-/// A bridge (obfs4 and friends) as listed by `GET /api/5/bridges`. Fields
-/// that are empty, zero or false are left out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(default)]
-pub struct Bridge {
-    /// Unique identifier of the bridge; need not resolve.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub host: String,
-    /// IPv4 address.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub ip_addr: String,
-    /// IPv6 address.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub ip6_addr: String,
-    /// A key of the service's `locations`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub location: String,
-    /// Absent for port-hopping bridges.
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub port: i64,
-    /// `tcp`, `kcp` or `quic`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub transport: String,
-    /// `obfs4`, `obfs4-hop`, ...
-    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
-    pub kind: String,
-    /// Fraction of capacity in use, 0.0 to 1.0.
-    #[serde(skip_serializing_if = "is_zero_f64")]
-    pub load: f64,
-    #[serde(skip_serializing_if = "is_false")]
-    pub overloaded: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    pub healthy: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    pub experimental: bool,
-    /// Empty for public resources; otherwise only invitees of this bucket see it.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub bucket: String,
-    /// Unix milliseconds of the last heartbeat, set by the server.
-    #[serde(skip_serializing_if = "is_zero_i64")]
-    pub last_seen_millis: i64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub auth: String,
-    /// Transport options; for obfs4 `cert` and `iatMode`.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub options: Map<String, Value>,
+resource! {
+    /// An OpenVPN gateway as listed by `GET /api/5/gateways`. Fields that are
+    /// empty, zero or false are left out.
+    pub struct Gateway {
+        /// Unique identifier of the gateway; need not resolve.
+        host,
+        port,
+        /// `tcp` or `udp`.
+        transport,
+        /// `openvpn`.
+        kind,
+    }
+}
+
+resource! {
+    /// A bridge (obfs4 and friends) as listed by `GET /api/5/bridges`. Fields
+    /// that are empty, zero or false are left out.
+    pub struct Bridge {
+        /// Unique identifier of the bridge; need not resolve.
+        host,
+        /// Absent for port-hopping bridges.
+        port,
+        /// `tcp`, `kcp` or `quic`.
+        transport,
+        /// `obfs4`, `obfs4-hop`, ...
+        kind,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        pub auth: String,
+        /// Transport options; for obfs4 `cert` and `iatMode`.
+        #[serde(skip_serializing_if = "Map::is_empty")]
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub options: Map<String, Value>,
+    }
 }
 
 /// A location as found in the service's `locations`.

@@ -25,10 +25,6 @@ mod monitoring;
 const RELEASE: &str = "menshen";
 const NAMESPACE: &str = "vpn";
 
-/// The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion),
-/// and kubernetes-validate's newest (its default).
-const KUBERNETES_VERSIONS: &[Option<&str>] = &[Some("1.27.0"), None];
-
 /// Kinds that no Kubernetes schema describes (custom resources), which the
 /// chart may render; kubernetes-validate passes them over with a warning.
 const CUSTOM_KINDS: &[&str] = &[
@@ -122,29 +118,14 @@ const MONITORING: &[&str] = &[
     "serviceMonitor.enabled=true",
 ];
 
-#[test]
-fn helm_lint_strict_passes_with_default_and_example_values() {
-    let Some(helm) = helm() else { return };
-    the_chart().lint_each(&helm, &every_values(), describe);
-}
-
-#[test]
-fn rendered_manifests_are_valid_kubernetes() {
-    let Some(helm) = helm() else { return };
-    let Some(validate) = tool("MENSHEN_KUBERNETES_VALIDATE", "kubernetes-validate") else {
-        return;
-    };
+menshen_e2e::chart_checks!(
+    chart: the_chart(),
+    values: every_values(),
+    describe: describe,
     // Everything optional on as well, so that every template is checked.
-    the_chart().validate_each(
-        &helm,
-        &validate,
-        &every_values(),
-        &[&[], MONITORING],
-        KUBERNETES_VERSIONS,
-        CUSTOM_KINDS,
-        describe,
-    );
-}
+    extras: &[&[], MONITORING],
+    custom: CUSTOM_KINDS,
+);
 
 #[test]
 fn the_schema_refuses_typos_wrong_types_and_sqlite_with_several_replicas() {
@@ -179,23 +160,7 @@ fn the_schema_refuses_typos_wrong_types_and_sqlite_with_several_replicas() {
             "/ingress/enabled",
         ),
     ];
-    for (i, (yaml, key)) in refused.iter().enumerate() {
-        let file = dir.path().join(format!("bad-{i}.yaml"));
-        std::fs::write(&file, yaml).unwrap();
-        match template(&helm, &[&file], &[]) {
-            Ok(_) => panic!("accepted:\n{yaml}"),
-            Err(message) => {
-                assert!(
-                    message.contains("values don't meet the specifications of the schema"),
-                    "{yaml}\nrefused, but not by the schema:\n{message}"
-                );
-                assert!(
-                    message.contains(key),
-                    "{yaml}\nmessage names {key}:\n{message}"
-                );
-            }
-        }
-    }
+    the_chart().schema_refuses_each(&helm, dir.path(), &refused);
     // The same values, right, are accepted.
     let good = dir.path().join("good.yaml");
     std::fs::write(

@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use menshen_e2e::http::{self, find_host, get_within, wait_ok};
 use menshen_e2e::peers::{Obfs4Client, client, client_rows, manage};
 use menshen_e2e::podman::{
-    Cleanup, Containers, configmap, configmap_of_secret, playable, played_containers, podman_tools,
-    target_and_profile,
+    Cleanup, Containers, backend_sets, configmap, configmap_of_secret, playable, played_containers,
+    podman_tools, target_and_profile,
 };
 use menshen_e2e::tools::{repo, run};
 use menshen_e2e::wait::poll_blocking;
@@ -146,32 +146,24 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
 
     // The backend.
     let (http, metrics) = (free_tcp(), free_tcp());
-    let rendered = run(Command::new(&helm).args([
-        "template",
-        &format!("{release}-backend"),
-        repo().join("charts/menshen").to_str().unwrap(),
-        "--skip-tests",
-        "-f",
-        repo()
-            .join("charts/menshen/ci/podman-values.yaml")
-            .to_str()
-            .unwrap(),
-        "-f",
-        repo()
-            .join("e2e/system/backend-values.yaml")
-            .to_str()
-            .unwrap(),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--set",
-        &format!("database.external.url={}", db.url),
-        "--set",
-        &format!("containerPorts.http={http}"),
-        "--set",
-        &format!("containerPorts.metrics={metrics}"),
-        "--set",
-        &format!("pki.existingSecret={pki_name}"),
-    ]));
+    let rendered = run(Command::new(&helm)
+        .args([
+            "template",
+            &format!("{release}-backend"),
+            repo().join("charts/menshen").to_str().unwrap(),
+            "--skip-tests",
+            "-f",
+            repo()
+                .join("charts/menshen/ci/podman-values.yaml")
+                .to_str()
+                .unwrap(),
+            "-f",
+            repo()
+                .join("e2e/system/backend-values.yaml")
+                .to_str()
+                .unwrap(),
+        ])
+        .args(backend_sets(&tag, &db.url, http, metrics, &pki_name)));
     let mut backend = playable(&rendered);
     backend.push(pki_map);
     let backend_play = cleanup.play("backend.yaml", &backend);

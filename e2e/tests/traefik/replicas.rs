@@ -1,5 +1,7 @@
 //! Three replicas surviving a crash and a database outage.
 
+use menshen_e2e::http::json_of;
+
 use super::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,15 +88,12 @@ async fn three_replicas_behind_traefik_survive_a_crash_and_a_database_outage() {
     // Placement through Traefik: X-Forwarded-For from a trusted hop is
     // believed, so a Dutch address gets Amsterdam first; without it the
     // client's own address (in Japan here) counts.
-    let dutch: Value = client
-        .get(&gateways_url)
-        .header("X-Forwarded-For", "203.0.113.5")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dutch = json_of(
+        client
+            .get(&gateways_url)
+            .header("X-Forwarded-For", "203.0.113.5"),
+    )
+    .await;
     assert_eq!(dutch[0]["location"], "amsterdam", "{dutch}");
     let local = list(&client, &gateways_url).await;
     assert_eq!(local[0]["location"], "tokyo", "{local}");

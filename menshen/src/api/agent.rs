@@ -19,7 +19,7 @@ use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
 use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
-use crate::store::{Origin, ResourceKind, ResourceRow, StoreError, now_millis};
+use crate::store::{AgentPush, Origin, ResourceKind, ResourceRow, StoreError, now_millis};
 use crate::telemetry::PushOutcome;
 
 /// Longest a push waits for its transaction before it is answered 503 (the
@@ -100,8 +100,16 @@ async fn push(
         let max = state.max_resources_per_agent;
         tokio::spawn(
             async move {
+                let push = AgentPush {
+                    agent: &name,
+                    token_id: &token_id,
+                    kind,
+                    rows: &rows,
+                    stale_before: now - ttl,
+                    max_resources: max,
+                };
                 store
-                    .push_agent_resources(&name, &token_id, kind, &rows, now - ttl, max)
+                    .push_agent_resources(&push)
                     .await
                     .map(|pushed| (pushed, count))
             }
@@ -179,57 +187,39 @@ enum PushRefusals {
     StoreUnavailable(ErrorBody),
 }
 
-/// The agent's whole current set of gateways.
-///
-/// New hosts are created, known ones updated, the agent's hosts left out
-/// retired, all in one transaction; a refused push changes nothing.
-/// `last_seen_millis` is the time of receipt.
-#[utoipa::path(
-    put,
-    path = "/api/5/agent/gateways",
-    tag = "agent",
-    security(("agent_token" = [])),
-    request_body(content = Vec<Gateway>, content_type = "application/json",
-        description = "Every gateway of this agent's host (at most 256 KiB)."),
-    responses(
-        (status = 200, description = "Stored; nothing was created. The stored gateways.", body = Vec<Gateway>),
-        (status = 201, description = "Stored; some gateway was created. The stored gateways.", body = Vec<Gateway>),
-        PushRefusals,
-    ),
-)]
-async fn put_gateways(
-    State(state): State<SharedState>,
-    agent: Result<Agent, ApiError>,
-    body: Result<JsonBody, ApiError>,
-) -> Result<Response, ApiError> {
-    counted::<Gateway>(&state, agent, body).await
+/// The push route of one kind of resource, described in the same words for
+/// gateways and bridges: `$handler` at `/api/5/agent/$plural`.
+macro_rules! push_route {
+    ($handler:ident, $wire:ty, $name:literal, $plural:literal) => {
+        #[utoipa::path(
+            put,
+            path = concat!("/api/5/agent/", $plural),
+            summary = concat!("The agent's whole current set of ", $plural, "."),
+            description = concat!(
+                "New hosts are created, known ones updated, the agent's hosts left out\n",
+                "retired, all in one transaction; a refused push changes nothing.\n",
+                "`last_seen_millis` is the time of receipt."
+            ),
+            request_body(content = Vec<$wire>, content_type = "application/json",
+                description = concat!("Every ", $name, " of this agent's host (at most 256 KiB).")),
+            responses(
+                (status = 200, description = concat!("Stored; nothing was created. The stored ", $plural, "."), body = Vec<$wire>),
+                (status = 201, description = concat!("Stored; some ", $name, " was created. The stored ", $plural, "."), body = Vec<$wire>),
+                PushRefusals,
+            ),
+        )]
+        async fn $handler(
+            State(state): State<SharedState>,
+            agent: Result<Agent, ApiError>,
+            body: Result<JsonBody, ApiError>,
+        ) -> Result<Response, ApiError> {
+            counted::<$wire>(&state, agent, body).await
+        }
+    };
 }
 
-/// The agent's whole current set of bridges.
-///
-/// New hosts are created, known ones updated, the agent's hosts left out
-/// retired, all in one transaction; a refused push changes nothing.
-/// `last_seen_millis` is the time of receipt.
-#[utoipa::path(
-    put,
-    path = "/api/5/agent/bridges",
-    tag = "agent",
-    security(("agent_token" = [])),
-    request_body(content = Vec<Bridge>, content_type = "application/json",
-        description = "Every bridge of this agent's host (at most 256 KiB)."),
-    responses(
-        (status = 200, description = "Stored; nothing was created. The stored bridges.", body = Vec<Bridge>),
-        (status = 201, description = "Stored; some bridge was created. The stored bridges.", body = Vec<Bridge>),
-        PushRefusals,
-    ),
-)]
-async fn put_bridges(
-    State(state): State<SharedState>,
-    agent: Result<Agent, ApiError>,
-    body: Result<JsonBody, ApiError>,
-) -> Result<Response, ApiError> {
-    counted::<Bridge>(&state, agent, body).await
-}
+push_route!(put_gateways, Gateway, "gateway", "gateways");
+push_route!(put_bridges, Bridge, "bridge", "bridges");
 
 /// [`put_all`], counted by outcome in the metrics, refused tokens
 /// included.

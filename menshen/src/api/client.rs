@@ -163,42 +163,38 @@ struct BridgeQuery {
     experimental: Option<bool>,
 }
 
-/// The provider description.
-#[utoipa::path(
-    get,
-    path = "/provider.json",
-    tag = "client",
-    params(IfNoneMatch),
-    responses(
-        (status = 200, description = "The provider description.", body = Provider,
-            headers(
-                ("ETag" = String, description = "Entity tag of this answer"),
-                ("Cache-Control" = String, description = "`no-cache`"),
-            )),
-        NotModified,
-    ),
-)]
-async fn provider(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
-    respond(&state.inventory.snapshot().provider, &if_none_match)
+/// A route answering the snapshot's ready document `$handler` (`provider`
+/// or `service`), with its entity tag.
+macro_rules! document_route {
+    ($(#[$doc:meta])* $handler:ident: $path:literal, $body:ty, $description:literal) => {
+        $(#[$doc])*
+        #[utoipa::path(
+            get,
+            path = $path,
+            params(IfNoneMatch),
+            responses(
+                (status = 200, description = $description, body = $body,
+                    headers(
+                        ("ETag" = String, description = "Entity tag of this answer"),
+                        ("Cache-Control" = String, description = "`no-cache`"),
+                    )),
+                NotModified,
+            ),
+        )]
+        async fn $handler(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
+            respond(&state.inventory.snapshot().$handler, &if_none_match)
+        }
+    };
 }
 
-/// Service settings and locations.
-#[utoipa::path(
-    get,
-    path = "/api/5/service",
-    tag = "client",
-    params(IfNoneMatch),
-    responses(
-        (status = 200, description = "Service settings and locations.", body = EipService,
-            headers(
-                ("ETag" = String, description = "Entity tag of this answer"),
-                ("Cache-Control" = String, description = "`no-cache`"),
-            )),
-        NotModified,
-    ),
-)]
-async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
-    respond(&state.inventory.snapshot().service, &if_none_match)
+document_route! {
+    /// The provider description.
+    provider: "/provider.json", Provider, "The provider description."
+}
+
+document_route! {
+    /// Service settings and locations.
+    service: "/api/5/service", EipService, "Service settings and locations."
 }
 
 /// Gateways for this client, in the order to try them.
@@ -209,7 +205,6 @@ async fn service(State(state): State<SharedState>, if_none_match: IfNoneMatch) -
 #[utoipa::path(
     get,
     path = "/api/5/gateways",
-    tag = "client",
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(
         (status = 200, description = "The gateways, in the order to try them.", body = Vec<Gateway>,
@@ -238,7 +233,6 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
 #[utoipa::path(
     get,
     path = "/api/5/bridges",
-    tag = "client",
     params(BridgeQuery, InviteToken, IfNoneMatch),
     responses(
         (status = 200, description = "The bridges, in the order to try them.", body = Vec<Bridge>,

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use axum::response::Response;
 use utoipa::Modify;
 use utoipa::openapi::OpenApi;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -93,6 +93,33 @@ impl Modify for AdminToken {
     }
 }
 
+/// `router` with every operation tagged `tag` and, with a `scheme`, taking
+/// that security scheme: what all routes of one part of the API share,
+/// said once for them.
+pub fn tagged(
+    tag: &str,
+    scheme: Option<&str>,
+    mut router: OpenApiRouter<SharedState>,
+) -> OpenApiRouter<SharedState> {
+    for item in router.get_openapi_mut().paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation.tags = Some(vec![tag.to_owned()]);
+            if let Some(scheme) = scheme {
+                let requirement = SecurityRequirement::new(scheme, Vec::<String>::new());
+                operation.security = Some(vec![requirement]);
+            }
+        }
+    }
+    router
+}
+
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default().routes(routes!(openapi_json))
 }
@@ -107,7 +134,6 @@ pub fn swagger_ui() -> SwaggerUi {
 #[utoipa::path(
     get,
     path = "/openapi.json",
-    tag = "docs",
     params(IfNoneMatch),
     responses(
         (status = 200, description = "The OpenAPI document of this API.",

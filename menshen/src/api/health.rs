@@ -67,7 +67,6 @@ pub struct Readiness {
 #[utoipa::path(
     get,
     path = "/healthz",
-    tag = "health",
     responses((status = 200, description = "The process is up.", body = Health)),
 )]
 async fn healthz(State(state): State<SharedState>) -> Json<Health> {
@@ -91,7 +90,6 @@ async fn healthz(State(state): State<SharedState>) -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/readyz",
-    tag = "health",
     responses((status = 200, description = "Ready to serve clients.", body = Readiness)),
 )]
 async fn readyz(State(state): State<SharedState>) -> Json<Readiness> {

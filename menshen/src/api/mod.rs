@@ -77,17 +77,27 @@ pub type SharedState = Arc<AppState>;
 /// document built from their annotations. Each module adds its routes with
 /// `OpenApiRouter::routes(routes!(handler))`, which serves a handler at the
 /// path and method its `#[utoipa::path]` describes; a test checks that no
-/// route is served without a description.
+/// route is served without a description. The tag of each part of the API,
+/// and the token it takes, are given here for all of its routes.
 fn documented() -> OpenApiRouter<SharedState> {
+    use docs::tagged;
     OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .merge(client::router())
-        .merge(agent::router())
-        .merge(admin::router())
-        .merge(openvpn::router())
-        .merge(v3::router())
-        .merge(health::router())
+        .merge(tagged("client", None, client::router()))
+        .merge(tagged(
+            "agent",
+            Some(agent::SECURITY_SCHEME),
+            agent::router(),
+        ))
+        .merge(tagged(
+            "admin",
+            Some(admin::SECURITY_SCHEME),
+            admin::router(),
+        ))
+        .merge(tagged("client", None, openvpn::router()))
+        .merge(tagged("client-v3", None, v3::router()))
+        .merge(tagged("health", None, health::router()))
         .merge(status::router())
-        .merge(docs::router())
+        .merge(tagged("docs", None, docs::router()))
 }
 
 /// The OpenAPI document of the public API, as `/openapi.json` serves it.

@@ -48,7 +48,6 @@ const CERT_EXAMPLE: &str = "<key>\n-----BEGIN PRIVATE KEY-----\n...\n-----END PR
     get,
     path = "/api/5/openvpn/cert",
     operation_id = "openvpn_cert",
-    tag = "client",
     params(CertQuery),
     responses(
         (status = 200, description = "PEM key, client certificate and CA certificate in `<key>`, `<cert>` and `<ca>` sections.",
@@ -183,7 +182,6 @@ enum ConfigAnswers {
     get,
     path = "/api/5/openvpn/config",
     operation_id = "openvpn_config",
-    tag = "client",
     params(GatewayQuery, CertQuery, InviteToken),
     responses(ConfigAnswers, BadQuery, CertRateLimited, CertNotIssued)
 )]
@@ -202,7 +200,6 @@ async fn config(
 #[utoipa::path(
     get,
     path = "/api/autoconf",
-    tag = "client",
     params(GatewayQuery, CertQuery, InviteToken),
     responses(ConfigAnswers, BadQuery, CertRateLimited, CertNotIssued)
 )]

@@ -86,51 +86,51 @@ struct Certificate(String);
 #[allow(dead_code)]
 struct NotServed(ErrorBody);
 
-/// The v3 service description: gateways with their transports, locations
-/// and OpenVPN options.
-///
-/// The gateways and bridges `/api/5/gateways` and `/api/5/bridges` would
-/// list for the same request, grouped by host, in the same order.
-#[utoipa::path(
-    get,
-    path = "/3/config/eip-service.json",
-    operation_id = "v3_eip_service",
-    tag = "client-v3",
-    params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswers, BadQuery, NotServed)
-)]
-async fn eip_service_get(State(state): State<SharedState>, request: ListRequest) -> Response {
-    eip_service(&state, request)
+/// A route of the v3 API at one of the paths and methods v3 clients use:
+/// `$handler` answers as `$answer` does (given the state and the extracted
+/// `$arg`s), described by `$spec` (its params and responses).
+macro_rules! v3_route {
+    (
+        $(#[$doc:meta])*
+        $handler:ident: $method:ident $path:literal, $operation_id:literal,
+        $answer:ident($($arg:ident: $arg_ty:ty),*) -> $out:ty,
+        $($spec:tt)*
+    ) => {
+        $(#[$doc])*
+        #[utoipa::path($method, path = $path, operation_id = $operation_id, $($spec)*)]
+        async fn $handler(State(state): State<SharedState>, $($arg: $arg_ty),*) -> $out {
+            $answer(&state, $($arg),*).await
+        }
+    };
 }
 
-/// The v3 service description, as the desktop client asks for it (POST).
-#[utoipa::path(
-    post,
-    path = "/3/config/eip-service.json",
-    operation_id = "v3_eip_service_post",
-    tag = "client-v3",
+v3_route! {
+    /// The v3 service description: gateways with their transports, locations
+    /// and OpenVPN options.
+    ///
+    /// The gateways and bridges `/api/5/gateways` and `/api/5/bridges` would
+    /// list for the same request, grouped by host, in the same order.
+    eip_service_get: get "/3/config/eip-service.json", "v3_eip_service",
+    eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
-)]
-async fn eip_service_post(State(state): State<SharedState>, request: ListRequest) -> Response {
-    eip_service(&state, request)
 }
 
-/// The v3 service description at the path old Android clients build from
-/// `api_version` (`"5"`).
-#[utoipa::path(
-    get,
-    path = "/5/config/eip-service.json",
-    operation_id = "v3_eip_service_by_api_version",
-    tag = "client-v3",
+v3_route! {
+    /// The v3 service description, as the desktop client asks for it (POST).
+    eip_service_post: post "/3/config/eip-service.json", "v3_eip_service_post",
+    eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
     responses(EipServiceAnswers, BadQuery, NotServed)
-)]
-async fn eip_service_by_api_version(
-    State(state): State<SharedState>,
-    request: ListRequest,
-) -> Response {
-    eip_service(&state, request)
+}
+
+v3_route! {
+    /// The v3 service description at the path old Android clients build from
+    /// `api_version` (`"5"`).
+    eip_service_by_api_version: get "/5/config/eip-service.json", "v3_eip_service_by_api_version",
+    eip_service(request: ListRequest) -> Response,
+    params(GatewayQuery, InviteToken, IfNoneMatch),
+    responses(EipServiceAnswers, BadQuery, NotServed)
 }
 
 /// What the v3 routes answer when v3 is off.
@@ -138,7 +138,7 @@ fn v3_off() -> ApiError {
     ApiError::not_found("API v3 is not served here (--api-v3 false)")
 }
 
-fn eip_service(state: &SharedState, request: ListRequest) -> Response {
+async fn eip_service(state: &SharedState, request: ListRequest) -> Response {
     if !state.api_v3 {
         return v3_off().into_response();
     }
@@ -288,42 +288,27 @@ fn add(
     }
 }
 
-/// A fresh key and client certificate in the v3 form: the key (RSA, in
-/// PKCS#1, where the provider offers RSA), then the certificate, in PEM.
-#[utoipa::path(
-    get,
-    path = "/3/cert",
-    operation_id = "v3_cert",
-    tag = "client-v3",
+v3_route! {
+    /// A fresh key and client certificate in the v3 form: the key (RSA, in
+    /// PKCS#1, where the provider offers RSA), then the certificate, in PEM.
+    cert_get: get "/3/cert", "v3_cert",
+    cert() -> Result<Response, ApiError>,
     responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_get(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
 }
 
-/// The v3 client certificate, as the desktop client asks for it (POST).
-#[utoipa::path(
-    post,
-    path = "/3/cert",
-    operation_id = "v3_cert_post",
-    tag = "client-v3",
+v3_route! {
+    /// The v3 client certificate, as the desktop client asks for it (POST).
+    cert_post: post "/3/cert", "v3_cert_post",
+    cert() -> Result<Response, ApiError>,
     responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_post(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
 }
 
-/// The v3 client certificate at the path old Android clients build from
-/// `api_version` (`"5"`).
-#[utoipa::path(
-    get,
-    path = "/5/cert",
-    operation_id = "v3_cert_by_api_version",
-    tag = "client-v3",
+v3_route! {
+    /// The v3 client certificate at the path old Android clients build from
+    /// `api_version` (`"5"`).
+    cert_by_api_version: get "/5/cert", "v3_cert_by_api_version",
+    cert() -> Result<Response, ApiError>,
     responses(Certificate, NotServed, CertNotIssued)
-)]
-async fn cert_by_api_version(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    cert(&state).await
 }
 
 async fn cert(state: &SharedState) -> Result<Response, ApiError> {

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use menshen_model::{Bridge, Gateway};
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
@@ -196,24 +195,19 @@ impl ProviderFile {
         }
 
         let location_exists = |l: &str| self.locations.contains_key(l);
-        let gateways: Vec<Gateway> = self
-            .gateways
-            .iter()
-            .map(|g| g.get_ref().to_model())
-            .collect();
-        for e in check_gateways(&gateways, "gateway", &location_exists, policy) {
-            let line = item_line(&e.field, &self.gateways, text, line_of);
-            errors.push((line, e));
+        // What `$check` finds wrong with the sections `$sections`, each
+        // error with the line of its item.
+        macro_rules! list_errors {
+            ($sections:expr, $prefix:literal, $check:ident) => {
+                let models: Vec<_> = $sections.iter().map(|s| s.get_ref().to_model()).collect();
+                for e in $check(&models, $prefix, &location_exists, policy) {
+                    let line = item_line(&e.field, $sections, text, line_of);
+                    errors.push((line, e));
+                }
+            };
         }
-        let bridges: Vec<Bridge> = self
-            .bridges
-            .iter()
-            .map(|b| b.get_ref().to_model())
-            .collect();
-        for e in check_bridges(&bridges, "bridge", &location_exists, policy) {
-            let line = item_line(&e.field, &self.bridges, text, line_of);
-            errors.push((line, e));
-        }
+        list_errors!(&self.gateways, "gateway", check_gateways);
+        list_errors!(&self.bridges, "bridge", check_bridges);
         errors
     }
 

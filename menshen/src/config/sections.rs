@@ -262,44 +262,44 @@ impl LocationSection {
     }
 }
 
+/// `$ty { .. }` with the fields gateways and bridges share taken from
+/// section `$section` (transport and type lowercased, never seen), then
+/// `$rest`.
+macro_rules! from_section {
+    ($section:expr, $ty:ident { $($rest:tt)* }) => {
+        $ty {
+            host: $section.host.clone(),
+            ip_addr: $section.ip_addr.clone(),
+            ip6_addr: $section.ip6_addr.clone(),
+            location: $section.location.clone(),
+            port: $section.port,
+            transport: $section.transport.to_ascii_lowercase(),
+            kind: $section.kind.to_ascii_lowercase(),
+            load: $section.load,
+            overloaded: $section.overloaded,
+            healthy: $section.healthy,
+            experimental: $section.experimental,
+            bucket: $section.bucket.clone(),
+            last_seen_millis: 0,
+            $($rest)*
+        }
+    };
+}
+
 impl GatewaySection {
     pub fn to_model(&self) -> Gateway {
-        Gateway {
-            host: self.host.clone(),
-            ip_addr: self.ip_addr.clone(),
-            ip6_addr: self.ip6_addr.clone(),
-            location: self.location.clone(),
-            port: self.port,
-            transport: self.transport.to_ascii_lowercase(),
-            kind: self.kind.to_ascii_lowercase(),
-            load: self.load,
-            overloaded: self.overloaded,
-            healthy: self.healthy,
-            experimental: self.experimental,
-            bucket: self.bucket.clone(),
-            last_seen_millis: 0,
-        }
+        from_section!(self, Gateway {})
     }
 }
 
 impl BridgeSection {
     pub fn to_model(&self) -> Bridge {
-        Bridge {
-            host: self.host.clone(),
-            ip_addr: self.ip_addr.clone(),
-            ip6_addr: self.ip6_addr.clone(),
-            location: self.location.clone(),
-            port: self.port,
-            transport: self.transport.to_ascii_lowercase(),
-            kind: self.kind.to_ascii_lowercase(),
-            load: self.load,
-            overloaded: self.overloaded,
-            healthy: self.healthy,
-            experimental: self.experimental,
-            bucket: self.bucket.clone(),
-            last_seen_millis: 0,
-            auth: self.auth.clone(),
-            options: self.options.clone(),
-        }
+        from_section!(
+            self,
+            Bridge {
+                auth: self.auth.clone(),
+                options: self.options.clone(),
+            }
+        )
     }
 }

@@ -333,40 +333,34 @@ impl Snapshot {
             })
             .collect();
         let place = |label: &str| places.get(label).copied().unwrap_or_default();
+        // The catalog item of gateway or bridge `r`, the `i`th of its list,
+        // blocked in the countries `blocked`.
+        macro_rules! item {
+            ($i:expr, $r:expr, $blocked:expr) => {
+                Item {
+                    json: serde_json::to_vec($r).unwrap_or_default(),
+                    index: $i as u32,
+                    location: &$r.location,
+                    place: place(&$r.location),
+                    load: $r.load,
+                    overloaded: $r.overloaded,
+                    port: $r.port,
+                    transport: &$r.transport,
+                    kind: &$r.kind,
+                    experimental: $r.experimental,
+                    bucket: &$r.bucket,
+                    blocked_in: $blocked,
+                }
+            };
+        }
         let mut listed = CatalogBuilder::new("gateways");
         for (i, g) in gateways.iter().enumerate() {
-            listed.push(Item {
-                json: serde_json::to_vec(g).unwrap_or_default(),
-                index: i as u32,
-                location: &g.location,
-                place: place(&g.location),
-                load: g.load,
-                overloaded: g.overloaded,
-                port: g.port,
-                transport: &g.transport,
-                kind: &g.kind,
-                experimental: g.experimental,
-                bucket: &g.bucket,
-                blocked_in: gateways_blocked[i],
-            });
+            listed.push(item!(i, g, gateways_blocked[i]));
         }
         let gateway_catalog = listed.finish();
         let mut listed = CatalogBuilder::new("bridges");
         for (i, b) in bridges.iter().enumerate() {
-            listed.push(Item {
-                json: serde_json::to_vec(b).unwrap_or_default(),
-                index: i as u32,
-                location: &b.location,
-                place: place(&b.location),
-                load: b.load,
-                overloaded: b.overloaded,
-                port: b.port,
-                transport: &b.transport,
-                kind: &b.kind,
-                experimental: b.experimental,
-                bucket: &b.bucket,
-                blocked_in: bridges_blocked[i],
-            });
+            listed.push(item!(i, b, bridges_blocked[i]));
         }
         let mut bridge_catalog = listed.finish();
         if let Some(distribution) = &options.bridges {

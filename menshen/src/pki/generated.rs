@@ -114,7 +114,8 @@ pub fn new_ca(common_name: &str, now: OffsetDateTime) -> anyhow::Result<NewCa> {
     })
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` (and its parents) readable by its owner only.
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use time::OffsetDateTime;
 
-use super::generated::{NewCa, new_ca, write_new};
+use super::generated::{NewCa, create_private_dir, new_ca, write_new};
 use crate::auth::SigningKey;
 
 pub const SIGNING_KEY: &str = "signing.key";
@@ -92,13 +92,7 @@ impl Material {
                 existing.join(", ")
             );
         }
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+        create_private_dir(dir)?;
         let mut written = Vec::new();
         for (name, content, mode) in entries {
             let path = dir.join(name);

@@ -35,6 +35,22 @@ fn same_but_heartbeat(a: &ResourceRow, b: &ResourceRow) -> bool {
     a == *b
 }
 
+/// One agent's push of its whole set of one kind of resource.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentPush<'a> {
+    pub agent: &'a str,
+    /// The id of the token the agent presented; a revoked or replaced token
+    /// stores nothing.
+    pub token_id: &'a str,
+    pub kind: ResourceKind,
+    pub rows: &'a [ResourceRow],
+    /// The heartbeat time at or before which a resource is no longer listed
+    /// (now minus the TTL).
+    pub stale_before: i64,
+    /// At most this many gateways and bridges, together, for the agent.
+    pub max_resources: usize,
+}
+
 impl Store {
     /// Creates agent `name` with token id `token_id`, writing `audit` in
     /// the same transaction. A revoked agent may be created again; its old
@@ -169,48 +185,36 @@ impl Store {
         })
     }
 
-    /// Replaces agent `agent`'s resources of `kind` with `rows`: new hosts
-    /// are created, known ones updated, the ones it no longer reports
+    /// Replaces the agent's resources of the push's kind with its rows: new
+    /// hosts are created, known ones updated, the ones it no longer reports
     /// retired, all in one transaction. Hosts owned by anyone else are
     /// refused and nothing is written. Only a change that clients can see is
     /// announced to the replicas: a bare heartbeat of a listed resource is
     /// not, and reaches other replicas' snapshots with their periodic reload.
-    /// `stale_before` is the heartbeat time at or before which a resource is
-    /// no longer listed (now minus the TTL).
     ///
     /// The common case, a heartbeat that changes nothing but the time, is one
     /// read and one statement that also checks the token.
     #[tracing::instrument(name = "store.push", skip_all,
-        fields(db.system.name = self.engine_name(), otel.kind = "client", kind = kind.as_str(),
-               count = rows.len()))]
-    pub async fn push_agent_resources(
-        &self,
-        agent: &str,
-        token_id: &str,
-        kind: ResourceKind,
-        rows: &[ResourceRow],
-        stale_before: i64,
-        max_resources: usize,
-    ) -> Result<Pushed, StoreError> {
+        fields(db.system.name = self.engine_name(), otel.kind = "client",
+               kind = push.kind.as_str(), count = push.rows.len()))]
+    pub async fn push_agent_resources(&self, push: &AgentPush<'_>) -> Result<Pushed, StoreError> {
         let select = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND origin = 'agent' AND agent = $2"
         );
-        let Some(now) = rows.first().map(|r| r.last_seen_millis) else {
-            return self
-                .push_in_transaction(agent, token_id, kind, rows, stale_before, max_resources)
-                .await;
+        let Some(now) = push.rows.first().map(|r| r.last_seen_millis) else {
+            return self.push_in_transaction(push).await;
         };
         let heartbeat_only = with_pool!(&self.db, |pool| {
             let own: Vec<ResourceRow> = sqlx::query_as(sqlx::AssertSqlSafe(select))
-                .bind(kind.as_str())
-                .bind(agent)
+                .bind(push.kind.as_str())
+                .bind(push.agent)
                 .fetch_all(pool)
                 .await?;
-            let unchanged = own.len() == rows.len()
-                && rows.iter().all(|r| {
+            let unchanged = own.len() == push.rows.len()
+                && push.rows.iter().all(|r| {
                     own.iter().any(|prev| {
                         prev.host == r.host
-                            && prev.last_seen_millis > stale_before
+                            && prev.last_seen_millis > push.stale_before
                             && same_but_heartbeat(prev, r)
                     })
                 });
@@ -221,12 +225,12 @@ impl Store {
                      (SELECT 1 FROM agents WHERE name = $3 AND token_id = $4 AND revoked_millis IS NULL)",
                 )
                 .bind(now)
-                .bind(kind.as_str())
-                .bind(agent)
-                .bind(token_id)
+                .bind(push.kind.as_str())
+                .bind(push.agent)
+                .bind(push.token_id)
                 .execute(pool)
                 .await?;
-                done.rows_affected() == rows.len() as u64
+                done.rows_affected() == push.rows.len() as u64
             } else {
                 false
             }
@@ -235,24 +239,23 @@ impl Store {
             return Ok(Pushed {
                 created: false,
                 changed: false,
-                stored: sorted(rows),
+                stored: sorted(push.rows),
             });
         }
         // Something changed, or the token or a concurrent push needs a closer look.
-        self.push_in_transaction(agent, token_id, kind, rows, stale_before, max_resources)
-            .await
+        self.push_in_transaction(push).await
     }
 
     /// The general case of [`Store::push_agent_resources`], in one transaction.
-    async fn push_in_transaction(
-        &self,
-        agent: &str,
-        token_id: &str,
-        kind: ResourceKind,
-        rows: &[ResourceRow],
-        stale_before: i64,
-        max_resources: usize,
-    ) -> Result<Pushed, StoreError> {
+    async fn push_in_transaction(&self, push: &AgentPush<'_>) -> Result<Pushed, StoreError> {
+        let AgentPush {
+            agent,
+            token_id,
+            kind,
+            rows,
+            stale_before,
+            max_resources,
+        } = *push;
         let insert = format!(
             "INSERT INTO resources ({RESOURCE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \

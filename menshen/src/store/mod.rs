@@ -86,7 +86,7 @@ mod provider_file;
 
 pub use admin::{AuditEntry, AuditRow};
 pub use admin_tokens::{AdminTokenRow, NewAdminToken, valid_jti};
-pub use agents::{AgentRow, Pushed};
+pub use agents::{AgentPush, AgentRow, Pushed};
 pub use error::StoreError;
 pub use health::{
     HEALTH_CHECK_INTERVAL, Outage, Outages, PING_TIMEOUT, StoreHealth, is_unavailable,

@@ -140,95 +140,71 @@ impl ResourceRow {
     }
 }
 
+/// `$ty { .. }` with the fields every gateway and bridge has copied from
+/// `$src` (a wire type or a row: what the wire calls `kind` is a row's
+/// `kind_type`), the first field named, then `$rest`.
+macro_rules! with_shared_fields {
+    ($ty:ident { $kind:ident: $src:ident.$src_kind:ident, $($rest:tt)* }) => {
+        $ty {
+            host: $src.host.clone(),
+            ip_addr: $src.ip_addr.clone(),
+            ip6_addr: $src.ip6_addr.clone(),
+            location: $src.location.clone(),
+            port: $src.port,
+            transport: $src.transport.clone(),
+            $kind: $src.$src_kind.clone(),
+            load: $src.load,
+            overloaded: $src.overloaded,
+            healthy: $src.healthy,
+            experimental: $src.experimental,
+            bucket: $src.bucket.clone(),
+            last_seen_millis: $src.last_seen_millis,
+            $($rest)*
+        }
+    };
+}
+
 /// The conversions between stored rows and what clients see: the only
 /// place a row's fields are copied to and from the wire types.
 impl ResourceRow {
     /// A gateway's fields as a stored row.
     pub fn from_gateway(g: &Gateway, origin: Origin, agent: Option<&str>) -> ResourceRow {
-        ResourceRow {
+        with_shared_fields!(ResourceRow {
+            kind_type: g.kind,
             kind: ResourceKind::Gateway,
-            host: g.host.clone(),
-            ip_addr: g.ip_addr.clone(),
-            ip6_addr: g.ip6_addr.clone(),
-            location: g.location.clone(),
-            port: g.port,
-            transport: g.transport.clone(),
-            kind_type: g.kind.clone(),
-            load: g.load,
-            overloaded: g.overloaded,
-            healthy: g.healthy,
-            experimental: g.experimental,
-            bucket: g.bucket.clone(),
             auth: String::new(),
             options: "{}".into(),
-            last_seen_millis: g.last_seen_millis,
             origin: origin.as_str().into(),
             agent: agent.map(str::to_owned),
-        }
+        })
     }
 
     /// A bridge's fields as a stored row.
     pub fn from_bridge(b: &Bridge, origin: Origin, agent: Option<&str>) -> ResourceRow {
-        ResourceRow {
+        with_shared_fields!(ResourceRow {
+            kind_type: b.kind,
             kind: ResourceKind::Bridge,
-            host: b.host.clone(),
-            ip_addr: b.ip_addr.clone(),
-            ip6_addr: b.ip6_addr.clone(),
-            location: b.location.clone(),
-            port: b.port,
-            transport: b.transport.clone(),
-            kind_type: b.kind.clone(),
-            load: b.load,
-            overloaded: b.overloaded,
-            healthy: b.healthy,
-            experimental: b.experimental,
-            bucket: b.bucket.clone(),
             auth: b.auth.clone(),
             options: serde_json::to_string(&b.options).unwrap_or_else(|_| "{}".into()),
-            last_seen_millis: b.last_seen_millis,
             origin: origin.as_str().into(),
             agent: agent.map(str::to_owned),
-        }
+        })
     }
 
     /// The row as a client sees a gateway.
     pub fn to_gateway(&self) -> Gateway {
-        Gateway {
-            host: self.host.clone(),
-            ip_addr: self.ip_addr.clone(),
-            ip6_addr: self.ip6_addr.clone(),
-            location: self.location.clone(),
-            port: self.port,
-            transport: self.transport.clone(),
-            kind: self.kind_type.clone(),
-            load: self.load,
-            overloaded: self.overloaded,
-            healthy: self.healthy,
-            experimental: self.experimental,
-            bucket: self.bucket.clone(),
-            last_seen_millis: self.last_seen_millis,
-        }
+        with_shared_fields!(Gateway {
+            kind: self.kind_type,
+        })
     }
 
     /// The row as a client sees a bridge.
     pub fn to_bridge(&self) -> Bridge {
-        Bridge {
-            host: self.host.clone(),
-            ip_addr: self.ip_addr.clone(),
-            ip6_addr: self.ip6_addr.clone(),
-            location: self.location.clone(),
-            port: self.port,
-            transport: self.transport.clone(),
-            kind: self.kind_type.clone(),
-            load: self.load,
-            overloaded: self.overloaded,
-            healthy: self.healthy,
-            experimental: self.experimental,
-            bucket: self.bucket.clone(),
-            last_seen_millis: self.last_seen_millis,
+        with_shared_fields!(Bridge {
+            kind: self.kind_type,
             auth: self.auth.clone(),
             options: self.options_map(),
-        }
+        })
     }
 }
 

@@ -17,22 +17,14 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     let name = backend.name();
     let h = Harness::start_with_ttl(backend, Duration::from_millis(1500)).await;
 
-    let (status, body) = h
-        .write("POST", "/admin/v1/agents", Some(json!({"name": "gw-ams"})))
-        .await;
+    let (status, body) = h.post("/admin/v1/agents", json!({"name": "gw-ams"})).await;
     assert_eq!(status, 201, "{name}: {body}");
     let token = body["token"].as_str().unwrap().to_owned();
     assert!(body["expires_millis"].as_i64().unwrap() > now_millis() + 300 * 86_400_000);
-    let (status, _) = h
-        .write("POST", "/admin/v1/agents", Some(json!({"name": "gw-ams"})))
-        .await;
+    let (status, _) = h.post("/admin/v1/agents", json!({"name": "gw-ams"})).await;
     assert_eq!(status, 409, "{name}");
     let (status, body) = h
-        .write(
-            "POST",
-            "/admin/v1/agents",
-            Some(json!({"name": "GW AMS", "ttl_secs": 1})),
-        )
+        .post("/admin/v1/agents", json!({"name": "GW AMS", "ttl_secs": 1}))
         .await;
     assert_eq!(status, 422, "{name}");
     assert_eq!(body["fields"].as_array().unwrap().len(), 2, "{body}");
@@ -62,9 +54,7 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     assert_eq!(seen["agent"], "gw-ams");
     assert_eq!(seen["load"], 0.5);
     assert!(seen["last_seen_millis"].as_i64().unwrap() > 0);
-    let (status, body) = h
-        .write("DELETE", "/admin/v1/gateways/pushed.ams", None)
-        .await;
+    let (status, body) = h.delete("/admin/v1/gateways/pushed.ams").await;
     assert_eq!(status, 409, "{name}");
     assert!(
         body["message"].as_str().unwrap().contains("agent"),
@@ -73,10 +63,9 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
 
     // an operator's experimental outlives the next push
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/pushed.ams/overrides",
-            Some(json!({"experimental": true})),
+            json!({"experimental": true}),
         )
         .await;
     assert_eq!(status, 200);
@@ -113,9 +102,9 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     .await;
     assert_eq!(seen["listed"], false);
 
-    let (status, _) = h.write("DELETE", "/admin/v1/agents/gw-ams", None).await;
+    let (status, _) = h.delete("/admin/v1/agents/gw-ams").await;
     assert_eq!(status, 204, "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/agents/gw-ams", None).await;
+    let (status, _) = h.delete("/admin/v1/agents/gw-ams").await;
     assert_eq!(status, 404, "{name}");
     assert_eq!(push(0.5).await, 401, "{name}: revoked");
     assert!(

@@ -100,10 +100,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
 
     // set through the API: codes in any case, kept uppercase and sorted
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"blocked_in": ["ru", "IR", "RU"]})),
+            json!({"blocked_in": ["ru", "IR", "RU"]}),
         )
         .await;
     assert_eq!(status, 200, "{name}: {body}");
@@ -129,10 +128,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
 
     // a code that is none is refused, and nothing changes
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"blocked_in": ["RU", "XX"]})),
+            json!({"blocked_in": ["RU", "XX"]}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
@@ -145,10 +143,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
         "{body}"
     );
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"blocked_in": "RU"})),
+            json!({"blocked_in": "RU"}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
@@ -277,9 +274,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     assert_eq!(h.audit().await[0]["after"]["blocked_in"], json!([]));
 
     // an agent's pushes do not undo it
-    let (status, body) = h
-        .write("POST", "/admin/v1/agents", Some(json!({"name": "gw-ams"})))
-        .await;
+    let (status, body) = h.post("/admin/v1/agents", json!({"name": "gw-ams"})).await;
     assert_eq!(status, 201, "{name}: {body}");
     let token = body["token"].as_str().unwrap().to_owned();
     let push = |load: f64| {
@@ -294,10 +289,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     };
     assert_eq!(push(0.5).await, 201, "{name}");
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/pushed.ams/overrides",
-            Some(json!({"blocked_in": ["RU"]})),
+            json!({"blocked_in": ["RU"]}),
         )
         .await;
     assert_eq!(status, 200, "{name}");
@@ -317,10 +311,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     // cleared through the API: handed out everywhere again
     for host in ["static.ams", "pushed.ams"] {
         let (status, body) = h
-            .write(
-                "PUT",
+            .put(
                 &format!("/admin/v1/gateways/{host}/overrides"),
-                Some(json!({"blocked_in": []})),
+                json!({"blocked_in": []}),
             )
             .await;
         assert_eq!(status, 200, "{name}: {body}");

@@ -14,30 +14,26 @@ async fn locations_are_created_updated_and_deleted_unless_used(backend: Backend)
 
     let berlin = json!({"label": "berlin", "display_name": "Berlin", "country_code": "de",
                         "lat": 52.52, "lon": 13.4, "timezone": 1});
-    let (status, body) = h
-        .write("POST", "/admin/v1/locations", Some(berlin.clone()))
-        .await;
+    let (status, body) = h.post("/admin/v1/locations", berlin.clone()).await;
     assert_eq!(status, 201, "{name}: {body}");
     assert_eq!(body["country_code"], "DE");
     assert_eq!(body["hemisphere"], "N");
     assert_eq!(body["origin"], "admin");
     let (status, _) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/locations",
-            Some(json!({"label": "BERLIN",
-        "display_name": "B", "country_code": "DE"})),
+            json!({"label": "BERLIN",
+        "display_name": "B", "country_code": "DE"}),
         )
         .await;
     assert_eq!(status, 409, "{name}: same label ignoring case");
 
     // broken input names its fields and writes nothing
     let (status, body) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/locations",
-            Some(json!({"label": "bad label",
-            "display_name": "", "country_code": "XX", "lat": 99.0})),
+            json!({"label": "bad label",
+            "display_name": "", "country_code": "XX", "lat": 99.0}),
         )
         .await;
     assert_eq!(status, 422, "{name}");
@@ -46,17 +42,14 @@ async fn locations_are_created_updated_and_deleted_unless_used(backend: Backend)
         assert!(fields.contains(&field), "{name}: {field} in {body}");
     }
     let (status, body) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/locations",
-            Some(json!({"label": "x",
-        "display_name": "X", "country_code": "DE", "colour": "red"})),
+            json!({"label": "x",
+        "display_name": "X", "country_code": "DE", "colour": "red"}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
-    let (status, _) = h
-        .write("POST", "/admin/v1/locations", Some(json!("not an object")))
-        .await;
+    let (status, _) = h.post("/admin/v1/locations", json!("not an object")).await;
     assert_eq!(status, 422, "{name}");
 
     let (_, list) = h.get("/admin/v1/locations").await;
@@ -79,70 +72,63 @@ async fn locations_are_created_updated_and_deleted_unless_used(backend: Backend)
     .await;
 
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/locations/berlin",
-            Some(json!({
-        "display_name": "Berlin-Mitte", "country_code": "DE"})),
+            json!({
+        "display_name": "Berlin-Mitte", "country_code": "DE"}),
         )
         .await;
     assert_eq!(status, 200, "{name}: {body}");
     assert_eq!(body["display_name"], "Berlin-Mitte");
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/locations/berlin",
-            Some(json!({
-        "label": "paris", "display_name": "P", "country_code": "FR"})),
+            json!({
+        "label": "paris", "display_name": "P", "country_code": "FR"}),
         )
         .await;
     assert_eq!(status, 422, "{name}: the label cannot change");
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/locations/nowhere",
-            Some(json!({
-        "display_name": "N", "country_code": "FR"})),
+            json!({
+        "display_name": "N", "country_code": "FR"}),
         )
         .await;
     assert_eq!(status, 404, "{name}");
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/locations/amsterdam",
-            Some(json!({
-        "display_name": "A", "country_code": "NL"})),
+            json!({
+        "display_name": "A", "country_code": "NL"}),
         )
         .await;
     assert_eq!(status, 409, "{name}: the provider file's: {body}");
 
     // used: refused; unused again: deleted
     let (status, body) = h
-        .write(
-            "POST",
-            "/admin/v1/gateways",
-            Some(gateway("gw.ber", "Berlin")),
-        )
+        .post("/admin/v1/gateways", gateway("gw.ber", "Berlin"))
         .await;
     assert_eq!(status, 201, "{name}: {body}");
     assert_eq!(body["location"], "berlin", "{name}: canonical label");
-    let (status, body) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
+    let (status, body) = h.delete("/admin/v1/locations/berlin").await;
     assert_eq!(status, 409, "{name}: {body}");
     assert_eq!(body["error"], "conflict");
     assert!(
         body["message"].as_str().unwrap().contains("used by"),
         "{body}"
     );
-    let (status, _) = h
-        .write("DELETE", "/admin/v1/locations/amsterdam", None)
-        .await;
-    assert_eq!(status, 409, "{name}: the provider file's");
-    let (status, _) = h.write("DELETE", "/admin/v1/gateways/gw.ber", None).await;
-    assert_eq!(status, 204, "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
-    assert_eq!(status, 204, "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/locations/berlin", None).await;
-    assert_eq!(status, 404, "{name}");
+    // the provider file's is refused; berlin, once unused, is deleted
+    h.delete_each(
+        name,
+        &[
+            ("/admin/v1/locations/amsterdam", 409),
+            ("/admin/v1/gateways/gw.ber", 204),
+            ("/admin/v1/locations/berlin", 204),
+            ("/admin/v1/locations/berlin", 404),
+        ],
+    )
+    .await;
 
     // the audit log, newest first, with before and after
     let audit = h.audit().await;

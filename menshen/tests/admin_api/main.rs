@@ -75,9 +75,28 @@ impl Harness {
         self.call("GET", path, Some(&self.viewer), None).await
     }
 
-    /// An admin's write.
-    async fn write(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call(method, path, Some(&self.admin), body).await
+    /// An admin's POST of `body`.
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("POST", path, Some(&self.admin), Some(body)).await
+    }
+
+    /// An admin's PUT of `body`.
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call("PUT", path, Some(&self.admin), Some(body)).await
+    }
+
+    /// An admin's DELETE.
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call("DELETE", path, Some(&self.admin), None).await
+    }
+
+    /// Deletes each path of `cases` in turn, which must be answered with the
+    /// status beside it (`name`, the backend, names a failure).
+    async fn delete_each(&self, name: &str, cases: &[(&str, u16)]) {
+        for (path, expected) in cases {
+            let (status, body) = self.delete(path).await;
+            assert_eq!(status, *expected, "{name}: DELETE {path}: {body}");
+        }
     }
 
     /// Polls a client list until `pred` holds on its sorted hosts.

@@ -17,30 +17,21 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     let h = Harness::start(backend).await;
 
     let (status, body) = h
-        .write(
-            "POST",
-            "/admin/v1/gateways",
-            Some(gateway("hand.ams", "amsterdam")),
-        )
+        .post("/admin/v1/gateways", gateway("hand.ams", "amsterdam"))
         .await;
     assert_eq!(status, 201, "{name}: {body}");
     assert_eq!(body["origin"], "admin");
     assert_eq!(body["status"], "hand-defined");
     assert_eq!(body["type"], "openvpn");
     let (status, _) = h
-        .write(
-            "POST",
-            "/admin/v1/gateways",
-            Some(gateway("hand.ams", "amsterdam")),
-        )
+        .post("/admin/v1/gateways", gateway("hand.ams", "amsterdam"))
         .await;
     assert_eq!(status, 409, "{name}");
     let (status, body) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/gateways",
-            Some(json!({"host": "bad", "location": "mars",
-            "port": 99999, "transport": "carrier-pigeon", "ip_addr": "1.2.3"})),
+            json!({"host": "bad", "location": "mars",
+            "port": 99999, "transport": "carrier-pigeon", "ip_addr": "1.2.3"}),
         )
         .await;
     assert_eq!(status, 422, "{name}");
@@ -49,11 +40,7 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
         assert!(fields.contains(&field), "{name}: {field} in {body}");
     }
     let (status, body) = h
-        .write(
-            "POST",
-            "/admin/v1/gateways",
-            Some(json!({"host": "x", "port": "high"})),
-        )
+        .post("/admin/v1/gateways", json!({"host": "x", "port": "high"}))
         .await;
     assert_eq!(status, 422, "{name}");
     assert_eq!(body["fields"][0]["field"], "port", "{body}");
@@ -64,23 +51,18 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
 
     // a bridge needs its cert
     let (status, body) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/bridges",
-            Some(json!({"host": "br.ams",
-        "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443})),
+            json!({"host": "br.ams",
+        "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
     assert_eq!(body["fields"][0]["field"], "options.cert");
     let (status, body) = h
-        .write(
-            "POST",
-            "/admin/v1/bridges",
-            Some(json!({"host": "br.ams",
+        .post("/admin/v1/bridges", json!({"host": "br.ams",
         "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443,
-        "options": {"cert": "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", "iatMode": "0"}})),
-        )
+        "options": {"cert": "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ", "iatMode": "0"}}))
         .await;
     assert_eq!(status, 201, "{name}: {body}");
     assert_eq!(
@@ -91,10 +73,9 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
 
     // maintenance hides without deleting
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"maintenance": true})),
+            json!({"maintenance": true}),
         )
         .await;
     assert_eq!(status, 200, "{name}: {body}");
@@ -106,18 +87,16 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     assert_eq!(hosts, ["hand.ams"], "{name}");
     // a bucket hides from the public list, experimental likewise
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"bucket": "friends"})),
+            json!({"bucket": "friends"}),
         )
         .await;
     assert_eq!(status, 200);
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/bridges/br.ams/overrides",
-            Some(json!({"experimental": true})),
+            json!({"experimental": true}),
         )
         .await;
     assert_eq!(status, 200);
@@ -140,25 +119,18 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
             "blocked_in": []})
     );
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"bucket": "has space"})),
+            json!({"bucket": "has space"}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
     assert_eq!(body["fields"][0]["field"], "bucket");
-    let (status, _) = h
-        .write("PUT", "/admin/v1/gateways/nope/overrides", Some(json!({})))
-        .await;
+    let (status, _) = h.put("/admin/v1/gateways/nope/overrides", json!({})).await;
     assert_eq!(status, 404, "{name}");
     // cleared: back in the list
     let (status, _) = h
-        .write(
-            "PUT",
-            "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({})),
-        )
+        .put("/admin/v1/gateways/static.ams/overrides", json!({}))
         .await;
     assert_eq!(status, 200);
     let hosts = h
@@ -167,20 +139,21 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     assert_eq!(hosts, ["hand.ams", "static.ams"], "{name}");
 
     // only hand-defined ones are deleted here
-    let (status, body) = h
-        .write("DELETE", "/admin/v1/gateways/static.ams", None)
-        .await;
+    let (status, body) = h.delete("/admin/v1/gateways/static.ams").await;
     assert_eq!(status, 409, "{name}");
     assert!(
         body["message"].as_str().unwrap().contains("provider file"),
         "{body}"
     );
-    let (status, _) = h.write("DELETE", "/admin/v1/gateways/hand.ams", None).await;
-    assert_eq!(status, 204, "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/gateways/hand.ams", None).await;
-    assert_eq!(status, 404, "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/bridges/br.ams", None).await;
-    assert_eq!(status, 204, "{name}");
+    h.delete_each(
+        name,
+        &[
+            ("/admin/v1/gateways/hand.ams", 204),
+            ("/admin/v1/gateways/hand.ams", 404),
+            ("/admin/v1/bridges/br.ams", 204),
+        ],
+    )
+    .await;
     let hosts = h
         .wait_hosts("/api/5/gateways", |h| !has(h, "hand.ams"))
         .await;

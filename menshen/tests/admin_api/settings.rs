@@ -1,7 +1,8 @@
 //! Invites an operator creates and deletes, and the provider's and the
 //! service's settings.
 
-use serde_json::{Value, json};
+use menshen_e2e::http::json_of;
+use serde_json::json;
 
 use super::{Harness, actions};
 use crate::common::{Backend, PATIENCE, eventually, named_fields, on_each_backend};
@@ -12,8 +13,12 @@ async fn invites_and_settings(backend: Backend) {
     let name = backend.name();
     let h = Harness::start(backend).await;
 
-    let (status, body) = h.write("POST", "/admin/v1/invites",
-        Some(json!({"buckets": ["friends", "press", "friends"], "count": 2, "expires_secs": 3600}))).await;
+    let (status, body) = h
+        .post(
+            "/admin/v1/invites",
+            json!({"buckets": ["friends", "press", "friends"], "count": 2, "expires_secs": 3600}),
+        )
+        .await;
     assert_eq!(status, 201, "{name}: {body}");
     let tokens: Vec<String> = body["tokens"]
         .as_array()
@@ -24,18 +29,13 @@ async fn invites_and_settings(backend: Backend) {
     assert_eq!(tokens.len(), 2);
     assert_eq!(body["buckets"], json!(["friends", "press"]));
     let (status, _) = h
-        .write(
-            "POST",
-            "/admin/v1/invites",
-            Some(json!({"buckets": ["family"]})),
-        )
+        .post("/admin/v1/invites", json!({"buckets": ["family"]}))
         .await;
     assert_eq!(status, 201);
     let (status, body) = h
-        .write(
-            "POST",
+        .post(
             "/admin/v1/invites",
-            Some(json!({"buckets": ["bad bucket"], "count": 0})),
+            json!({"buckets": ["bad bucket"], "count": 0}),
         )
         .await;
     assert_eq!(status, 422, "{name}");
@@ -51,10 +51,9 @@ async fn invites_and_settings(backend: Backend) {
 
     // an invite token lets a client see an invite-only gateway
     let (status, _) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/gateways/static.ams/overrides",
-            Some(json!({"bucket": "press"})),
+            json!({"bucket": "press"}),
         )
         .await;
     assert_eq!(status, 200);
@@ -63,38 +62,28 @@ async fn invites_and_settings(backend: Backend) {
         format_args!("{name}: the invite to grant press"),
         PATIENCE,
         || async {
-            let list: Value = h
-                .server
-                .client
-                .get(h.server.url("/api/5/gateways"))
-                .header("x-menshen-auth-token", &tokens[0])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = json_of(
+                h.server
+                    .client
+                    .get(h.server.url("/api/5/gateways"))
+                    .header("x-menshen-auth-token", &tokens[0]),
+            )
+            .await;
             list.as_array().unwrap().len() == 1
         },
     )
     .await;
 
     let id = list[0]["id"].as_str().unwrap().to_owned();
-    let (status, _) = h
-        .write("DELETE", &format!("/admin/v1/invites/{id}"), None)
-        .await;
+    let (status, _) = h.delete(&format!("/admin/v1/invites/{id}")).await;
     assert_eq!(status, 204, "{name}");
-    let (status, _) = h
-        .write("DELETE", &format!("/admin/v1/invites/{id}"), None)
-        .await;
+    let (status, _) = h.delete(&format!("/admin/v1/invites/{id}")).await;
     assert_eq!(status, 404, "{name}");
-    let (status, body) = h
-        .write("DELETE", "/admin/v1/invites?bucket=family", None)
-        .await;
+    let (status, body) = h.delete("/admin/v1/invites?bucket=family").await;
     assert_eq!((status, body["deleted"].as_u64()), (200, Some(1)), "{name}");
-    let (status, _) = h.write("DELETE", "/admin/v1/invites", None).await;
+    let (status, _) = h.delete("/admin/v1/invites").await;
     assert_eq!(status, 400, "{name}: neither bucket nor all");
-    let (status, body) = h.write("DELETE", "/admin/v1/invites?all=true", None).await;
+    let (status, body) = h.delete("/admin/v1/invites?all=true").await;
     assert_eq!((status, body["deleted"].as_u64()), (200, Some(1)), "{name}");
     let (_, list) = h.get("/admin/v1/invites").await;
     assert!(list.as_array().unwrap().is_empty(), "{name}");
@@ -104,9 +93,7 @@ async fn invites_and_settings(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(provider["domain"], "vpn.test", "{name}: {provider}");
     provider["domain"] = "vpn.example".into();
-    let (status, body) = h
-        .write("PUT", "/admin/v1/provider", Some(provider.clone()))
-        .await;
+    let (status, body) = h.put("/admin/v1/provider", provider.clone()).await;
     assert_eq!(status, 200, "{name}: {body}");
     eventually(
         format_args!("{name}: provider.json to change"),
@@ -114,9 +101,7 @@ async fn invites_and_settings(backend: Backend) {
         || async { h.server.json("/provider.json").await["domain"] == "vpn.example" },
     )
     .await;
-    let (status, body) = h
-        .write("PUT", "/admin/v1/provider", Some(json!({"domain": ""})))
-        .await;
+    let (status, body) = h.put("/admin/v1/provider", json!({"domain": ""})).await;
     assert_eq!(status, 422, "{name}");
     let fields = named_fields(&body);
     assert_eq!(fields, ["domain", "api_uri", "api_versions"], "{name}");
@@ -126,7 +111,7 @@ async fn invites_and_settings(backend: Backend) {
     assert_eq!(service["auth"], "anonymous", "{name}: {service}");
     let new = json!({"auth": "anonymous", "openvpn_configuration": {"cipher": "AES-256-GCM", "persist-tun": true},
                      "serial": 4, "version": 3});
-    let (status, _) = h.write("PUT", "/admin/v1/service", Some(new.clone())).await;
+    let (status, _) = h.put("/admin/v1/service", new.clone()).await;
     assert_eq!(status, 200, "{name}");
     eventually(
         format_args!("{name}: the service to change"),
@@ -135,17 +120,14 @@ async fn invites_and_settings(backend: Backend) {
     )
     .await;
     let (status, body) = h
-        .write(
-            "PUT",
+        .put(
             "/admin/v1/service",
-            Some(json!({"auth": "anonymous", "openvpn_configuration": {"verb": 3}})),
+            json!({"auth": "anonymous", "openvpn_configuration": {"verb": 3}}),
         )
         .await;
     assert_eq!(status, 422, "{name}");
     assert_eq!(body["fields"][0]["field"], "openvpn_configuration.verb");
-    let (status, body) = h
-        .write("PUT", "/admin/v1/service", Some(json!({"serial": "four"})))
-        .await;
+    let (status, body) = h.put("/admin/v1/service", json!({"serial": "four"})).await;
     assert_eq!(status, 422, "{name}");
     assert_eq!(body["fields"][0]["field"], "serial");
     let (status, _) = h

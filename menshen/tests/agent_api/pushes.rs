@@ -21,13 +21,8 @@ async fn pushes_create_update_and_retire(backend: Backend) {
     let token = h.agent("gw-ams").await;
     let before = now_millis();
 
-    let (status, body) = h
-        .put(
-            "gateways",
-            Some(&token),
-            &json!([gateway("a.ams", 1194), gateway("b.ams", 1195)]),
-        )
-        .await;
+    let both = json!([gateway("a.ams", 1194), gateway("b.ams", 1195)]);
+    let (status, body) = h.put("gateways", Some(&token), &both).await;
     assert_eq!(status, 201, "{name}: {body}");
     assert_eq!(sorted_hosts(&body), ["a.ams", "b.ams"]);
     let seen = body[0]["last_seen_millis"].as_i64().unwrap();
@@ -46,13 +41,7 @@ async fn pushes_create_update_and_retire(backend: Backend) {
     );
 
     // The same set again: nothing new, 200.
-    let (status, _) = h
-        .put(
-            "gateways",
-            Some(&token),
-            &json!([gateway("a.ams", 1194), gateway("b.ams", 1195)]),
-        )
-        .await;
+    let (status, _) = h.put("gateways", Some(&token), &both).await;
     assert_eq!(status, 200, "{name}");
 
     // A changed load and a missing b: b is retired, a updated.

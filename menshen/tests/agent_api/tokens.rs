@@ -214,14 +214,15 @@ async fn the_signing_key_is_rotated_without_reenrolling_at_once(backend: Backend
             .put(server.url("/api/5/agent/gateways"))
             .bearer_auth(token)
             .json(&json!([gateway("rot.ams", 1194)]))
-            .send()
     };
     let admin_get = |server: &TestServer, token: &str| {
         client
             .get(server.url("/admin/v1/agents"))
             .bearer_auth(token)
-            .send()
     };
+    async fn status(request: reqwest::RequestBuilder) -> reqwest::StatusCode {
+        request.send().await.unwrap().status()
+    }
     let store = backend.store().await;
     let token_id = menshen::auth::random_id(16);
     store
@@ -241,99 +242,51 @@ async fn the_signing_key_is_rotated_without_reenrolling_at_once(backend: Backend
     let old_admin = old_key.mint_admin_token("alice", Role::Admin, now, 3600);
     let server = serve(keys(&[&old])).await;
     assert!(
-        push(&server, &old_agent)
-            .await
-            .unwrap()
-            .status()
-            .is_success(),
+        status(push(&server, &old_agent)).await.is_success(),
         "{name}"
     );
-    assert_eq!(
-        admin_get(&server, &old_admin).await.unwrap().status(),
-        200,
-        "{name}"
-    );
+    assert_eq!(status(admin_get(&server, &old_admin)).await, 200, "{name}");
     server.stop().await.unwrap();
 
     // During: the new key signs, both verify. The agent gets a new token
     // (keeping its token id, so the old one works on meanwhile).
     let both = SigningKey::load(&keys(&[&new, &old]), &dir).unwrap();
     assert_ne!(both.signing_kid(), old_key.signing_kid());
-    let kept = store
-        .reissue_agent(
-            "rot",
-            true,
-            AuditEntry::new("test", "agent.reissue", "agent/rot", 0),
-        )
-        .await
-        .unwrap();
+    let reissue = |keep: bool| {
+        let audit = AuditEntry::new("test", "agent.reissue", "agent/rot", 0);
+        store.reissue_agent("rot", keep, audit)
+    };
+    let kept = reissue(true).await.unwrap();
     assert_eq!(kept, token_id);
     let new_agent = both.mint_agent_token("rot", &kept, now, 3600);
     let new_admin = both.mint_admin_token("alice", Role::Admin, now, 3600);
     let server = serve(keys(&[&new, &old])).await;
     for token in [&old_agent, &new_agent] {
-        assert!(
-            push(&server, token).await.unwrap().status().is_success(),
-            "{name}"
-        );
+        assert!(status(push(&server, token)).await.is_success(), "{name}");
     }
     for token in [&old_admin, &new_admin] {
-        assert_eq!(
-            admin_get(&server, token).await.unwrap().status(),
-            200,
-            "{name}"
-        );
+        assert_eq!(status(admin_get(&server, token)).await, 200, "{name}");
     }
     server.stop().await.unwrap();
 
     // After: the old key is gone, and its tokens with it.
     let server = serve(keys(&[&new])).await;
-    assert_eq!(
-        push(&server, &old_agent).await.unwrap().status(),
-        401,
-        "{name}"
-    );
-    assert_eq!(
-        admin_get(&server, &old_admin).await.unwrap().status(),
-        401,
-        "{name}"
-    );
+    assert_eq!(status(push(&server, &old_agent)).await, 401, "{name}");
+    assert_eq!(status(admin_get(&server, &old_admin)).await, 401, "{name}");
     assert!(
-        push(&server, &new_agent)
-            .await
-            .unwrap()
-            .status()
-            .is_success(),
+        status(push(&server, &new_agent)).await.is_success(),
         "{name}"
     );
-    assert_eq!(
-        admin_get(&server, &new_admin).await.unwrap().status(),
-        200,
-        "{name}"
-    );
+    assert_eq!(status(admin_get(&server, &new_admin)).await, 200, "{name}");
 
     // A reissue without keeping replaces the token at once.
-    let fresh = store
-        .reissue_agent(
-            "rot",
-            false,
-            AuditEntry::new("test", "agent.reissue", "agent/rot", 0),
-        )
-        .await
-        .unwrap();
+    let fresh = reissue(false).await.unwrap();
     assert_ne!(fresh, token_id);
-    assert_eq!(
-        push(&server, &new_agent).await.unwrap().status(),
-        401,
-        "{name}"
-    );
+    assert_eq!(status(push(&server, &new_agent)).await, 401, "{name}");
     let newest = SigningKey::load(&keys(&[&new]), &dir)
         .unwrap()
         .mint_agent_token("rot", &fresh, now, 3600);
-    assert!(
-        push(&server, &newest).await.unwrap().status().is_success(),
-        "{name}"
-    );
+    assert!(status(push(&server, &newest)).await.is_success(), "{name}");
     server.stop().await.unwrap();
     store.close().await;
 }

@@ -18,13 +18,8 @@ on_each_backend!(
 
 async fn a_changed_inventory_changes_the_etag(backend: Backend) {
     let server = TestServer::start(&backend, CONTRACT_FILE).await;
+    let etag = server.etag("/api/5/gateways").await;
     let client = reqwest::Client::new();
-    let before = client
-        .get(server.url("/api/5/gateways"))
-        .send()
-        .await
-        .unwrap();
-    let etag = before.headers()["etag"].to_str().unwrap().to_owned();
 
     // Another writer (as another replica would) changes the store.
     let store = backend.store().await;

@@ -1,6 +1,6 @@
 //! provider.json as the clients read it.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::content_type;
 use crate::common::{Backend, CONTRACT_FILE, TestServer, on_each_backend};
@@ -12,16 +12,22 @@ on_each_backend!(
     always_arrays_are_present_even_when_empty,
 );
 
-async fn provider_json_follows_the_contract(backend: Backend) {
-    let server = TestServer::start(&backend, CONTRACT_FILE).await;
+/// provider.json without its `ca_cert_fingerprint`, and that fingerprint.
+async fn provider_and_fingerprint(server: &TestServer) -> (Value, Value) {
     let mut provider = server.json("/provider.json").await;
-    // SHA-256 of the CA handed to clients as `SHA256: <hex>` (checked
-    // against the certificate itself in tests/openvpn.rs).
     let fingerprint = provider
         .as_object_mut()
         .unwrap()
         .remove("ca_cert_fingerprint")
         .expect("ca_cert_fingerprint");
+    (provider, fingerprint)
+}
+
+async fn provider_json_follows_the_contract(backend: Backend) {
+    let server = TestServer::start(&backend, CONTRACT_FILE).await;
+    let (provider, fingerprint) = provider_and_fingerprint(&server).await;
+    // SHA-256 of the CA handed to clients as `SHA256: <hex>` (checked
+    // against the certificate itself in tests/openvpn.rs).
     let fingerprint = fingerprint.as_str().unwrap();
     let hex = fingerprint.strip_prefix("SHA256: ").expect(fingerprint);
     assert_eq!(hex.len(), 64);
@@ -85,12 +91,7 @@ allow_registration = true
 
 async fn a_provider_file_with_every_optional_field_is_served_as_clients_read_it(backend: Backend) {
     let server = TestServer::start(&backend, EVERY_PROVIDER_FIELD).await;
-    let mut provider = server.json("/provider.json").await;
-    let pin = provider
-        .as_object_mut()
-        .unwrap()
-        .remove("ca_cert_fingerprint")
-        .expect("ca_cert_fingerprint");
+    let (provider, pin) = provider_and_fingerprint(&server).await;
     assert!(pin.as_str().unwrap().starts_with("SHA256: "), "{pin}");
     assert_eq!(
         provider,

@@ -247,6 +247,12 @@ impl TestServer {
         get_json(&self.url(path), 200).await
     }
 
+    /// The entity tag of the answer at `path`.
+    pub async fn etag(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.headers()["etag"].to_str().unwrap().to_owned()
+    }
+
     /// The hosts of the client list at `path`, sorted.
     pub async fn hosts(&self, path: &str) -> Vec<String> {
         sorted_hosts(&self.json(path).await)

@@ -1,6 +1,7 @@
 //! The admin API taking the provider's tokens.
 
-use serde_json::{Value, json};
+use menshen_e2e::http::json_of;
+use serde_json::json;
 
 use super::*;
 
@@ -49,14 +50,11 @@ async fn the_admin_api_takes_the_providers_tokens_by_role() {
     assert_eq!(call(reqwest::Method::GET, own).await, 200);
 
     // The audit log names the provider's subject.
-    let audit: Value = client
-        .get(server.url("/admin/v1/audit"))
-        .bearer_auth(RSA.mint("rsa-1", &claims(json!({"menshen_role": "viewer"}))))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = json_of(
+        client
+            .get(server.url("/admin/v1/audit"))
+            .bearer_auth(RSA.mint("rsa-1", &claims(json!({"menshen_role": "viewer"})))),
+    )
+    .await;
     assert!(audit.to_string().contains("oidc:alice"), "{audit}");
 }

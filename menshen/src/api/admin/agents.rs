@@ -14,7 +14,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::{random_id, valid_agent_name};
 use crate::inventory::validate::FieldError;
-use crate::store::{AuditEntry, now_millis};
+use crate::store::now_millis;
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -59,8 +59,6 @@ pub struct AgentView {
 #[utoipa::path(
     get,
     path = "/admin/v1/agents",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every agent, by name.", body = Vec<AgentView>),
         ViewerRefusals,
@@ -91,8 +89,6 @@ async fn list_agents(
 #[utoipa::path(
     post,
     path = "/admin/v1/agents",
-    tag = "admin",
-    security(("admin_token" = [])),
     request_body = NewAgent,
     responses(
         (status = 201, description = "Created; the token is shown only now.", body = CreatedAgent),
@@ -123,13 +119,9 @@ async fn create_agent(
     let now = now_millis();
     let token_id = random_id(16);
     let expires_millis = now + ttl_secs * 1000;
-    let audit = AuditEntry::new(
-        &who.subject,
-        "agent.create",
-        format!("agent/{}", input.name),
-        now,
-    )
-    .after(serde_json::json!({"name": input.name, "expires_millis": expires_millis}));
+    let audit = who
+        .audit("agent.create", format!("agent/{}", input.name), now)
+        .after(serde_json::json!({"name": input.name, "expires_millis": expires_millis}));
     state
         .store
         .create_agent(&input.name, &token_id, now, audit)
@@ -152,8 +144,6 @@ async fn create_agent(
 #[utoipa::path(
     delete,
     path = "/admin/v1/agents/{name}",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(("name" = String, Path, description = "The agent's name.")),
     responses(
         (status = 204, description = "Revoked."),
@@ -167,7 +157,8 @@ async fn revoke_agent(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let now = now_millis();
-    let audit = AuditEntry::new(&who.subject, "agent.revoke", format!("agent/{name}"), now)
+    let audit = who
+        .audit("agent.revoke", format!("agent/{name}"), now)
         .before(serde_json::json!({"name": name}));
     state.store.revoke_agent(&name, now, audit).await?;
     Ok(StatusCode::NO_CONTENT)

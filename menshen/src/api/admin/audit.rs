@@ -29,8 +29,6 @@ struct AuditQuery {
 #[utoipa::path(
     get,
     path = "/admin/v1/audit",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit entries, newest first.", body = Vec<AuditRow>),

@@ -12,6 +12,7 @@ use crate::api::{AppState, SharedState};
 use crate::auth::admin::Role;
 use crate::auth::oidc::OidcError;
 use crate::auth::{self, TokenError};
+use crate::store::AuditEntry;
 
 /// An authenticated operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,14 @@ pub struct Principal {
     /// Who: recorded in the audit log.
     pub subject: String,
     pub role: Role,
+}
+
+impl Principal {
+    /// The audit entry of this operator's `action` on `target`, at
+    /// `at_millis`.
+    pub fn audit(&self, action: &str, target: impl Into<String>, at_millis: i64) -> AuditEntry {
+        AuditEntry::new(&self.subject, action, target, at_millis)
+    }
 }
 
 /// Why an operator was not let in.

@@ -16,7 +16,7 @@ use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::invite;
 use crate::inventory::validate::FieldError;
 use crate::inventory::validate::valid_bucket;
-use crate::store::{AuditEntry, InviteSelection, NewInvite, now_millis};
+use crate::store::{InviteSelection, NewInvite, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -83,8 +83,6 @@ pub struct Deleted {
 #[utoipa::path(
     get,
     path = "/admin/v1/invites",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every invite, oldest first.", body = Vec<InviteView>),
         ViewerRefusals,
@@ -116,8 +114,6 @@ async fn list_invites(
 #[utoipa::path(
     post,
     path = "/admin/v1/invites",
-    tag = "admin",
-    security(("admin_token" = [])),
     request_body = NewInvites,
     responses(
         (status = 201, description = "Created.", body = CreatedInvites),
@@ -168,7 +164,7 @@ async fn create_invites(
         tokens.push(new.token);
     }
     let ids: Vec<String> = invites.iter().map(|i| i.id.clone()).collect();
-    let audit = AuditEntry::new(&who.subject, "invite.create", "invites", now).after(
+    let audit = who.audit("invite.create", "invites", now).after(
         serde_json::json!({"ids": ids, "buckets": input.buckets, "expires_millis": expires_millis}),
     );
     state
@@ -191,8 +187,6 @@ async fn create_invites(
 #[utoipa::path(
     delete,
     path = "/admin/v1/invites",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(DeleteQuery),
     responses(
         (status = 200, description = "Deleted; how many.", body = Deleted),
@@ -219,7 +213,7 @@ async fn delete_invites(
             ));
         }
     };
-    let audit = AuditEntry::new(&who.subject, "invite.delete", target, now_millis());
+    let audit = who.audit("invite.delete", target, now_millis());
     let deleted = state
         .store
         .delete_invites(which, audit)
@@ -232,8 +226,6 @@ async fn delete_invites(
 #[utoipa::path(
     delete,
     path = "/admin/v1/invites/{id}",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(("id" = String, Path, description = "The invite's id, as listed.")),
     responses(
         (status = 204, description = "Deleted."),
@@ -246,12 +238,7 @@ async fn delete_invite(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = AuditEntry::new(
-        &who.subject,
-        "invite.delete",
-        format!("invite/{id}"),
-        now_millis(),
-    );
+    let audit = who.audit("invite.delete", format!("invite/{id}"), now_millis());
     let deleted = state
         .store
         .delete_invites(InviteSelection::Id(&id), audit)

@@ -14,7 +14,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::validate::FieldError;
 use crate::inventory::validate::{LocationInput, check_location};
-use crate::store::{AuditEntry, LocationRow, now_millis};
+use crate::store::{LocationRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -62,8 +62,6 @@ fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
 #[utoipa::path(
     get,
     path = "/admin/v1/locations",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every location, by label.", body = Vec<LocationView>),
         ViewerRefusals,
@@ -81,8 +79,6 @@ async fn list_locations(
 #[utoipa::path(
     post,
     path = "/admin/v1/locations",
-    tag = "admin",
-    security(("admin_token" = [])),
     request_body = LocationInput,
     responses(
         (status = 201, description = "Created.", body = LocationView),
@@ -97,8 +93,7 @@ async fn create_location(
 ) -> Result<(StatusCode, Json<LocationView>), ApiError> {
     let input: LocationInput = body.object()?;
     let row = check(&input)?;
-    let audit = AuditEntry::new(
-        &who.subject,
+    let audit = who.audit(
         "location.create",
         format!("location/{}", row.label),
         now_millis(),
@@ -112,8 +107,6 @@ async fn create_location(
 #[utoipa::path(
     put,
     path = "/admin/v1/locations/{label}",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(("label" = String, Path, description = "The location's label.")),
     request_body = LocationInput,
     responses(
@@ -138,8 +131,7 @@ async fn update_location(
     }
     input.label = label;
     let row = check(&input)?;
-    let audit = AuditEntry::new(
-        &who.subject,
+    let audit = who.audit(
         "location.update",
         format!("location/{}", row.label),
         now_millis(),
@@ -153,8 +145,6 @@ async fn update_location(
 #[utoipa::path(
     delete,
     path = "/admin/v1/locations/{label}",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(("label" = String, Path, description = "The location's label.")),
     responses(
         (status = 204, description = "Deleted."),
@@ -168,12 +158,7 @@ async fn delete_location(
     State(state): State<SharedState>,
     Path(label): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let audit = AuditEntry::new(
-        &who.subject,
-        "location.delete",
-        format!("location/{label}"),
-        now_millis(),
-    );
+    let audit = who.audit("location.delete", format!("location/{label}"), now_millis());
     state.store.delete_location(&label, audit).await?;
     Ok(StatusCode::NO_CONTENT)
 }

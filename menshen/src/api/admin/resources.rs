@@ -11,14 +11,14 @@ use menshen_model::{Bridge, Gateway};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Admin, Viewer};
+use super::auth::{Admin, Principal, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
 use crate::inventory::validate::{FieldError, Policy};
-use crate::store::{AuditEntry, ResourceKind, ResourceRow, now_millis};
+use crate::store::{ResourceKind, ResourceRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -58,7 +58,7 @@ type NewResource = fn(
 
 async fn create(
     state: &SharedState,
-    who: &str,
+    who: &Principal,
     body: JsonBody,
     new: NewResource,
 ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
@@ -70,8 +70,7 @@ async fn create(
     )
     .map_err(ApiError::invalid_fields)?;
     let target = format!("{}/{}", row.kind.as_str(), row.host);
-    let audit = AuditEntry::new(
-        who,
+    let audit = who.audit(
         &format!("{}.create", row.kind.as_str()),
         target,
         now_millis(),
@@ -86,12 +85,11 @@ async fn create(
 
 async fn delete(
     state: &SharedState,
-    who: &str,
+    who: &Principal,
     kind: ResourceKind,
     host: &str,
 ) -> Result<StatusCode, ApiError> {
-    let audit = AuditEntry::new(
-        who,
+    let audit = who.audit(
         &format!("{}.delete", kind.as_str()),
         format!("{}/{host}", kind.as_str()),
         now_millis(),
@@ -102,7 +100,7 @@ async fn delete(
 
 async fn set_overrides(
     state: &SharedState,
-    who: &str,
+    who: &Principal,
     kind: ResourceKind,
     host: String,
     body: JsonBody,
@@ -111,8 +109,7 @@ async fn set_overrides(
     let over = input
         .check(kind, &host)
         .map_err(|e| ApiError::invalid_fields(vec![e]))?;
-    let audit = AuditEntry::new(
-        who,
+    let audit = who.audit(
         &format!("{}.overrides", kind.as_str()),
         format!("{}/{host}", kind.as_str()),
         now_millis(),
@@ -128,176 +125,123 @@ async fn set_overrides(
     )))
 }
 
-/// Every gateway, with its status.
-#[utoipa::path(
-    get,
-    path = "/admin/v1/gateways",
-    tag = "admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Every gateway, by host.", body = Vec<AdminResource>),
-        ViewerRefusals,
-    ),
-)]
-async fn list_gateways(
-    _viewer: Viewer,
-    State(state): State<SharedState>,
-) -> Result<Json<Vec<AdminResource>>, ApiError> {
-    Ok(Json(list(&state, ResourceKind::Gateway).await?))
+/// The four routes of one kind of resource, described in the same words for
+/// gateways and bridges: `$list` and `$create` at `/admin/v1/$plural`,
+/// `$delete` at `/admin/v1/$plural/{host}` and `$set_overrides` at
+/// `/admin/v1/$plural/{host}/overrides`. `$defaults` says what a created one
+/// gets unless the body says otherwise.
+macro_rules! resource_routes {
+    (
+        $kind:expr, $name:literal, $plural:literal, $wire:ty, $new:expr, $defaults:literal,
+        $list:ident, $create:ident, $delete:ident, $set_overrides:ident $(,)?
+    ) => {
+        #[utoipa::path(
+            get,
+            path = concat!("/admin/v1/", $plural),
+            summary = concat!("Every ", $name, ", with its status."),
+            responses(
+                (status = 200, description = concat!("Every ", $name, ", by host."), body = Vec<AdminResource>),
+                ViewerRefusals,
+            ),
+        )]
+        async fn $list(
+            _viewer: Viewer,
+            State(state): State<SharedState>,
+        ) -> Result<Json<Vec<AdminResource>>, ApiError> {
+            Ok(Json(list(&state, $kind).await?))
+        }
+
+        #[utoipa::path(
+            post,
+            path = concat!("/admin/v1/", $plural),
+            summary = concat!("Defines a ", $name, " by hand (origin `admin`: it never expires)."),
+            request_body(content = $wire, description = concat!("As clients see it; ", $defaults)),
+            responses(
+                (status = 201, description = "Created.", body = AdminResource),
+                (status = 409, description = concat!("A ", $name, " with this host exists."), body = ErrorBody),
+                AdminBodyRefusals,
+            ),
+        )]
+        async fn $create(
+            Admin(who): Admin,
+            State(state): State<SharedState>,
+            body: JsonBody,
+        ) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
+            create(&state, &who, body, $new).await
+        }
+
+        #[utoipa::path(
+            delete,
+            path = concat!("/admin/v1/", $plural, "/{host}"),
+            summary = concat!(
+                "Deletes a ", $name, " defined through this API. Ones from the provider file\n",
+                "or an agent are refused (409): they would come back; put them in\n",
+                "maintenance instead."
+            ),
+            params(("host" = String, Path, description = concat!("The ", $name, "'s host."))),
+            responses(
+                (status = 204, description = "Deleted."),
+                (status = 404, description = concat!("No such ", $name, "."), body = ErrorBody),
+                (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
+                AdminRefusals,
+            ),
+        )]
+        async fn $delete(
+            Admin(who): Admin,
+            State(state): State<SharedState>,
+            Path(host): Path<String>,
+        ) -> Result<StatusCode, ApiError> {
+            delete(&state, &who, $kind, &host).await
+        }
+
+        #[utoipa::path(
+            put,
+            path = concat!("/admin/v1/", $plural, "/{host}/overrides"),
+            summary = concat!(
+                "Sets what operators decide about a ", $name, ": maintenance, `experimental`,\n",
+                "`bucket`. Kept apart from the ", $name, ", so agents' pushes do not undo it."
+            ),
+            params(("host" = String, Path, description = concat!("The ", $name, "'s host."))),
+            request_body = Overrides,
+            responses(
+                (status = 200, description = concat!("Set; the ", $name, " as it is now."), body = AdminResource),
+                (status = 404, description = concat!("No such ", $name, "."), body = ErrorBody),
+                AdminBodyRefusals,
+            ),
+        )]
+        async fn $set_overrides(
+            Admin(who): Admin,
+            State(state): State<SharedState>,
+            Path(host): Path<String>,
+            body: JsonBody,
+        ) -> Result<Json<AdminResource>, ApiError> {
+            set_overrides(&state, &who, $kind, host, body).await
+        }
+    };
 }
 
-/// Defines a gateway by hand (origin `admin`: it never expires).
-#[utoipa::path(
-    post,
-    path = "/admin/v1/gateways",
-    tag = "admin",
-    security(("admin_token" = [])),
-    request_body(content = Gateway, description = "As clients see it; `type` defaults to `openvpn`, `healthy` to true."),
-    responses(
-        (status = 201, description = "Created.", body = AdminResource),
-        (status = 409, description = "A gateway with this host exists.", body = ErrorBody),
-        AdminBodyRefusals,
-    ),
-)]
-async fn create_gateway(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    body: JsonBody,
-) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    create(&state, &who.subject, body, new_gateway).await
-}
+resource_routes!(
+    ResourceKind::Gateway,
+    "gateway",
+    "gateways",
+    Gateway,
+    new_gateway,
+    "`type` defaults to `openvpn`, `healthy` to true.",
+    list_gateways,
+    create_gateway,
+    delete_gateway,
+    set_gateway_overrides,
+);
 
-/// Deletes a gateway defined through this API. Ones from the provider file
-/// or an agent are refused (409): they would come back; put them in
-/// maintenance instead.
-#[utoipa::path(
-    delete,
-    path = "/admin/v1/gateways/{host}",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(("host" = String, Path, description = "The gateway's host.")),
-    responses(
-        (status = 204, description = "Deleted."),
-        (status = 404, description = "No such gateway.", body = ErrorBody),
-        (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
-        AdminRefusals,
-    ),
-)]
-async fn delete_gateway(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    Path(host): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(&state, &who.subject, ResourceKind::Gateway, &host).await
-}
-
-/// Sets what operators decide about a gateway: maintenance, `experimental`,
-/// `bucket`. Kept apart from the gateway, so agents' pushes do not undo it.
-#[utoipa::path(
-    put,
-    path = "/admin/v1/gateways/{host}/overrides",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(("host" = String, Path, description = "The gateway's host.")),
-    request_body = Overrides,
-    responses(
-        (status = 200, description = "Set; the gateway as it is now.", body = AdminResource),
-        (status = 404, description = "No such gateway.", body = ErrorBody),
-        AdminBodyRefusals,
-    ),
-)]
-async fn set_gateway_overrides(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    Path(host): Path<String>,
-    body: JsonBody,
-) -> Result<Json<AdminResource>, ApiError> {
-    set_overrides(&state, &who.subject, ResourceKind::Gateway, host, body).await
-}
-
-/// Every bridge, with its status.
-#[utoipa::path(
-    get,
-    path = "/admin/v1/bridges",
-    tag = "admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Every bridge, by host.", body = Vec<AdminResource>),
-        ViewerRefusals,
-    ),
-)]
-async fn list_bridges(
-    _viewer: Viewer,
-    State(state): State<SharedState>,
-) -> Result<Json<Vec<AdminResource>>, ApiError> {
-    Ok(Json(list(&state, ResourceKind::Bridge).await?))
-}
-
-/// Defines a bridge by hand (origin `admin`: it never expires).
-#[utoipa::path(
-    post,
-    path = "/admin/v1/bridges",
-    tag = "admin",
-    security(("admin_token" = [])),
-    request_body(content = Bridge, description = "As clients see it; `type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true."),
-    responses(
-        (status = 201, description = "Created.", body = AdminResource),
-        (status = 409, description = "A bridge with this host exists.", body = ErrorBody),
-        AdminBodyRefusals,
-    ),
-)]
-async fn create_bridge(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    body: JsonBody,
-) -> Result<(StatusCode, Json<AdminResource>), ApiError> {
-    create(&state, &who.subject, body, new_bridge).await
-}
-
-/// Deletes a bridge defined through this API. Ones from the provider file
-/// or an agent are refused (409): they would come back; put them in
-/// maintenance instead.
-#[utoipa::path(
-    delete,
-    path = "/admin/v1/bridges/{host}",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(("host" = String, Path, description = "The bridge's host.")),
-    responses(
-        (status = 204, description = "Deleted."),
-        (status = 404, description = "No such bridge.", body = ErrorBody),
-        (status = 409, description = "Defined in the provider file or reported by an agent.", body = ErrorBody),
-        AdminRefusals,
-    ),
-)]
-async fn delete_bridge(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    Path(host): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(&state, &who.subject, ResourceKind::Bridge, &host).await
-}
-
-/// Sets what operators decide about a bridge: maintenance, `experimental`,
-/// `bucket`. Kept apart from the bridge, so agents' pushes do not undo it.
-#[utoipa::path(
-    put,
-    path = "/admin/v1/bridges/{host}/overrides",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(("host" = String, Path, description = "The bridge's host.")),
-    request_body = Overrides,
-    responses(
-        (status = 200, description = "Set; the bridge as it is now.", body = AdminResource),
-        (status = 404, description = "No such bridge.", body = ErrorBody),
-        AdminBodyRefusals,
-    ),
-)]
-async fn set_bridge_overrides(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    Path(host): Path<String>,
-    body: JsonBody,
-) -> Result<Json<AdminResource>, ApiError> {
-    set_overrides(&state, &who.subject, ResourceKind::Bridge, host, body).await
-}
+resource_routes!(
+    ResourceKind::Bridge,
+    "bridge",
+    "bridges",
+    Bridge,
+    new_bridge,
+    "`type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true.",
+    list_bridges,
+    create_bridge,
+    delete_bridge,
+    set_bridge_overrides,
+);

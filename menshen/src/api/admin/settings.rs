@@ -8,13 +8,13 @@ use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Admin, Viewer};
+use super::auth::{Admin, Principal, Viewer};
 use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::ApiError;
 use crate::api::responses::{AdminBodyRefusals, ViewerRefusals};
 use crate::inventory::validate::FieldError;
-use crate::store::{AuditEntry, ServiceSettings, now_millis};
+use crate::store::{ServiceSettings, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -35,18 +35,13 @@ async fn stored<T: serde::de::DeserializeOwned + Default>(
 /// Replaces setting `name` with `value`, audited as `settings.NAME`.
 async fn replace<T: serde::Serialize>(
     state: &SharedState,
-    who: &str,
+    who: &Principal,
     name: &str,
     value: &T,
 ) -> Result<(), ApiError> {
     let now = now_millis();
     let value = serde_json::to_value(value).map_err(ApiError::internal)?;
-    let audit = AuditEntry::new(
-        who,
-        &format!("settings.{name}"),
-        format!("settings/{name}"),
-        now,
-    );
+    let audit = who.audit(&format!("settings.{name}"), format!("settings/{name}"), now);
     state
         .store
         .replace_setting(name, &value, audit, now)
@@ -54,44 +49,77 @@ async fn replace<T: serde::Serialize>(
     Ok(())
 }
 
-/// The provider description as stored (`/provider.json` adds the CA
-/// fingerprint).
-#[utoipa::path(
-    get,
-    path = "/admin/v1/provider",
-    tag = "admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The provider description.", body = Provider),
-        ViewerRefusals,
-    ),
-)]
-async fn get_provider(
-    _viewer: Viewer,
-    State(state): State<SharedState>,
-) -> Result<Json<Provider>, ApiError> {
-    Ok(Json(stored(&state, "provider").await?))
+/// The two routes of one setting, `/admin/v1/$name`: `$get` reads it as
+/// stored, `$put` replaces it with a body that `$check` accepts (and may
+/// clear what is never stored).
+macro_rules! setting_routes {
+    (
+        $name:literal, $ty:ty, $check:expr,
+        $(#[$get_doc:meta])* $get:ident: $get_description:literal,
+        $(#[$put_doc:meta])* $put:ident $(,)?
+    ) => {
+        $(#[$get_doc])*
+        #[utoipa::path(
+            get,
+            path = concat!("/admin/v1/", $name),
+            responses(
+                (status = 200, description = $get_description, body = $ty),
+                ViewerRefusals,
+            ),
+        )]
+        async fn $get(
+            _viewer: Viewer,
+            State(state): State<SharedState>,
+        ) -> Result<Json<$ty>, ApiError> {
+            Ok(Json(stored(&state, $name).await?))
+        }
+
+        $(#[$put_doc])*
+        #[utoipa::path(
+            put,
+            path = concat!("/admin/v1/", $name),
+            request_body = $ty,
+            responses(
+                (status = 200, description = "Replaced.", body = $ty),
+                AdminBodyRefusals,
+            ),
+        )]
+        async fn $put(
+            Admin(who): Admin,
+            State(state): State<SharedState>,
+            body: JsonBody,
+        ) -> Result<Json<$ty>, ApiError> {
+            let value = $check(body.object()?).map_err(ApiError::invalid_fields)?;
+            replace(&state, &who, $name, &value).await?;
+            Ok(Json(value))
+        }
+    };
 }
 
-/// Replaces the provider description. `ca_cert_fingerprint` is computed
-/// from the CA, never stored.
-#[utoipa::path(
-    put,
-    path = "/admin/v1/provider",
-    tag = "admin",
-    security(("admin_token" = [])),
-    request_body = Provider,
-    responses(
-        (status = 200, description = "Replaced.", body = Provider),
-        AdminBodyRefusals,
-    ),
-)]
-async fn put_provider(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    body: JsonBody,
-) -> Result<Json<Provider>, ApiError> {
-    let mut provider: Provider = body.object()?;
+setting_routes!(
+    "provider",
+    Provider,
+    checked_provider,
+    /// The provider description as stored (`/provider.json` adds the CA
+    /// fingerprint).
+    get_provider: "The provider description.",
+    /// Replaces the provider description. `ca_cert_fingerprint` is computed
+    /// from the CA, never stored.
+    put_provider,
+);
+
+setting_routes!(
+    "service",
+    ServiceSettings,
+    checked_service,
+    /// The service settings as stored (`/api/5/service` adds the locations).
+    get_service: "The service settings.",
+    /// Replaces the service settings.
+    put_service,
+);
+
+/// A provider description to store, or what is wrong with it.
+fn checked_provider(mut provider: Provider) -> Result<Provider, Vec<FieldError>> {
     let mut errors = Vec::new();
     if provider.domain.trim().is_empty() {
         errors.push(FieldError::new("domain", "must not be empty"));
@@ -103,49 +131,14 @@ async fn put_provider(
         errors.push(FieldError::new("api_versions", "must contain \"5\""));
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
+        return Err(errors);
     }
     provider.ca_cert_fingerprint.clear();
-    replace(&state, &who.subject, "provider", &provider).await?;
-    Ok(Json(provider))
+    Ok(provider)
 }
 
-/// The service settings as stored (`/api/5/service` adds the locations).
-#[utoipa::path(
-    get,
-    path = "/admin/v1/service",
-    tag = "admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The service settings.", body = ServiceSettings),
-        ViewerRefusals,
-    ),
-)]
-async fn get_service(
-    _viewer: Viewer,
-    State(state): State<SharedState>,
-) -> Result<Json<ServiceSettings>, ApiError> {
-    Ok(Json(stored(&state, "service").await?))
-}
-
-/// Replaces the service settings.
-#[utoipa::path(
-    put,
-    path = "/admin/v1/service",
-    tag = "admin",
-    security(("admin_token" = [])),
-    request_body = ServiceSettings,
-    responses(
-        (status = 200, description = "Replaced.", body = ServiceSettings),
-        AdminBodyRefusals,
-    ),
-)]
-async fn put_service(
-    Admin(who): Admin,
-    State(state): State<SharedState>,
-    body: JsonBody,
-) -> Result<Json<ServiceSettings>, ApiError> {
-    let service: ServiceSettings = body.object()?;
+/// Service settings to store, or what is wrong with them.
+fn checked_service(service: ServiceSettings) -> Result<ServiceSettings, Vec<FieldError>> {
     let mut errors = Vec::new();
     if service.auth.trim().is_empty() {
         errors.push(FieldError::new("auth", "must not be empty"));
@@ -158,9 +151,9 @@ async fn put_service(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
+    if errors.is_empty() {
+        Ok(service)
+    } else {
+        Err(errors)
     }
-    replace(&state, &who.subject, "service", &service).await?;
-    Ok(Json(service))
 }

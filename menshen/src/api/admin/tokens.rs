@@ -12,7 +12,7 @@ use super::auth::{Admin, Viewer};
 use crate::api::SharedState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminRefusals, ViewerRefusals};
-use crate::store::{AdminTokenRow, AuditEntry, now_millis, valid_jti};
+use crate::store::{AdminTokenRow, now_millis, valid_jti};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -43,8 +43,6 @@ pub struct SubjectRevoked {
 #[utoipa::path(
     get,
     path = "/admin/v1/tokens",
-    tag = "admin",
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "Every recorded admin token, newest first.", body = Vec<AdminTokenRow>),
         ViewerRefusals,
@@ -63,8 +61,6 @@ async fn list_tokens(
 #[utoipa::path(
     delete,
     path = "/admin/v1/tokens/{jti}",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(("jti" = String, Path, description = "The token's id (`jti`, 32 hex digits).")),
     responses(
         (status = 200, description = "Revoked.", body = AdminTokenRow),
@@ -86,12 +82,7 @@ async fn revoke_token(
         ));
     }
     let now = now_millis();
-    let audit = AuditEntry::new(
-        &who.subject,
-        "admin_token.revoke",
-        format!("admin_token/{jti}"),
-        now,
-    );
+    let audit = who.audit("admin_token.revoke", format!("admin_token/{jti}"), now);
     let row = state.store.revoke_admin_token(&jti, now, audit).await?;
     tracing::info!(jti = %jti, subject = %row.subject, by = %who.subject, "admin token revoked");
     Ok(Json(row))
@@ -102,8 +93,6 @@ async fn revoke_token(
 #[utoipa::path(
     delete,
     path = "/admin/v1/tokens",
-    tag = "admin",
-    security(("admin_token" = [])),
     params(SubjectQuery),
     responses(
         (status = 200, description = "Revoked.", body = SubjectRevoked),
@@ -125,8 +114,7 @@ async fn revoke_subject(
         ));
     }
     let now = now_millis();
-    let audit = AuditEntry::new(
-        &who.subject,
+    let audit = who.audit(
         "admin_token.revoke_subject",
         format!("admin_subject/{subject}"),
         now,

@@ -212,6 +212,10 @@ async fn data(
     // Time the store was unreachable does not count towards TTLs, as in
     // the client lists.
     let outages = state.store.health().outages();
+    // The page of `inventory` as read then; the public summary when `public`.
+    let answer = |inventory: &Inventory, public: bool, read: Read| {
+        Json(build(inventory, now_millis(), ttl, public, read, &outages))
+    };
     let snapshot = || {
         let read = Read {
             store_up: state.store.health().is_up(),
@@ -221,14 +225,7 @@ async fn data(
     };
     if state.public_status && !has_token {
         let (inventory, read) = snapshot();
-        return Ok(Json(build(
-            &inventory,
-            now_millis(),
-            ttl,
-            true,
-            read,
-            &outages,
-        )));
+        return Ok(answer(&inventory, true, read));
     }
     viewer?;
     // From the store, so that heartbeat times are current; while it does
@@ -242,14 +239,7 @@ async fn data(
                     store_up: true,
                     at_millis: now,
                 };
-                return Ok(Json(build(
-                    &inventory,
-                    now_millis(),
-                    ttl,
-                    false,
-                    read,
-                    &outages,
-                )));
+                return Ok(answer(&inventory, false, read));
             }
             Err(StoreError::Database(err)) if crate::store::is_unavailable(&err) => {}
             Err(err) => return Err(ApiError::internal(err)),
@@ -257,12 +247,5 @@ async fn data(
     }
     let (inventory, mut read) = snapshot();
     read.store_up = false;
-    Ok(Json(build(
-        &inventory,
-        now_millis(),
-        ttl,
-        false,
-        read,
-        &outages,
-    )))
+    Ok(answer(&inventory, false, read))
 }

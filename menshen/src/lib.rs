@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::AppState;
-use crate::api::rate_limit::RateLimiter;
+use crate::api::rate_limit::{RateLimit, RateLimiter};
 use crate::auth::SigningKey;
 use crate::auth::oidc::OidcVerifier;
 use crate::config::Settings;
@@ -93,22 +93,11 @@ pub async fn launch(
     let issuers = Workers::new("menshen-issue", issue_threads, settings.issue_queue)
         .context("starting the certificate issuing threads")?;
     let cert_limit = settings.cert_rate_limit.map(|limit| {
-        tracing::info!(
-            count = limit.rate.count,
-            per_seconds = limit.rate.per.as_secs_f64(),
-            burst = limit.burst,
-            "certificates and configurations are rate limited per client address"
-        );
+        announce_limit(&limit, "certificates and configurations", "address");
         RateLimiter::new(limit)
     });
-
     let bridge_limit = settings.bridge_rate_limit.map(|limit| {
-        tracing::info!(
-            count = limit.rate.count,
-            per_seconds = limit.rate.per.as_secs_f64(),
-            burst = limit.burst,
-            "bridge lists are rate limited per client network"
-        );
+        announce_limit(&limit, "bridge lists", "network");
         RateLimiter::per_network(limit)
     });
     let signing_key = Arc::new(SigningKey::load(&settings.signing_key, &settings.data_dir)?);
@@ -247,6 +236,17 @@ pub async fn launch(
     store.close().await;
     tracing::info!("menshen stopped");
     result
+}
+
+/// Says at start that `what` are rate limited per client `party` (address
+/// or network), and how.
+fn announce_limit(limit: &RateLimit, what: &str, party: &str) {
+    tracing::info!(
+        count = limit.rate.count,
+        per_seconds = limit.rate.per.as_secs_f64(),
+        burst = limit.burst,
+        "{what} are rate limited per client {party}"
+    );
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use menshen::store::now_millis;
 use serde_json::json;
 
-use super::{Harness, actions, gateway, has};
+use super::{Harness, actions, has};
 use crate::common::{Backend, PATIENCE, eventually, on_each_backend};
 
 on_each_backend!(agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushes);
@@ -30,17 +30,7 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     assert_eq!(body["fields"].as_array().unwrap().len(), 2, "{body}");
 
     // the token works for the agent API, and not here
-    let push = |load: f64| {
-        let (server, token) = (&h.server, &token);
-        async move {
-            let mut g = gateway("pushed.ams", "amsterdam");
-            g["type"] = "openvpn".into();
-            g["healthy"] = true.into();
-            g["load"] = load.into();
-            server.push("gateways", Some(token), &json!([g])).await.0
-        }
-    };
-    assert_eq!(push(0.5).await, 201, "{name}");
+    assert_eq!(h.push_pushed_ams(&token, 0.5).await, 201, "{name}");
     let (status, _) = h.call("GET", "/admin/v1/agents", Some(&token), None).await;
     assert_eq!(status, 401, "{name}: agent token on the admin API");
 
@@ -72,7 +62,7 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     h.wait_hosts("/api/5/gateways", |h| !has(h, "pushed.ams"))
         .await;
     let before = h.server.generation().await;
-    assert_eq!(push(0.75).await, 200, "{name}");
+    assert_eq!(h.push_pushed_ams(&token, 0.75).await, 200, "{name}");
     h.server.rebuilt_since(before).await;
     let hosts = h.server.hosts("/api/5/gateways").await;
     assert!(
@@ -106,7 +96,7 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     assert_eq!(status, 204, "{name}");
     let (status, _) = h.delete("/admin/v1/agents/gw-ams").await;
     assert_eq!(status, 404, "{name}");
-    assert_eq!(push(0.5).await, 401, "{name}: revoked");
+    assert_eq!(h.push_pushed_ams(&token, 0.5).await, 401, "{name}: revoked");
     assert!(
         h.admin_resource("gateways", "pushed.ams").await.is_null(),
         "{name}"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use menshen::geo::client_ip::TrustedProxies;
 use serde_json::{Value, json};
 
-use super::{Harness, actions, gateway, has};
+use super::{Harness, actions, has};
 use crate::common::{Backend, ProviderFile, cli, on_each_backend, stdout_of};
 
 on_each_backend!(blocked_resources_are_not_handed_out_where_they_are_blocked);
@@ -277,17 +277,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     let (status, body) = h.post("/admin/v1/agents", json!({"name": "gw-ams"})).await;
     assert_eq!(status, 201, "{name}: {body}");
     let token = body["token"].as_str().unwrap().to_owned();
-    let push = |load: f64| {
-        let (server, token) = (&h.server, &token);
-        async move {
-            let mut g = gateway("pushed.ams", "amsterdam");
-            g["type"] = "openvpn".into();
-            g["healthy"] = true.into();
-            g["load"] = load.into();
-            server.push("gateways", Some(token), &json!([g])).await.0
-        }
-    };
-    assert_eq!(push(0.5).await, 201, "{name}");
+    assert_eq!(h.push_pushed_ams(&token, 0.5).await, 201, "{name}");
     let (status, _) = h
         .put(
             "/admin/v1/gateways/pushed.ams/overrides",
@@ -295,7 +285,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
         )
         .await;
     assert_eq!(status, 200, "{name}");
-    assert_eq!(push(0.25).await, 200, "{name}");
+    assert_eq!(h.push_pushed_ams(&token, 0.25).await, 200, "{name}");
     let seen = h.admin_resource("gateways", "pushed.ams").await;
     assert_eq!(
         seen["overrides"]["blocked_in"],

@@ -116,6 +116,19 @@ impl Harness {
             .unwrap_or(Value::Null)
     }
 
+    /// Pushes the healthy OpenVPN gateway `pushed.ams` in Amsterdam at
+    /// `load` as the agent holding `token`; the answer's status.
+    async fn push_pushed_ams(&self, token: &str, load: f64) -> u16 {
+        let mut g = gateway("pushed.ams", "amsterdam");
+        g["type"] = "openvpn".into();
+        g["healthy"] = true.into();
+        g["load"] = load.into();
+        self.server
+            .push("gateways", Some(token), &json!([g]))
+            .await
+            .0
+    }
+
     async fn audit(&self) -> Vec<Value> {
         let (status, list) = self.get("/admin/v1/audit").await;
         assert_eq!(status, 200, "{list}");

@@ -10,6 +10,7 @@ pub mod config;
 pub mod geo;
 pub mod inventory;
 pub mod pki;
+pub mod probe;
 pub mod select;
 pub mod server;
 pub mod store;
@@ -139,6 +140,7 @@ pub async fn launch(
         },
         order_seed: settings.order_seed,
         bridges,
+        drop_dysfunctional: settings.drop_dysfunctional,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let invite_uses = Arc::new(InviteUses::default());
@@ -187,6 +189,11 @@ pub async fn launch(
         tokio::spawn(async move { store.watch_health(interval, stop).await })
     };
 
+    let prober = settings
+        .probe
+        .clone()
+        .map(|probe| tokio::spawn(crate::probe::run(store.clone(), probe, stop_rx.clone())));
+
     let metrics_server = metrics_listener.map(|l| {
         let mut stop = stop_rx.clone();
         if let Ok(address) = l.local_addr() {
@@ -230,6 +237,9 @@ pub async fn launch(
     let _ = invite_use_writer.await;
     let _ = listener_task.await;
     let _ = health_task.await;
+    if let Some(task) = prober {
+        let _ = task.await;
+    }
     if let Some(task) = metrics_server {
         let _ = task.await;
     }

@@ -1,6 +1,6 @@
 //! The `menshen` command line: the command tree here, one module per
 //! command (`serve`, `check_config`, `import`, `location`, `resource` for
-//! gateways and bridges, `agent`, `invite`, `admin`, `pki`), and what they
+//! gateways and bridges, `agent`, `invite`, `admin`, `pki`, `probe`), and what they
 //! share: `args` (the store, the signing key, value parsers), `input`
 //! (flags or JSON, field errors), `table` (lists as text) and `exit` (how a
 //! command ends, and its exit status).
@@ -16,6 +16,7 @@ mod input;
 mod invite;
 mod location;
 mod pki;
+mod probe;
 mod resource;
 mod serve;
 mod table;
@@ -98,6 +99,14 @@ enum Command {
     /// A provider's key material: CAs and the signing key.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Check every gateway and bridge from outside, at --probe-interval, and
+    /// store what was found, until stopped: OpenVPN gateways answer a
+    /// client's hard reset (UDP; TCP after connecting), obfs4 bridges an
+    /// obfs4 handshake with their cert. One that fails --probe-failures
+    /// checks in a row is dysfunctional, and replicas leave it out of client
+    /// lists (unless serve --probe-keep-dysfunctional). Run one beside the
+    /// replicas, on the same store, or use serve --probe instead.
+    Probe(probe::ProbeCommandArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -132,6 +141,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Invite(command) => invite::run(command).await,
         Command::Admin(command) => admin::run(command).await,
         Command::Pki(command) => pki::run(command),
+        Command::Probe(args) => probe::run(args).await,
     }
 }
 

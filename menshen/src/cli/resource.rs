@@ -12,7 +12,7 @@ use super::args::{StoreArgs, TtlArg, audit, key_value};
 use super::input::{invalid, json_instead_of_flags};
 use super::table::{ago, json_or_table, render_table};
 use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
-use crate::store::{ResourceKind, Store, now_millis};
+use crate::store::{ProbeState, ResourceKind, Store, now_millis};
 
 pub const GATEWAY_HELP: &str = "Examples:
   menshen gateway list
@@ -287,6 +287,7 @@ pub fn resource_table(resources: &[AdminResource], now: i64) -> String {
             "LOAD",
             "LAST SEEN",
             "AGENT",
+            "PROBE",
         ],
         resources
             .iter()
@@ -318,6 +319,11 @@ pub fn resource_table(resources: &[AdminResource], now: i64) -> String {
                     format!("{:.2}{}", r.load, if r.overloaded { "!" } else { "" }),
                     ago(r.last_seen_millis, now),
                     r.agent.clone().unwrap_or_else(|| format!("({})", r.origin)),
+                    r.probe
+                        .as_ref()
+                        .map_or(ProbeState::Untested, |p| p.state)
+                        .as_str()
+                        .to_owned(),
                 ]
             })
             .collect(),

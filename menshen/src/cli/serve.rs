@@ -67,6 +67,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     oidc: OidcArgs,
 
+    #[command(flatten)]
+    probe: ServeProbeArgs,
+
     /// Show a summary (counts per location, no hosts) on the status page to
     /// anyone; without it the page needs a viewer or admin token.
     #[arg(long, env = "MENSHEN_PUBLIC_STATUS")]
@@ -289,6 +292,24 @@ struct BridgeArgs {
     bridge_rate_burst: Option<u32>,
 }
 
+/// The prober inside the server, and what the lists make of its results.
+#[derive(Debug, Clone, Args)]
+struct ServeProbeArgs {
+    /// Check every gateway and bridge from outside, in this process (see
+    /// `menshen probe`, which does it from a process of its own). With
+    /// several replicas, give it to one of them, or run `menshen probe`.
+    #[arg(long, env = "MENSHEN_PROBE")]
+    probe: bool,
+
+    #[command(flatten)]
+    settings: super::probe::ProbeArgs,
+
+    /// Keep gateways and bridges the prober found dysfunctional in client
+    /// lists (they are left out by default; never all of a kind at once).
+    #[arg(long, env = "MENSHEN_PROBE_KEEP_DYSFUNCTIONAL")]
+    probe_keep_dysfunctional: bool,
+}
+
 /// A bridge epoch: a duration of at least a second.
 fn parse_epoch(text: &str) -> Result<Duration, String> {
     let epoch = humantime::parse_duration(text)
@@ -442,6 +463,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store_timeout: args.store_timeout,
         max_resources_per_agent: args.max_resources_per_agent,
         allow_private_addresses: args.allow_private_addresses,
+        probe: args.probe.probe.then(|| args.probe.settings.settings()),
+        drop_dysfunctional: !args.probe.probe_keep_dysfunctional,
     };
     if let Some(limit) = crate::server::raise_fd_limit() {
         let wanted =

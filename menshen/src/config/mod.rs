@@ -96,6 +96,10 @@ pub struct Settings {
     /// Addresses that are not public unicast may be sent to clients (labs
     /// and tests); the provider file's `[policy]` may allow it too.
     pub allow_private_addresses: bool,
+    /// Run the prober inside the server (`serve --probe`); off when `None`.
+    pub probe: Option<crate::probe::ProbeSettings>,
+    /// Leave resources the prober found dysfunctional out of client lists.
+    pub drop_dysfunctional: bool,
 }
 
 impl Settings {
@@ -130,6 +134,8 @@ impl Settings {
             store_timeout: crate::store::DEFAULT_STORE_TIMEOUT,
             max_resources_per_agent: crate::inventory::validate::DEFAULT_MAX_RESOURCES_PER_AGENT,
             allow_private_addresses: false,
+            probe: None,
+            drop_dysfunctional: true,
         }
     }
 }

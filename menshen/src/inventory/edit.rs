@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 
 use super::Status;
 use super::validate::{FieldError, Policy, check_bridges, check_gateways, valid_bucket};
-use crate::store::{CountryCodes, Inventory, Origin, OverrideRow, ResourceKind, ResourceRow};
+use crate::store::{
+    CountryCodes, Inventory, Origin, OverrideRow, ProbeRow, ResourceKind, ResourceRow,
+};
 
 /// What an operator set on a resource; `null` means the resource's own value.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -106,9 +108,12 @@ pub struct AdminResource {
     /// The agent that reports it.
     pub agent: Option<String>,
     pub status: Status,
-    /// Whether clients may be given it (subject to their filters and invites).
+    /// Whether clients may be given it (subject to their filters and
+    /// invites): by its status, and not left out as dysfunctional.
     pub listed: bool,
     pub overrides: Overrides,
+    /// What the prober last found; absent while it never checked it.
+    pub probe: Option<ProbeRow>,
 }
 
 impl AdminResource {
@@ -141,7 +146,14 @@ impl AdminResource {
             status,
             listed: status.listed(),
             overrides: over.map(Overrides::from).unwrap_or_default(),
+            probe: None,
         }
+    }
+
+    /// With what the prober found of it.
+    pub fn with_probe(mut self, probe: Option<&ProbeRow>) -> Self {
+        self.probe = probe.cloned();
+        self
     }
 
     /// Every resource of `kind` in `inventory`, as it stands at `now`.
@@ -161,6 +173,7 @@ impl AdminResource {
                     .iter()
                     .find(|o| o.kind == kind && o.host == r.host);
                 AdminResource::of(r, over, now, ttl_millis)
+                    .with_probe(inventory.probe(kind, &r.host))
             })
             .collect()
     }

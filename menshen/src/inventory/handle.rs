@@ -110,6 +110,17 @@ impl InventoryHandle {
         let outages = self.store.health().outages();
         let snapshot = build_timed(&source, &self.options, &outages);
         self.metrics.observe_snapshot(&snapshot);
+        let before = self.current.load();
+        for kind in &snapshot.probes.suspended {
+            if !before.probes.suspended.contains(kind) {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    "the prober finds every live {} dysfunctional: none is left out of \
+                     client lists (is the prober's own network at fault?)",
+                    kind.as_str()
+                );
+            }
+        }
         self.current.store(Arc::new(snapshot));
         self.generation.fetch_add(1, Ordering::Release);
     }

@@ -13,7 +13,7 @@ pub mod validate;
 
 pub use handle::{InventoryHandle, MIN_RELOAD_GAP};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -22,7 +22,7 @@ use menshen_model::{Bridge, EipService, Gateway, Location, format_timezone};
 
 use crate::geo::{CountrySet, Place, Position};
 use crate::select::ring::Ring;
-use crate::store::{Inventory, Outages, OverrideRow, ResourceKind, ResourceRow};
+use crate::store::{Inventory, Outages, OverrideRow, ProbeState, ResourceKind, ResourceRow};
 use catalog::{Catalog, CatalogBuilder, Item};
 
 /// Ready response bytes with their entity tag.
@@ -72,6 +72,9 @@ pub struct SnapshotOptions {
     /// How public bridges are shared out among client networks; every
     /// client gets all of them when `None`.
     pub bridges: Option<Arc<crate::select::ring::Distribution>>,
+    /// Leave gateways and bridges the prober found dysfunctional out of
+    /// client lists (see [`ProbeView`]).
+    pub drop_dysfunctional: bool,
 }
 
 impl Default for SnapshotOptions {
@@ -82,6 +85,7 @@ impl Default for SnapshotOptions {
             api_versions: vec!["5".into()],
             order_seed: None,
             bridges: None,
+            drop_dysfunctional: true,
         }
     }
 }
@@ -111,11 +115,73 @@ pub struct Snapshot {
     /// heard from within the TTL (`stale` to operators).
     pub stale_gateways: usize,
     pub stale_bridges: usize,
+    /// What the prober found, as far as clients and operators see it.
+    pub probes: ProbeView,
     /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
     invites: HashMap<String, invites::Invite>,
     /// Admin tokens revoked before they expire, checked on each admin
     /// request.
     pub admin_revocations: crate::store::AdminRevocations,
+}
+
+/// The prober's results as they bear on client lists.
+///
+/// Live resources the prober found dysfunctional are left out (with
+/// [`SnapshotOptions::drop_dysfunctional`]), unless that would leave no
+/// gateway (or no bridge) at all: when every one of a kind fails, the
+/// likelier cause is the prober's own network, and taking them all out
+/// would turn a monitoring fault into an outage. The kind is then
+/// `suspended` and nothing of it is left out.
+#[derive(Debug, Default)]
+pub struct ProbeView {
+    /// Left out of client lists for failing the prober's checks.
+    pub excluded: HashSet<(ResourceKind, String)>,
+    /// Kinds for which leaving the dysfunctional ones out is suspended.
+    pub suspended: Vec<ResourceKind>,
+    /// Stored resources by kind and state.
+    pub counts: BTreeMap<(ResourceKind, ProbeState), usize>,
+}
+
+impl ProbeView {
+    /// Whether resource `kind`/`host` is left out for failing its checks.
+    pub fn excludes(&self, kind: ResourceKind, host: &str) -> bool {
+        !self.excluded.is_empty() && self.excluded.contains(&(kind, host.to_owned()))
+    }
+
+    /// Works out what to leave out of `live`, and leaves it out.
+    fn apply(inventory: &Inventory, live: &mut Vec<&ResourceRow>, drop: bool) -> ProbeView {
+        let mut view = ProbeView::default();
+        let state = |r: &ResourceRow| {
+            inventory
+                .probe(r.kind, &r.host)
+                .map_or(ProbeState::Untested, |p| p.state)
+        };
+        for r in &inventory.resources {
+            *view.counts.entry((r.kind, state(r))).or_insert(0) += 1;
+        }
+        if !drop {
+            return view;
+        }
+        for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
+            let (bad, good): (Vec<&&ResourceRow>, Vec<&&ResourceRow>) = live
+                .iter()
+                .filter(|r| r.kind == kind)
+                .partition(|r| state(r) == ProbeState::Dysfunctional);
+            if bad.is_empty() {
+                continue;
+            }
+            if good.is_empty() {
+                view.suspended.push(kind);
+                continue;
+            }
+            view.excluded
+                .extend(bad.into_iter().map(|r| (kind, r.host.clone())));
+        }
+        if !view.excluded.is_empty() {
+            live.retain(|r| !view.excluded.contains(&(r.kind, r.host.clone())));
+        }
+        view
+    }
 }
 
 /// Whether `r` is live at `now`, not counting time during which the store
@@ -256,6 +322,7 @@ impl Snapshot {
                 }
             }
         }
+        let probes = ProbeView::apply(inventory, &mut live, options.drop_dysfunctional);
         live.sort_by(|a, b| (&a.location, &a.host).cmp(&(&b.location, &b.host)));
         for r in live {
             // Nothing expires while the store is unreachable.
@@ -398,6 +465,7 @@ impl Snapshot {
             location_count: inventory.locations.len(),
             stale_gateways,
             stale_bridges,
+            probes,
             invites: invites::index(&inventory.invites),
             admin_revocations: inventory.admin_revocations.clone(),
         }

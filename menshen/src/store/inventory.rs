@@ -2,8 +2,8 @@
 //! transaction.
 
 use super::{
-    AdminRevocations, Db, Inventory, LOCATION_COLUMNS, LocationRow, OverrideRow, RESOURCE_COLUMNS,
-    ResourceRow, Store, StoreError, invites, now_millis,
+    AdminRevocations, Db, Inventory, LOCATION_COLUMNS, LocationRow, OverrideRow, ProbeRow,
+    RESOURCE_COLUMNS, ResourceRow, Store, StoreError, invites, now_millis,
 };
 
 impl Store {
@@ -63,6 +63,12 @@ impl Store {
                 jtis: revoked_jtis.into_iter().map(|(jti,)| jti).collect(),
                 subjects: revoked_subjects.into_iter().collect(),
             };
+            let probes: Vec<ProbeRow> = sqlx::query_as(
+                "SELECT kind, host, state, failures, checked_millis, changed_millis, detail \
+                 FROM probe_results ORDER BY kind, host",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
             Inventory::from_rows(
                 settings,
@@ -71,6 +77,7 @@ impl Store {
                 invites::entries(invite_rows),
                 overrides,
                 admin_revocations,
+                probes,
             )
         })
     }

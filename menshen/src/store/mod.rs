@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 pub use rows::{
     AdminRevocations, CountryCodes, Inventory, InviteEntry, LocationRow, Origin, OverrideRow,
-    ProviderRows, ResourceKind, ResourceRow, ServiceSettings,
+    ProbeRow, ProbeState, ProviderRows, ResourceKind, ResourceRow, ServiceSettings,
 };
 
 /// The Postgres channel on which writers announce inventory changes.
@@ -82,6 +82,7 @@ mod agents;
 mod health;
 mod inventory;
 mod invites;
+mod probes;
 mod provider_file;
 
 pub use admin::{AuditEntry, AuditRow};

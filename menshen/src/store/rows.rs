@@ -25,7 +25,7 @@ impl Origin {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
     #[default]
@@ -218,6 +218,83 @@ pub struct ProviderRows {
     pub resources: Vec<ResourceRow>,
 }
 
+/// How a gateway or bridge stood at the prober's last check of it from
+/// outside (see `crate::probe`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    /// Not checked yet, or it cannot be (no address, a hopping port, a
+    /// transport the prober does not speak).
+    #[default]
+    Untested,
+    /// Its last check passed.
+    Functional,
+    /// It failed its last checks (as many as the prober's --probe-failures).
+    Dysfunctional,
+}
+
+impl ProbeState {
+    pub const ALL: [ProbeState; 3] = [
+        ProbeState::Untested,
+        ProbeState::Functional,
+        ProbeState::Dysfunctional,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeState::Untested => "untested",
+            ProbeState::Functional => "functional",
+            ProbeState::Dysfunctional => "dysfunctional",
+        }
+    }
+}
+
+impl TryFrom<String> for ProbeState {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        ProbeState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or_else(|| format!("unknown probe state {value:?}"))
+    }
+}
+
+/// The prober's last word on one gateway or bridge.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+pub struct ProbeRow {
+    #[sqlx(try_from = "String")]
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub kind: ResourceKind,
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub host: String,
+    #[sqlx(try_from = "String")]
+    pub state: ProbeState,
+    /// Checks failed in a row; 0 after one that passed.
+    pub failures: i64,
+    /// Unix ms of the last check.
+    pub checked_millis: i64,
+    /// Unix ms of the last change of `state`.
+    pub changed_millis: i64,
+    /// What answered, or why the last check failed.
+    pub detail: String,
+}
+
 /// Everything clients are served from, as read from the store.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inventory {
@@ -231,6 +308,17 @@ pub struct Inventory {
     pub overrides: Vec<OverrideRow>,
     /// Admin tokens revoked before they expire.
     pub admin_revocations: AdminRevocations,
+    /// The prober's last results, by resource.
+    pub probes: Vec<ProbeRow>,
+}
+
+impl Inventory {
+    /// The prober's last result for resource `kind`/`host`, if any.
+    pub fn probe(&self, kind: ResourceKind, host: &str) -> Option<&ProbeRow> {
+        self.probes
+            .iter()
+            .find(|p| p.kind == kind && p.host == host)
+    }
 }
 
 /// Admin tokens that are refused although signed and not expired: by id,
@@ -354,6 +442,7 @@ impl Inventory {
         invites: Vec<InviteEntry>,
         overrides: Vec<OverrideRow>,
         admin_revocations: AdminRevocations,
+        probes: Vec<ProbeRow>,
     ) -> Result<Inventory, super::StoreError> {
         let mut inventory = Inventory {
             locations,
@@ -361,6 +450,7 @@ impl Inventory {
             invites,
             overrides,
             admin_revocations,
+            probes,
             ..Default::default()
         };
         for (name, value) in settings {

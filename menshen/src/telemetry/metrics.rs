@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use super::traces::{request_span, tracing_on};
 use crate::inventory::Snapshot;
 use crate::pki::KeyType;
-use crate::store::{ResourceKind, StoreHealth};
+use crate::store::{ProbeState, ResourceKind, StoreHealth};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -79,6 +79,12 @@ struct KindLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LocationLabels {
     location: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -151,6 +157,12 @@ pub struct Metrics {
     /// The locations `gateways_live` has a series for.
     live_locations: Mutex<BTreeSet<String>>,
     stale: Family<KindLabels, Gauge>,
+    /// Stored gateways and bridges by the prober's state of them.
+    probed: Family<ProbeLabels, Gauge>,
+    /// Left out of client lists as dysfunctional, per kind.
+    probe_excluded: Family<KindLabels, Gauge>,
+    /// 1 where every live one of a kind is dysfunctional and none is left out.
+    probe_suspended: Family<KindLabels, Gauge>,
     /// Indexed like [`KeyType::ALL`]: counted without a lookup.
     certificates_issued: [Counter; 3],
     /// Indexed by [`KINDS`], then [`PushOutcome::ALL`].
@@ -207,6 +219,24 @@ impl Metrics {
                     kind: kind.as_str(),
                 })
                 .set(0);
+        }
+        let probed = Family::<ProbeLabels, Gauge>::default();
+        let probe_excluded = Family::<KindLabels, Gauge>::default();
+        let probe_suspended = Family::<KindLabels, Gauge>::default();
+        for kind in KINDS {
+            let labels = KindLabels {
+                kind: kind.as_str(),
+            };
+            probe_excluded.get_or_create(&labels).set(0);
+            probe_suspended.get_or_create(&labels).set(0);
+            for state in ProbeState::ALL {
+                probed
+                    .get_or_create(&ProbeLabels {
+                        kind: kind.as_str(),
+                        state: state.as_str(),
+                    })
+                    .set(0);
+            }
         }
         // Every series exists from the start, at zero, so that rates and
         // alerts see them before the first event.
@@ -265,6 +295,21 @@ impl Metrics {
             stale.clone(),
         );
         registry.register(
+            "probe_resources",
+            "Stored gateways and bridges by what the prober last found: untested, functional or dysfunctional",
+            probed.clone(),
+        );
+        registry.register(
+            "probe_excluded",
+            "Gateways and bridges left out of client lists because the prober found them dysfunctional",
+            probe_excluded.clone(),
+        );
+        registry.register(
+            "probe_exclusion_suspended",
+            "1 when every live gateway (or bridge) is dysfunctional, so none is left out",
+            probe_suspended.clone(),
+        );
+        registry.register(
             "certificates_issued",
             "Client certificates issued, by key type",
             issued,
@@ -299,6 +344,9 @@ impl Metrics {
             gateways_live,
             live_locations: Mutex::default(),
             stale,
+            probed,
+            probe_excluded,
+            probe_suspended,
             certificates_issued,
             agent_pushes,
             connections_open,
@@ -347,6 +395,29 @@ impl Metrics {
                     kind: kind.as_str(),
                 })
                 .set(n as i64);
+        }
+        for kind in KINDS {
+            let k = kind.as_str();
+            for state in ProbeState::ALL {
+                let n = snapshot.probes.counts.get(&(kind, state)).copied();
+                self.probed
+                    .get_or_create(&ProbeLabels {
+                        kind: k,
+                        state: state.as_str(),
+                    })
+                    .set(n.unwrap_or(0) as i64);
+            }
+            let excluded = snapshot
+                .probes
+                .excluded
+                .iter()
+                .filter(|(of, _)| *of == kind);
+            self.probe_excluded
+                .get_or_create(&KindLabels { kind: k })
+                .set(excluded.count() as i64);
+            self.probe_suspended
+                .get_or_create(&KindLabels { kind: k })
+                .set(i64::from(snapshot.probes.suspended.contains(&kind)));
         }
         let mut live = std::collections::BTreeMap::<&str, i64>::new();
         for label in snapshot.location_labels() {

@@ -38,7 +38,13 @@ async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResour
         .await
         .map_err(ApiError::internal)?;
     let ttl = state.resource_ttl.as_millis() as i64;
-    Ok(AdminResource::list(&inventory, kind, now_millis(), ttl))
+    let mut list = AdminResource::list(&inventory, kind, now_millis(), ttl);
+    // What this replica leaves out as dysfunctional is not listed either.
+    let snapshot = state.inventory.current();
+    for r in &mut list {
+        r.listed &= !snapshot.probes.excludes(kind, &r.host);
+    }
+    Ok(list)
 }
 
 /// The label of location `name` (ignoring case) in the current snapshot.

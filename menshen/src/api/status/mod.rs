@@ -70,6 +70,11 @@ pub struct StatusResource {
     /// Countries an operator blocked it in (ISO 3166-1 alpha-2): clients
     /// there are not given it.
     blocked_in: Vec<String>,
+    /// What the prober last found (`untested` while it never checked it).
+    probe: crate::store::ProbeState,
+    /// What answered, or why its last check failed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    probe_detail: String,
 }
 
 /// A location on the status page.
@@ -130,6 +135,7 @@ fn build(
                         .iter()
                         .find(|o| o.kind == r.kind && o.host == r.host);
                     let status = Status::despite(r, over, now, ttl_millis, outages);
+                    let probe = inventory.probe(r.kind, &r.host);
                     *counts.entry(status).or_insert(0) += 1;
                     *summary.entry(status).or_insert(0) += 1;
                     StatusResource {
@@ -144,6 +150,8 @@ fn build(
                         last_seen_millis: if r.expires() { r.last_seen_millis } else { 0 },
                         agent: r.agent.clone(),
                         blocked_in: over.map(|o| o.blocked_in.0.clone()).unwrap_or_default(),
+                        probe: probe.map(|p| p.state).unwrap_or_default(),
+                        probe_detail: probe.map(|p| p.detail.clone()).unwrap_or_default(),
                     }
                 })
                 .collect();

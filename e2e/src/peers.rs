@@ -183,7 +183,8 @@ pub fn openvpn(args: &[&str]) -> Process {
     Process::spawn(command)
 }
 
-/// A real OpenVPN server: UDP on 127.0.0.1, management interface on TCP.
+/// A real OpenVPN server: UDP (or TCP) on 127.0.0.1, management interface
+/// on TCP.
 pub struct Gateway {
     pub process: Process,
     pub port: u16,
@@ -205,9 +206,33 @@ impl Gateway {
         Gateway::start(port, ca_cert, &cert, &key, subnet)
     }
 
+    /// [`Gateway::start_signed_by`] on TCP `port` instead of UDP.
+    pub fn start_tcp_signed_by(
+        dir: &Path,
+        port: u16,
+        ca_cert: &Path,
+        ca_key: &Path,
+        subnet: &str,
+    ) -> Gateway {
+        let (cert, key) = server_certificate(dir, ca_cert, ca_key);
+        Gateway::start_on("tcp4-server", port, ca_cert, &cert, &key, subnet)
+    }
+
     /// Starts the server on UDP `port`, with certificate `cert` and key
     /// `key`, trusting client certificates signed by `ca`.
     pub fn start(port: u16, ca: &Path, cert: &Path, key: &Path, subnet: &str) -> Gateway {
+        Gateway::start_on("udp4", port, ca, cert, key, subnet)
+    }
+
+    /// [`Gateway::start`] with OpenVPN's `--proto` `proto`.
+    fn start_on(
+        proto: &str,
+        port: u16,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        subnet: &str,
+    ) -> Gateway {
         let management = free_tcp_port();
         let (port_arg, management_arg) = (port.to_string(), management.to_string());
         let mut process = openvpn(&[
@@ -219,7 +244,7 @@ impl Gateway {
             subnet,
             "255.255.255.0",
             "--proto",
-            "udp4",
+            proto,
             "--local",
             "127.0.0.1",
             "--port",

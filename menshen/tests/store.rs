@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{CONTRACT_FILE, audit, backends};
 use menshen::config::file::ProviderFile;
-use menshen::store::{Engine, ResourceKind, Store};
+use menshen::store::{Engine, ProbeRow, ProbeState, ResourceKind, Store};
 
 fn file(text: &str) -> ProviderFile {
     ProviderFile::parse(text, Path::new("test.toml")).unwrap()
@@ -279,6 +279,84 @@ async fn invites_round_trip_and_their_uses_only_move_forward() {
             "{name}"
         );
         assert!(store.list_invites().await.unwrap().is_empty());
+        store.close().await;
+    }
+}
+
+fn probe(kind: ResourceKind, host: &str, state: ProbeState, at: i64) -> ProbeRow {
+    ProbeRow {
+        kind,
+        host: host.into(),
+        state,
+        failures: if state == ProbeState::Dysfunctional {
+            3
+        } else {
+            0
+        },
+        checked_millis: at,
+        changed_millis: at,
+        detail: format!("{} at {at}", state.as_str()),
+    }
+}
+
+#[tokio::test]
+async fn probe_results_are_kept_replaced_and_dropped_with_their_resource() {
+    for backend in backends().await {
+        let name = backend.name();
+        let store = Store::connect(&backend.engine()).await.unwrap();
+        apply(&store, CONTRACT_FILE).await;
+        let changes = store.change_count();
+        // A round without a change of state announces nothing.
+        // (Read back in the order of kind, then host.)
+        let first = [
+            probe(ResourceKind::Bridge, "br1.ams", ProbeState::Untested, 10),
+            probe(ResourceKind::Gateway, "gw1.ams", ProbeState::Functional, 10),
+        ];
+        store.record_probes(&first, false).await.unwrap();
+        assert_eq!(store.change_count(), changes, "{name}");
+        assert_eq!(
+            store.load_inventory().await.unwrap().probes,
+            first,
+            "{name}"
+        );
+
+        // The next round replaces a row and adds one, and announces it.
+        let second = [
+            probe(
+                ResourceKind::Gateway,
+                "gw1.ams",
+                ProbeState::Dysfunctional,
+                20,
+            ),
+            probe(ResourceKind::Gateway, "gw1.mtl", ProbeState::Functional, 20),
+        ];
+        store.record_probes(&second, true).await.unwrap();
+        assert!(store.change_count() > changes, "{name}");
+        let inventory = store.load_inventory().await.unwrap();
+        assert_eq!(inventory.probes.len(), 3, "{name}");
+        assert_eq!(
+            inventory.probe(ResourceKind::Gateway, "gw1.ams"),
+            Some(&second[0])
+        );
+        assert_eq!(
+            inventory.probe(ResourceKind::Bridge, "br1.ams"),
+            Some(&first[0])
+        );
+
+        // Rows of resources that are gone go with the next round.
+        apply(
+            &store,
+            &CONTRACT_FILE.replace("host = \"gw1.mtl\"", "host = \"gw9.mtl\""),
+        )
+        .await;
+        store.record_probes(&[], false).await.unwrap();
+        let inventory = store.load_inventory().await.unwrap();
+        assert_eq!(
+            inventory.probe(ResourceKind::Gateway, "gw1.mtl"),
+            None,
+            "{name}"
+        );
+        assert_eq!(inventory.probes.len(), 2, "{name}");
         store.close().await;
     }
 }

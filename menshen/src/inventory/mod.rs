@@ -533,6 +533,75 @@ mod tests {
     }
 
     #[test]
+    fn dysfunctional_resources_leave_the_lists_but_never_all_of_a_kind() {
+        use crate::store::ProbeRow;
+        let probe = |host: &str, state| ProbeRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            state,
+            failures: 0,
+            checked_millis: 0,
+            changed_millis: 0,
+            detail: String::new(),
+        };
+        let hosts =
+            |s: &Snapshot| -> Vec<String> { s.gateways.iter().map(|g| g.host.clone()).collect() };
+        let mut inventory = Inventory {
+            resources: vec![
+                row("a", "config", 0),
+                row("b", "config", 0),
+                row("c", "config", 0),
+            ],
+            probes: vec![
+                probe("a", ProbeState::Functional),
+                probe("b", ProbeState::Dysfunctional),
+            ],
+            ..Default::default()
+        };
+        let options = SnapshotOptions::default();
+        let s = Snapshot::build(&inventory, 0, &options);
+        assert_eq!(hosts(&s), ["a", "c"], "c is untested, so it stays");
+        assert!(s.probes.excludes(ResourceKind::Gateway, "b"));
+        assert!(!s.probes.excludes(ResourceKind::Gateway, "a"));
+        assert!(s.probes.suspended.is_empty());
+        let count = |s: &Snapshot, state| {
+            s.probes
+                .counts
+                .get(&(ResourceKind::Gateway, state))
+                .copied()
+        };
+        assert_eq!(count(&s, ProbeState::Functional), Some(1));
+        assert_eq!(count(&s, ProbeState::Dysfunctional), Some(1));
+        assert_eq!(count(&s, ProbeState::Untested), Some(1));
+
+        // Kept when the operator says so.
+        let keep = SnapshotOptions {
+            drop_dysfunctional: false,
+            ..SnapshotOptions::default()
+        };
+        let s = Snapshot::build(&inventory, 0, &keep);
+        assert_eq!(hosts(&s), ["a", "b", "c"]);
+        assert!(s.probes.excluded.is_empty());
+
+        // Every live gateway failing: none is left out, and that is said.
+        inventory.probes = ["a", "b", "c"]
+            .map(|h| probe(h, ProbeState::Dysfunctional))
+            .into();
+        let s = Snapshot::build(&inventory, 0, &options);
+        assert_eq!(hosts(&s), ["a", "b", "c"]);
+        assert_eq!(s.probes.suspended, [ResourceKind::Gateway]);
+        assert!(s.probes.excluded.is_empty());
+
+        // What is not listed anyway does not count as an alternative: with
+        // c unhealthy, a and b dysfunctional are all there is.
+        inventory.resources[2].healthy = false;
+        inventory.probes[2].state = ProbeState::Functional;
+        let s = Snapshot::build(&inventory, 0, &options);
+        assert_eq!(hosts(&s), ["a", "b"]);
+        assert_eq!(s.probes.suspended, [ResourceKind::Gateway]);
+    }
+
+    #[test]
     fn overrides_hide_or_change_what_clients_get() {
         let over = |host: &str, experimental, bucket: Option<&str>, maintenance| OverrideRow {
             kind: ResourceKind::Gateway,

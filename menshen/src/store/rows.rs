@@ -219,7 +219,7 @@ pub struct ProviderRows {
 }
 
 /// How a gateway or bridge stood at the prober's last check of it from
-/// outside (see `crate::probe`).
+/// outside (`menshen probe`, or `menshen serve --probe`).
 #[derive(
     Debug,
     Clone,
@@ -275,6 +275,7 @@ impl TryFrom<String> for ProbeState {
 
 /// The prober's last word on one gateway or bridge.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[schema(as = Probe)]
 pub struct ProbeRow {
     #[sqlx(try_from = "String")]
     #[serde(skip)]

@@ -13,6 +13,7 @@ pub mod pki;
 pub mod probe;
 pub mod select;
 pub mod server;
+pub mod sign;
 pub mod store;
 pub mod telemetry;
 
@@ -123,8 +124,26 @@ pub async fn launch(
         Arc::new(distribution)
     });
 
+    let signer = crate::sign::ListSigner::load(
+        &settings.list_key_files,
+        settings.signature_validity,
+        settings.signature_variants,
+    )?
+    .map(|signer| {
+        tracing::info!(
+            kid = signer.kid(),
+            keys = signer.published().len(),
+            validity_seconds = settings.signature_validity.as_secs(),
+            "client answers are signed (x-menshen-signature); the keys are in /provider.json"
+        );
+        Arc::new(signer)
+    });
+
     let mut metrics = Metrics::new();
     metrics.register_store(store.health());
+    if let Some(signer) = &signer {
+        metrics.register_signatures(signer.counter());
+    }
     let metrics = Arc::new(metrics);
     let locator = Arc::new(Locator::new(
         settings.geoip_db.as_deref(),
@@ -141,6 +160,7 @@ pub async fn launch(
         order_seed: settings.order_seed,
         bridges,
         drop_dysfunctional: settings.drop_dysfunctional,
+        signer,
     };
     let inventory = Arc::new(InventoryHandle::load(&store, options, metrics.clone()).await?);
     let invite_uses = Arc::new(InviteUses::default());

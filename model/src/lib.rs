@@ -208,6 +208,21 @@ impl ProviderService {
     }
 }
 
+/// A key that signs the provider's client answers (their
+/// `x-menshen-signature` header), as `/provider.json` publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct SigningKeyInfo {
+    /// The key id the header names: hex of the first 8 bytes of SHA-256
+    /// over the public key.
+    pub kid: String,
+    /// `ed25519`.
+    pub alg: String,
+    /// The 32-byte public key, base64.
+    pub public_key: String,
+}
+
 /// `GET /provider.json`. Fields that are empty, zero or false are left
 /// out, except the four lists, which are always there.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -264,6 +279,12 @@ pub struct Provider {
     pub service: ProviderService,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tos_url: String,
+    /// Keys that sign the client answers (see `x-menshen-signature`); the
+    /// first signs, the others are valid too (rotation). Absent while
+    /// answers are not signed. Set by the server from its keys; a value
+    /// given through the admin API is not served.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<SigningKeyInfo>,
 }
 
 /// Reads a string, or an integer as its decimal string: for fields that are

@@ -163,6 +163,32 @@ struct BridgeQuery {
     experimental: Option<bool>,
 }
 
+/// What names the snapshot's documents among its signed answers, by the
+/// name of their handler.
+#[allow(non_upper_case_globals)]
+mod document {
+    pub const provider: u64 = 1;
+    pub const service: u64 = 2;
+}
+
+/// `response` with the signature of `body` (named `key`) when answers are
+/// signed and it has a body (a 304 has none to sign).
+fn signed(snapshot: &Snapshot, mut response: Response, key: u64, body: &[u8]) -> Response {
+    if let Some(signatures) = &snapshot.signatures
+        && response.status() == axum::http::StatusCode::OK
+    {
+        sign_with(&mut response, signatures.header(key, body));
+    }
+    response
+}
+
+fn sign_with(response: &mut Response, signature: axum::http::HeaderValue) {
+    response.headers_mut().insert(
+        axum::http::HeaderName::from_static(crate::sign::HEADER),
+        signature,
+    );
+}
+
 /// A route answering the snapshot's ready document `$handler` (`provider`
 /// or `service`), with its entity tag.
 macro_rules! document_route {
@@ -182,7 +208,10 @@ macro_rules! document_route {
             ),
         )]
         async fn $handler(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
-            respond(&state.inventory.snapshot().$handler, &if_none_match)
+            let snapshot = state.inventory.current();
+            let document = &snapshot.$handler;
+            let response = respond(document, &if_none_match);
+            signed(&snapshot, response, document::$handler, &document.body)
         }
     };
 }
@@ -273,12 +302,26 @@ pub(super) fn per_network(snapshot: &Snapshot, mut response: Response) -> Respon
 fn list(state: &SharedState, kind: ResourceKind, request: ListRequest) -> Response {
     let snapshot = state.inventory.current();
     request.answer(state, &snapshot, kind, |query, if_none_match| {
-        let response = respond_list(select::answer(
-            snapshot.catalog(kind),
-            query,
-            &mut state.inventory.rng(),
-            |etag| if_none_match.matches(etag),
-        ));
+        let catalog = snapshot.catalog(kind);
+        let held = |etag: &str| if_none_match.matches(etag);
+        let mut rng = state.inventory.rng();
+        let response = match &snapshot.signatures {
+            None => respond_list(select::answer(catalog, query, &mut rng, held)),
+            Some(signatures) => {
+                let variants = signatures.signer().variants();
+                let (answer, key) =
+                    select::answer_repeatable(catalog, query, &mut rng, held, variants);
+                let signature = answer.body.as_ref().map(|body| {
+                    // Gateways and bridges apart, whatever their keys.
+                    signatures.header(key ^ (kind as u64).wrapping_mul(0x9e37_79b9), body)
+                });
+                let mut response = respond_list(answer);
+                if let Some(signature) = signature {
+                    sign_with(&mut response, signature);
+                }
+                response
+            }
+        };
         match kind {
             ResourceKind::Bridge => per_network(&snapshot, response),
             ResourceKind::Gateway => response,

@@ -1,6 +1,6 @@
 //! The `menshen` command line: the command tree here, one module per
 //! command (`serve`, `check_config`, `import`, `location`, `resource` for
-//! gateways and bridges, `agent`, `invite`, `admin`, `pki`, `probe`), and what they
+//! gateways and bridges, `agent`, `invite`, `admin`, `pki`, `probe`, `verify`), and what they
 //! share: `args` (the store, the signing key, value parsers), `input`
 //! (flags or JSON, field errors), `table` (lists as text) and `exit` (how a
 //! command ends, and its exit status).
@@ -20,6 +20,7 @@ mod probe;
 mod resource;
 mod serve;
 mod table;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -107,6 +108,11 @@ enum Command {
     /// lists (unless serve --probe-keep-dysfunctional). Run one beside the
     /// replicas, on the same store, or use serve --probe instead.
     Probe(probe::ProbeCommandArgs),
+    /// Fetch a client answer (/provider.json, /api/5/service,
+    /// /api/5/gateways, /api/5/bridges) and check its x-menshen-signature:
+    /// made by a key given (or published in /provider.json), over the exact
+    /// body, not expired. Exit status 0 when it holds, 1 when not.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -142,6 +148,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Admin(command) => admin::run(command).await,
         Command::Pki(command) => pki::run(command),
         Command::Probe(args) => probe::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
 

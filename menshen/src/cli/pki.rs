@@ -39,7 +39,26 @@ pub enum PkiCommand {
     /// certificates, which OpenVPN verifies clients against).
     #[command(name = "gateway-cert", after_help = PKI_GATEWAY_CERT_HELP)]
     GatewayCert(GatewayCertArgs),
+    /// Make an Ed25519 key that signs client answers (`serve
+    /// --list-key-file`): FILE gets the base64 of its seed (mode 0600); its
+    /// key id and public key are printed. An existing FILE is never
+    /// replaced.
+    #[command(name = "list-key", after_help = PKI_LIST_KEY_HELP)]
+    ListKey {
+        /// Where to write the key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
+
+const PKI_LIST_KEY_HELP: &str = "Examples:
+  menshen pki list-key --out /etc/menshen/lists.key
+  menshen serve --list-key-file /etc/menshen/lists.key ...
+  # rotation: publish the new key beside the old one, then let it sign
+  menshen pki list-key --out /etc/menshen/lists-2.key
+  menshen serve --list-key-file /etc/menshen/lists.key --list-key-file /etc/menshen/lists-2.key ...
+  menshen serve --list-key-file /etc/menshen/lists-2.key --list-key-file /etc/menshen/lists.key ...
+  menshen serve --list-key-file /etc/menshen/lists-2.key ...";
 
 // The commands' help is their variant's, above.
 #[derive(Debug, Args)]
@@ -126,7 +145,27 @@ pub fn run(command: PkiCommand) -> anyhow::Result<()> {
     match command {
         PkiCommand::Init(args) => init(args),
         PkiCommand::GatewayCert(args) => gateway_cert(args),
+        PkiCommand::ListKey { out } => list_key(&out),
     }
+}
+
+fn list_key(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.exists() {
+        return Err(Invalid::err(format!(
+            "{} exists; a key is never replaced (name another file)",
+            out.display()
+        )));
+    }
+    let contents = crate::sign::ListKey::generate_file_contents();
+    crate::pki::generated::write_new(out, contents.as_bytes(), 0o600)?;
+    let key = crate::sign::ListKey::read(out)?;
+    use base64::Engine as _;
+    println!(
+        "kid={} public_key={}",
+        key.kid,
+        base64::engine::general_purpose::STANDARD.encode(key.public_key())
+    );
+    Ok(())
 }
 
 fn init(args: InitArgs) -> anyhow::Result<()> {

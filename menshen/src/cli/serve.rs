@@ -70,6 +70,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     probe: ServeProbeArgs,
 
+    #[command(flatten)]
+    signatures: SignatureArgs,
+
     /// Show a summary (counts per location, no hosts) on the status page to
     /// anyone; without it the page needs a viewer or admin token.
     #[arg(long, env = "MENSHEN_PUBLIC_STATUS")]
@@ -310,6 +313,41 @@ struct ServeProbeArgs {
     probe_keep_dysfunctional: bool,
 }
 
+/// Signed client answers (see `sign`).
+#[derive(Debug, Clone, Args)]
+struct SignatureArgs {
+    /// Ed25519 key (a file holding the base64 of its 32-byte seed; `menshen
+    /// pki list-key` makes one) that signs /provider.json, /api/5/service and
+    /// the gateway and bridge lists (header x-menshen-signature). Give it
+    /// twice to rotate: the first signs, both are published in
+    /// /provider.json (MENSHEN_LIST_KEY_FILE: comma-separated). Unsigned
+    /// without it.
+    #[arg(long, env = "MENSHEN_LIST_KEY_FILE", value_delimiter = ',')]
+    list_key_file: Vec<PathBuf>,
+
+    /// How long a signature is to be believed (its `exp`); one is made
+    /// again once half of it has passed.
+    #[arg(long, env = "MENSHEN_SIGNATURE_VALIDITY", value_parser = parse_validity,
+          default_value = crate::sign::DEFAULT_VALIDITY_TEXT)]
+    signature_validity: Duration,
+
+    /// While signing: orders of one list (set of gateways or bridges) drawn
+    /// per snapshot, each signed once; clients are spread over them.
+    #[arg(long, env = "MENSHEN_SIGNATURE_VARIANTS", default_value_t = crate::sign::DEFAULT_VARIANTS,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    signature_variants: u32,
+}
+
+/// A signature's validity: at least a minute.
+fn parse_validity(text: &str) -> Result<Duration, String> {
+    let validity = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 1h or 30m: {e}"))?;
+    if validity < Duration::from_secs(60) {
+        return Err(format!("{text:?}: a signature must hold at least 1m"));
+    }
+    Ok(validity)
+}
+
 /// A bridge epoch: a duration of at least a second.
 fn parse_epoch(text: &str) -> Result<Duration, String> {
     let epoch = humantime::parse_duration(text)
@@ -465,6 +503,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_addresses: args.allow_private_addresses,
         probe: args.probe.probe.then(|| args.probe.settings.settings()),
         drop_dysfunctional: !args.probe.probe_keep_dysfunctional,
+        list_key_files: args.signatures.list_key_file,
+        signature_validity: args.signatures.signature_validity,
+        signature_variants: args.signatures.signature_variants,
     };
     if let Some(limit) = crate::server::raise_fd_limit() {
         let wanted =

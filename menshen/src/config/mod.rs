@@ -100,6 +100,13 @@ pub struct Settings {
     pub probe: Option<crate::probe::ProbeSettings>,
     /// Leave resources the prober found dysfunctional out of client lists.
     pub drop_dysfunctional: bool,
+    /// Ed25519 key files that sign client answers (the first signs, all
+    /// are published); unsigned when empty.
+    pub list_key_files: Vec<PathBuf>,
+    /// How long a signature is to be believed.
+    pub signature_validity: Duration,
+    /// Orders of one set signed per snapshot while signing.
+    pub signature_variants: u32,
 }
 
 impl Settings {
@@ -136,6 +143,9 @@ impl Settings {
             allow_private_addresses: false,
             probe: None,
             drop_dysfunctional: true,
+            list_key_files: Vec::new(),
+            signature_validity: crate::sign::DEFAULT_VALIDITY,
+            signature_variants: crate::sign::DEFAULT_VARIANTS,
         }
     }
 }

@@ -107,6 +107,7 @@ impl ProviderSection {
                 allow_registration: self.allow_registration,
             },
             tos_url: self.tos_url.clone(),
+            signing_keys: Vec::new(),
         }
     }
 }

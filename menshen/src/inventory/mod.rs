@@ -75,6 +75,8 @@ pub struct SnapshotOptions {
     /// Leave gateways and bridges the prober found dysfunctional out of
     /// client lists (see [`ProbeView`]).
     pub drop_dysfunctional: bool,
+    /// Signs the client answers; unsigned when `None`.
+    pub signer: Option<Arc<crate::sign::ListSigner>>,
 }
 
 impl Default for SnapshotOptions {
@@ -86,6 +88,7 @@ impl Default for SnapshotOptions {
             order_seed: None,
             bridges: None,
             drop_dysfunctional: true,
+            signer: None,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct Snapshot {
     pub stale_bridges: usize,
     /// What the prober found, as far as clients and operators see it.
     pub probes: ProbeView,
+    /// The signatures of this snapshot's answers, when they are signed.
+    pub signatures: Option<crate::sign::Signatures>,
     /// Invites by id, to check tokens against (see [`Snapshot::grant`]).
     invites: HashMap<String, invites::Invite>,
     /// Admin tokens revoked before they expire, checked on each admin
@@ -449,6 +454,12 @@ impl Snapshot {
         let mut provider = inventory.provider.clone();
         provider.ca_cert_fingerprint = options.ca_fingerprint.clone();
         provider.api_versions = options.api_versions.clone();
+        // menshen's own keys, whatever a stored description says.
+        provider.signing_keys = options
+            .signer
+            .as_ref()
+            .map(|s| s.published())
+            .unwrap_or_default();
 
         Snapshot {
             built_at_millis: now,
@@ -466,6 +477,7 @@ impl Snapshot {
             stale_gateways,
             stale_bridges,
             probes,
+            signatures: options.signer.clone().map(crate::sign::Signatures::new),
             invites: invites::index(&inventory.invites),
             admin_revocations: inventory.admin_revocations.clone(),
         }

@@ -19,7 +19,7 @@ pub mod ring;
 
 use axum::body::Bytes;
 use menshen_model::{Bridge, Gateway};
-use rand::Rng;
+use rand::{Rng, SeedableRng as _};
 
 use crate::inventory::Snapshot;
 use crate::inventory::catalog::Catalog;
@@ -77,6 +77,30 @@ pub fn answer(
     rng: &mut impl Rng,
     held: impl Fn(&str) -> bool,
 ) -> Answer {
+    assemble(catalog, query, rng, held, None).0
+}
+
+/// [`answer`] for a signed list: its order is one of `variants` per set
+/// (drawn with `rng`), each the same for the life of the catalog, so that
+/// bodies repeat and each is signed once. Also returns what names the body:
+/// the same number for the same bytes (within this catalog).
+pub fn answer_repeatable(
+    catalog: &Catalog,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+    held: impl Fn(&str) -> bool,
+    variants: u32,
+) -> (Answer, u64) {
+    assemble(catalog, query, rng, held, Some(variants.max(1)))
+}
+
+fn assemble(
+    catalog: &Catalog,
+    query: &ClientQuery,
+    rng: &mut impl Rng,
+    held: impl Fn(&str) -> bool,
+    variants: Option<u32>,
+) -> (Answer, u64) {
     let filter = query.filter(catalog);
     with_scratch(|scratch| {
         let found = scratch.pick(catalog, filter.loc, filter.admits_plain(), |e| {
@@ -84,9 +108,33 @@ pub fn answer(
         });
         let etag = Etag::of(catalog, &found);
         if held(etag.as_str()) {
-            return Answer { etag, body: None };
+            return (Answer { etag, body: None }, 0);
         }
-        scratch.order_for(catalog, query, rng);
+        let key = match variants {
+            None => {
+                scratch.order_for(catalog, query, rng);
+                0
+            }
+            Some(variants) => {
+                // The variant, with the set, the catalog and how it is
+                // ordered, seeds the draw: the within-location orders
+                // (drawn first, location by location in the catalog's
+                // order) are then the same for the same set, and the body
+                // is named by the seed and the order of the locations.
+                let variant = rng.random_range(0..variants);
+                let mut seed = [0u8; 29];
+                seed[..8].copy_from_slice(&catalog.salt().to_le_bytes());
+                seed[8..16].copy_from_slice(&found.hash_sum.to_le_bytes());
+                seed[16..24].copy_from_slice(&(found.count as u64).to_le_bytes());
+                seed[24..28].copy_from_slice(&variant.to_le_bytes());
+                // Ordered by load, the same set makes another body.
+                seed[28] = u8::from(query.byload);
+                let seed = xxhash_rust::xxh3::xxh3_64(&seed);
+                let mut drawn = rand::rngs::SmallRng::seed_from_u64(seed);
+                scratch.order_for(catalog, query, &mut drawn);
+                scratch.order_fingerprint(seed)
+            }
+        };
         // `[`, each entry and the comma after it, the last comma becoming
         // the `]`.
         let size = found.json_bytes + found.count + 1;
@@ -98,10 +146,13 @@ pub fn answer(
             _ => out.push(b']'),
         }
         debug_assert_eq!(out.len(), size.max(2));
-        Answer {
-            etag,
-            body: Some(Bytes::from(out)),
-        }
+        (
+            Answer {
+                etag,
+                body: Some(Bytes::from(out)),
+            },
+            key,
+        )
     })
 }
 

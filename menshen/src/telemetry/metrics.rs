@@ -375,6 +375,16 @@ impl Metrics {
         );
     }
 
+    /// Exports how many client answers were signed (each distinct body
+    /// once per snapshot).
+    pub fn register_signatures(&mut self, made: Counter) {
+        self.registry.register(
+            "list_signatures",
+            "Signatures made of client answers (x-menshen-signature): one per distinct body and snapshot",
+            made,
+        );
+    }
+
     pub fn observe_snapshot(&self, snapshot: &Snapshot) {
         self.snapshot_builds.inc();
         for (kind, n) in [

@@ -9,6 +9,7 @@ mod changes;
 mod contract;
 mod lists;
 mod provider;
+mod signed;
 
 use serde_json::Value;
 

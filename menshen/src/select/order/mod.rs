@@ -330,6 +330,16 @@ impl Scratch {
         self.order.iter().map(|&k| &self.groups[k as u32 as usize])
     }
 
+    /// A number naming the order of the locations picked (after
+    /// [`Scratch::order`]), mixed into `seed`.
+    pub fn order_fingerprint(&self, seed: u64) -> u64 {
+        self.order.iter().fold(seed, |h, &k| {
+            (h ^ u64::from(k as u32))
+                .wrapping_mul(0x0100_0000_01b3)
+                .rotate_left(29)
+        })
+    }
+
     /// The picked entries' indices, in order (after [`Scratch::order`]).
     pub fn ordered(&self) -> impl Iterator<Item = u32> + '_ {
         self.ordered_groups().flat_map(|pick| {

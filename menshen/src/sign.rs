@@ -10,16 +10,18 @@
 //! ```
 //!
 //! The signature is over `menshen-signature-v1`, a zero byte, the key id,
-//! a zero byte, `exp` in decimal, a zero byte, then the body's bytes
-//! exactly as sent; an answer is not to be believed after `exp`. The key id
+//! a zero byte, `exp` in decimal, a zero byte, then the SHA-256 (32 bytes)
+//! of the body exactly as sent; an answer is not to be believed after
+//! `exp`. The key id
 //! is the hex of the first 8 bytes of SHA-256 over the 32-byte public key.
 //! `/provider.json` lists every key that may sign (`signing_keys`): the
 //! first given signs, the others are published so that a key can be
 //! rotated with two valid at once.
 //!
-//! A signature is made once per distinct body (see [`Signatures`]): lists
-//! are drawn from a few orders per set and snapshot while signing is on, so
-//! that bodies repeat.
+//! A signature is made once per distinct body (see [`Signatures`]): while
+//! signing is on, lists are drawn from a few orders per set, their
+//! locations ordered from the one nearest to the client, so that bodies
+//! repeat.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,8 +45,8 @@ const CONTEXT: &[u8] = b"menshen-signature-v1";
 pub const DEFAULT_VALIDITY_TEXT: &str = "1h";
 /// [`DEFAULT_VALIDITY_TEXT`].
 pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(3600);
-/// Default of how many orders of one set are signed per snapshot.
-pub const DEFAULT_VARIANTS: u32 = 16;
+/// Default of how many orders of one set are signed.
+pub const DEFAULT_VARIANTS: u32 = 8;
 /// Signatures kept per snapshot; the map is emptied when it is full.
 pub const MAX_KEPT: usize = 16_384;
 
@@ -106,15 +108,19 @@ impl ListKey {
     }
 }
 
-/// The bytes a signature covers.
+/// The bytes a signature covers: the context, the key id and the expiry,
+/// each followed by a zero byte, then the SHA-256 of the body (so that a
+/// signature costs the same whatever the body's size; any change of a
+/// byte of the body changes it).
 fn message(kid: &str, expires: u64, body: &[u8]) -> Vec<u8> {
     let exp = expires.to_string();
-    let mut m = Vec::with_capacity(CONTEXT.len() + kid.len() + exp.len() + 3 + body.len());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let mut m = Vec::with_capacity(CONTEXT.len() + kid.len() + exp.len() + 3 + 32);
     for part in [CONTEXT, kid.as_bytes(), exp.as_bytes()] {
         m.extend_from_slice(part);
         m.push(0);
     }
-    m.extend_from_slice(body);
+    m.extend_from_slice(digest.as_ref());
     m
 }
 

@@ -42,6 +42,36 @@ app.kubernetes.io/name: {{ include "menshen.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The prober's pods: a name of their own, so that neither the API's
+Deployment nor its Service selects them. */}}
+{{- define "menshen.proberSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-prober" (include "menshen.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The environment of the prober, for `menshen probe` and `serve --probe`. */}}
+{{- define "menshen.proberEnv" -}}
+- name: MENSHEN_PROBE_INTERVAL
+  value: {{ .Values.prober.interval | quote }}
+- name: MENSHEN_PROBE_TIMEOUT
+  value: {{ .Values.prober.timeout | quote }}
+- name: MENSHEN_PROBE_FAILURES
+  value: {{ .Values.prober.failures | quote }}
+{{- end }}
+
+{{/* The database URL from its Secret (or, in test harnesses, ConfigMap). */}}
+{{- define "menshen.databaseUrlEnv" -}}
+- name: MENSHEN_DATABASE_URL
+  valueFrom:
+    {{- if and (eq .Values.database.type "external") .Values.database.external.urlFromConfigMap }}
+    configMapKeyRef:
+    {{- else }}
+    secretKeyRef:
+    {{- end }}
+      name: {{ include "menshen.databaseUrlSource" . }}
+      key: {{ include "menshen.databaseUrlKey" . }}
+{{- end }}
+
 {{- define "menshen.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "menshen.fullname" .) .Values.serviceAccount.name }}

@@ -118,12 +118,24 @@ const MONITORING: &[&str] = &[
     "serviceMonitor.enabled=true",
 ];
 
+/// The prober and signed answers on.
+const PROBER_AND_SIGNING: &[&str] = &[
+    "--set",
+    "prober.enabled=true",
+    "--set",
+    "prober.keepDysfunctional=true",
+    "--set",
+    "listSigning.existingSecret=menshen-lists",
+    "--set",
+    "listSigning.keys={old.key,new.key}",
+];
+
 menshen_e2e::chart_checks!(
     chart: the_chart(),
     values: every_values(),
     describe: describe,
     // Everything optional on as well, so that every template is checked.
-    extras: &[&[], MONITORING],
+    extras: &[&[], MONITORING, PROBER_AND_SIGNING],
     custom: CUSTOM_KINDS,
 );
 
@@ -495,4 +507,82 @@ fn every_variable_the_deployment_sets_is_one_menshen_reads() {
     // Without an endpoint, no traces are configured.
     let plain = render(&helm, &None, &[]);
     assert!(!only(&plain, "Deployment").contains("OTEL_"));
+}
+
+/// The names of the `MENSHEN_` variables `doc` sets.
+fn menshen_variables(doc: &str) -> Vec<&str> {
+    doc.lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|n| n.starts_with("MENSHEN_"))
+        .collect()
+}
+
+/// Fails unless `menshen COMMAND --help` names every variable of `names`.
+fn read_by(command: &str, names: &[&str]) {
+    let help = text(&run(
+        Command::new(binary("menshen")).args([command, "--help"])
+    ));
+    for name in names {
+        assert!(
+            help.contains(&format!("{name}=")) || help.contains(&format!("{name}]")),
+            "the chart sets {name}, which `menshen {command}` does not read"
+        );
+    }
+}
+
+#[test]
+fn the_prober_runs_beside_the_replicas_and_the_signing_keys_are_mounted() {
+    let Some(helm) = helm() else { return };
+    let manifests = render(&helm, &None, PROBER_AND_SIGNING);
+    let deployments: Vec<&str> = documents(&manifests)
+        .into_iter()
+        .filter(|d| kind_of(d) == "Deployment")
+        .collect();
+    assert_eq!(deployments.len(), 2, "{manifests}");
+    let (api, prober) = if deployments[0].contains("- serve") {
+        (deployments[0], deployments[1])
+    } else {
+        (deployments[1], deployments[0])
+    };
+    // One prober, on the same Postgres, running `menshen probe`.
+    assert!(prober.contains("replicas: 1"), "{prober}");
+    assert!(prober.contains("- probe\n"), "{prober}");
+    assert!(prober.contains("name: MENSHEN_DATABASE_URL"));
+    read_by("probe", &menshen_variables(prober));
+    // Neither the API's Service nor its Deployment selects the prober's pods.
+    assert!(
+        prober.contains("app.kubernetes.io/name: menshen-prober"),
+        "{prober}"
+    );
+    let service = only(&manifests, "Service");
+    assert!(
+        service.contains("app.kubernetes.io/name: menshen\n"),
+        "{service}"
+    );
+    // The replicas sign with the first key, publish both, and keep what
+    // the prober finds dysfunctional as asked.
+    assert!(api.contains("value: \"/etc/menshen/lists/old.key,/etc/menshen/lists/new.key\""));
+    assert!(api.contains("secretName: menshen-lists"), "{api}");
+    assert!(api.contains("name: MENSHEN_PROBE_KEEP_DYSFUNCTIONAL"));
+    assert!(
+        !api.contains("name: MENSHEN_PROBE\n"),
+        "the replicas do not probe"
+    );
+    read_by("serve", &menshen_variables(api));
+
+    // With SQLite the one pod probes itself.
+    let sqlite = render(
+        &helm,
+        &Some(chart().join("examples/sqlite.yaml")),
+        PROBER_AND_SIGNING,
+    );
+    let deployment = only(&sqlite, "Deployment");
+    assert!(deployment.contains("name: MENSHEN_PROBE\n"), "{deployment}");
+    read_by("serve", &menshen_variables(deployment));
+
+    // A third key, or a key name that is not a file name, is refused.
+    for bad in ["listSigning.keys={a,b,c}", "listSigning.keys={../x}"] {
+        let e = template(&helm, &[], &["--set", bad]).unwrap_err();
+        assert!(e.contains("listSigning"), "{bad}: {e}");
+    }
 }

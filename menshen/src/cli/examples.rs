@@ -21,6 +21,18 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "menshen import eip-service.json --provider provider.json -o menshen.toml
   menshen import eip-service.json --domain vpn.example.org --api-uri https://api.vpn.example.org:4430",
     ),
+    (
+        &["probe"],
+        "menshen probe --database-url postgres://menshen:PASSWORD@db/menshen
+  menshen probe --once --probe-timeout 3s --data-dir ./menshen-data
+  menshen probe --once --json --probe-failures 1",
+    ),
+    (
+        &["verify"],
+        "menshen verify https://api.example.org/api/5/gateways
+  menshen verify https://api.example.org/provider.json --key 9d9e90921c39b036=BASE64
+  menshen verify https://api.example.org/api/5/bridges --provider provider.json --ca-cert ca.crt",
+    ),
     (&["location", "list"], "menshen location list --json"),
     (
         &["location", "create"],

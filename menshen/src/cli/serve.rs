@@ -331,8 +331,9 @@ struct SignatureArgs {
           default_value = crate::sign::DEFAULT_VALIDITY_TEXT)]
     signature_validity: Duration,
 
-    /// While signing: orders of one list (set of gateways or bridges) drawn
-    /// per snapshot, each signed once; clients are spread over them.
+    /// While signing: orders of one list (set of gateways or bridges) a
+    /// client is given one of, each signed once; clients are spread over
+    /// them.
     #[arg(long, env = "MENSHEN_SIGNATURE_VARIANTS", default_value_t = crate::sign::DEFAULT_VARIANTS,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     signature_variants: u32,

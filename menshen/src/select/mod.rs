@@ -81,8 +81,10 @@ pub fn answer(
 }
 
 /// [`answer`] for a signed list: its order is one of `variants` per set
-/// (drawn with `rng`), each the same for the life of the catalog, so that
-/// bodies repeat and each is signed once. Also returns what names the body:
+/// (drawn with `rng`), each the same for the same set, and its locations
+/// come nearest first from the location nearest to the client (not from
+/// the client's own position), so that bodies repeat and each is signed
+/// once. Also returns what names the body:
 /// the same number for the same bytes (within this catalog).
 pub fn answer_repeatable(
     catalog: &Catalog,
@@ -112,7 +114,7 @@ fn assemble(
         }
         let key = match variants {
             None => {
-                scratch.order_for(catalog, query, rng);
+                scratch.order_for(catalog, query, false, rng);
                 0
             }
             Some(variants) => {
@@ -131,7 +133,9 @@ fn assemble(
                 seed[28] = u8::from(query.byload);
                 let seed = xxhash_rust::xxh3::xxh3_64(&seed);
                 let mut drawn = rand::rngs::SmallRng::seed_from_u64(seed);
-                scratch.order_for(catalog, query, &mut drawn);
+                // Ordered from the location nearest to the client, so that
+                // clients near the same location share bodies.
+                scratch.order_for(catalog, query, true, &mut drawn);
                 scratch.order_fingerprint(seed)
             }
         };
@@ -203,7 +207,7 @@ fn ordered<'s, T>(
         scratch.pick(catalog, filter.loc, filter.admits_plain(), |e| {
             filter.admits(catalog, e)
         });
-        scratch.order_for(catalog, query, rng);
+        scratch.order_for(catalog, query, false, rng);
         let entries = catalog.entries();
         scratch
             .ordered()

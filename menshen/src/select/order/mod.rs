@@ -234,6 +234,20 @@ impl Scratch {
     /// Orders what [`Scratch::pick`] picked for a client at `near`, with
     /// `rng` for the random part.
     pub fn order(&mut self, catalog: &Catalog, near: Option<GridPoint>, rng: &mut impl Rng) {
+        self.order_from(catalog, near, false, rng);
+    }
+
+    /// [`Scratch::order`], the locations ordered nearest first from `near`,
+    /// or with `snap` from the picked location nearest to it (which comes
+    /// first either way): then every client nearest to the same location
+    /// gets its locations in the same order, so that signed answers repeat.
+    fn order_from(
+        &mut self,
+        catalog: &Catalog,
+        near: Option<GridPoint>,
+        snap: bool,
+        rng: &mut impl Rng,
+    ) {
         let entries = catalog.entries();
         let groups = catalog.groups();
         // Within each location: a random order in which each resource with
@@ -255,7 +269,23 @@ impl Scratch {
         self.order.clear();
         match near {
             Some(near) => {
-                let client = unit(near.position());
+                let mut client = unit(near.position());
+                if snap {
+                    let nearest = self
+                        .groups
+                        .iter()
+                        .filter_map(|pick| groups[pick.group as usize].unit)
+                        .map(|u| {
+                            (
+                                1.0 - (client[0] * u[0] + client[1] * u[1] + client[2] * u[2]),
+                                u,
+                            )
+                        })
+                        .min_by(|a, b| a.0.total_cmp(&b.0));
+                    if let Some((_, u)) = nearest {
+                        client = u;
+                    }
+                }
                 for (n, pick) in self.groups.iter().enumerate() {
                     let group = &groups[pick.group as usize];
                     // Sorting by one minus the cosine of the angle is
@@ -316,12 +346,19 @@ impl Scratch {
     }
 
     /// Orders what was picked as `query` asks: by load alone for
-    /// `byload`, else for the client's position.
-    pub fn order_for(&mut self, catalog: &Catalog, query: &super::ClientQuery, rng: &mut impl Rng) {
+    /// `byload`, else for the client's position (with `snap`, from the
+    /// location nearest to it; see [`Scratch::order_from`]).
+    pub fn order_for(
+        &mut self,
+        catalog: &Catalog,
+        query: &super::ClientQuery,
+        snap: bool,
+        rng: &mut impl Rng,
+    ) {
         if query.byload {
             self.order_by_load(catalog);
         } else {
-            self.order(catalog, query.near, rng);
+            self.order_from(catalog, query.near, snap, rng);
         }
     }
 

@@ -8,7 +8,8 @@
 #
 #   bench/request-cost.sh [REQUESTS]
 #
-# (menshen runs without its RSA key pool, whose filling would be counted.)
+# (menshen runs without its RSA key pool, whose filling would be counted,
+# and without periodic reloads, whose rebuilds would be.)
 # Servers: menshen (200 gateways and 50 bridges in 40 locations, as in
 # bench/client-api.sh) for the hot query, for clients placed by a random
 # X-Forwarded-For address (with a GeoIP database: MENSHEN_BENCH_MMDB=FILE or
@@ -94,7 +95,7 @@ geo=()
 [ -n "$mmdb" ] && geo=(--geoip-db "$mmdb" --trusted-proxies 127.0.0.1)
 start_server menshen "http://127.0.0.1:$api_port/readyz" "$work/menshen.log" \
     "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
-    --config "$work/inventory.toml" --rsa-key-pool 0 "${geo[@]}"
+    --config "$work/inventory.toml" --rsa-key-pool 0 --reload-interval 1h "${geo[@]}"
 menshen_pid=$server_pid
 signed_port=$(free_port)
 signed_metrics=$(free_port)
@@ -102,7 +103,7 @@ signed_metrics=$(free_port)
 start_server menshen-signed "http://127.0.0.1:$signed_port/readyz" "$work/menshen-signed.log" \
     "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$signed_port" \
     --metrics-listen "127.0.0.1:$signed_metrics" --data-dir "$work/data-signed" \
-    --config "$work/inventory.toml" --rsa-key-pool 0 --list-key-file "$work/lists.key" "${geo[@]}"
+    --config "$work/inventory.toml" --rsa-key-pool 0 --reload-interval 1h --list-key-file "$work/lists.key" "${geo[@]}"
 signed_pid=$server_pid
 signed_head=$(curl -sfi "http://127.0.0.1:$signed_port/api/5/gateways?cc=DE")
 grep -qi '^x-menshen-signature:' <<<"$signed_head" ||

@@ -138,6 +138,11 @@ pub struct Catalog {
     /// How the public entries are shared out among client networks, when
     /// they are (bridges).
     ring: Option<Ring>,
+    /// Between every two groups with a position, one minus the cosine of
+    /// the angle between them (what orders by great-circle distance), row
+    /// by row; infinite where either has none. For lists ordered from the
+    /// location nearest to the client (signed answers).
+    between: Box<[f32]>,
 }
 
 /// Collects items, in any order, into a [`Catalog`].
@@ -263,7 +268,17 @@ impl<'a> CatalogBuilder<'a> {
                 blocked: blocked_id as u32,
             });
         }
+        let between = groups
+            .iter()
+            .flat_map(|a| {
+                groups.iter().map(move |b| match (a.unit, b.unit) {
+                    (Some(u), Some(v)) => (1.0 - (u[0] * v[0] + u[1] * v[1] + u[2] * v[2])) as f32,
+                    _ => f32::INFINITY,
+                })
+            })
+            .collect();
         Catalog {
+            between,
             bytes: bytes.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
             groups: groups.into_boxed_slice(),
@@ -284,6 +299,16 @@ impl Catalog {
 
     pub fn groups(&self) -> &[Group] {
         &self.groups
+    }
+
+    /// One minus the cosine of the angle between groups `a` and `b`
+    /// (infinite unless both have a position).
+    pub fn between(&self, a: u32, b: u32) -> f32 {
+        let n = self.groups.len();
+        self.between
+            .get(a as usize * n + b as usize)
+            .copied()
+            .unwrap_or(f32::INFINITY)
     }
 
     /// The ready JSON of `entry`.

@@ -269,30 +269,36 @@ impl Scratch {
         self.order.clear();
         match near {
             Some(near) => {
-                let mut client = unit(near.position());
-                if snap {
-                    let nearest = self
-                        .groups
-                        .iter()
-                        .filter_map(|pick| groups[pick.group as usize].unit)
-                        .map(|u| {
-                            (
-                                1.0 - (client[0] * u[0] + client[1] * u[1] + client[2] * u[2]),
-                                u,
-                            )
-                        })
-                        .min_by(|a, b| a.0.total_cmp(&b.0));
-                    if let Some((_, u)) = nearest {
-                        client = u;
+                let client = unit(near.position());
+                let distance =
+                    |u: [f64; 3]| 1.0 - (client[0] * u[0] + client[1] * u[1] + client[2] * u[2]);
+                // With `snap`: the picked location nearest to the client,
+                // whose distances to the others are in the catalog.
+                let from = if snap {
+                    let mut nearest = None;
+                    let mut least = f64::INFINITY;
+                    for pick in &self.groups {
+                        if let Some(u) = groups[pick.group as usize].unit {
+                            let d = distance(u);
+                            if d < least {
+                                (least, nearest) = (d, Some(pick.group));
+                            }
+                        }
                     }
-                }
+                    nearest
+                } else {
+                    None
+                };
                 for (n, pick) in self.groups.iter().enumerate() {
                     let group = &groups[pick.group as usize];
                     // Sorting by one minus the cosine of the angle is
                     // sorting by great-circle distance, without an
                     // arccosine.
                     let key = if let Some(u) = group.unit {
-                        1.0 - (client[0] * u[0] + client[1] * u[1] + client[2] * u[2])
+                        match from {
+                            Some(from) => f64::from(catalog.between(from, pick.group)),
+                            None => distance(u),
+                        }
                     } else if let Some(tz) = group.timezone {
                         let d = (tz - near.timezone_estimate()).rem_euclid(24);
                         let km = d.min(24 - d) as f64 * KM_PER_TIMEZONE_HOUR;

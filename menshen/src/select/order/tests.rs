@@ -248,3 +248,35 @@ fn drawing_in_turn_gives_each_order_its_probability() {
         );
     }
 }
+
+#[test]
+fn snapped_orders_start_at_the_nearest_location_and_go_on_from_there() {
+    let items = catalog([
+        r("ams", "amsterdam", 0.1, false),
+        r("par", "paris", 0.1, false),
+        r("tyo", "tokyo", 0.1, false),
+        r("mia", "miami", 0.1, false),
+    ]);
+    let snapped = |near: GridPoint| {
+        let catalog = &items.catalog;
+        let mut s = Scratch::default();
+        s.pick(catalog, None, false, |_| true);
+        s.order_from(catalog, Some(near), true, &mut SmallRng::seed_from_u64(1));
+        s.ordered()
+            .map(|i| items.rows[catalog.entries()[i as usize].index as usize].name)
+            .collect::<Vec<_>>()
+    };
+    // From Amsterdam on, wherever in its neighbourhood the client is: Paris,
+    // then Miami (7,100 km from Amsterdam) before Tokyo (9,300 km).
+    let berlin = GridPoint { lat: 53, lon: 13 };
+    let rotterdam = GridPoint { lat: 52, lon: 4 };
+    assert_eq!(snapped(berlin), ["ams", "par", "mia", "tyo"]);
+    assert_eq!(snapped(rotterdam), snapped(berlin));
+    // A client in Anchorage is nearest to Tokyo (5,500 km; Miami 6,400 km,
+    // Amsterdam 7,400 km): from Tokyo, Amsterdam (9,300 km) and Paris (9,700
+    // km) come before Miami (11,900 km).
+    let anchorage = GridPoint { lat: 61, lon: -150 };
+    assert_eq!(snapped(anchorage), ["tyo", "ams", "par", "mia"]);
+    let own = order(&items, Some(anchorage), &mut SmallRng::seed_from_u64(1));
+    assert_eq!(own, ["tyo", "mia", "ams", "par"], "from the client itself");
+}

@@ -19,7 +19,7 @@
 # answers (--list-key-file, see README "Signed answers"), for the same
 # three kinds of request, with the cost of signing relative to the first
 # and the signatures it made (first as the first requests after a start
-# find it, then after a warm-up). Also prints the top functions of the hot
+# find it, then after a warm-up of ten times as many requests). Also prints the top functions of the hot
 # query. Needs valgrind, nginx (nginx-light), python3, cargo, curl.
 # MENSHEN_BENCH_WAIT (seconds, default 60) bounds each server's start under
 # callgrind.
@@ -151,16 +151,16 @@ signatures_made() {
     curl -sf "http://127.0.0.1:$signed_metrics/metrics" | awk '/^menshen_list_signatures_total/ {print $2}'
 }
 # Signing: first as the first requests after a start find it (every body
-# signed on its first request), then after a warm-up of four times as many
-# requests (the signatures of the bodies asked for mostly made), with the
-# signatures made during each measurement.
+# signed on its first request), then after a warm-up of ten times as many
+# requests (the signatures of the bodies asked for made: a steady state),
+# with the signatures made during each measurement.
 for mode in "${modes[@]}"; do
     for phase in first warm; do
         before=$(signatures_made)
         if [ "$phase" = first ]; then
             measure "menshen-signed-$mode-first" "$signed_pid" "$signed_port" "$mode"
         else
-            measure "menshen-signed-$mode" "$signed_pid" "$signed_port" "$mode" $((requests * 4))
+            measure "menshen-signed-$mode" "$signed_pid" "$signed_port" "$mode" $((requests * 10))
         fi
         made=$(( $(signatures_made) - before ))
         awk -v s="$last_cost" -v p="${plain[$mode]}" -v n="$made" -v what="signing, $mode, $phase" \

@@ -202,8 +202,7 @@ impl Gateway {
         ca_key: &Path,
         subnet: &str,
     ) -> Gateway {
-        let (cert, key) = server_certificate(dir, ca_cert, ca_key);
-        Gateway::start(port, ca_cert, &cert, &key, subnet)
+        Gateway::signed_by_on("udp4", dir, port, (ca_cert, ca_key), subnet)
     }
 
     /// [`Gateway::start_signed_by`] on TCP `port` instead of UDP.
@@ -214,8 +213,18 @@ impl Gateway {
         ca_key: &Path,
         subnet: &str,
     ) -> Gateway {
+        Gateway::signed_by_on("tcp4-server", dir, port, (ca_cert, ca_key), subnet)
+    }
+
+    fn signed_by_on(
+        proto: &str,
+        dir: &Path,
+        port: u16,
+        (ca_cert, ca_key): (&Path, &Path),
+        subnet: &str,
+    ) -> Gateway {
         let (cert, key) = server_certificate(dir, ca_cert, ca_key);
-        Gateway::start_on("tcp4-server", port, ca_cert, &cert, &key, subnet)
+        Gateway::start_on(proto, port, ca_cert, &cert, &key, subnet)
     }
 
     /// Starts the server on UDP `port`, with certificate `cert` and key

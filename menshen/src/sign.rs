@@ -39,6 +39,8 @@ use sha2::Digest as _;
 
 /// The header that carries an answer's signature.
 pub const HEADER: &str = "x-menshen-signature";
+/// [`HEADER`], as a header name made once.
+pub const HEADER_NAME: axum::http::HeaderName = axum::http::HeaderName::from_static(HEADER);
 /// What the signed bytes start with.
 const CONTEXT: &[u8] = b"menshen-signature-v1";
 /// Default of how long a signature is to be believed, as the flag takes it.

@@ -183,10 +183,9 @@ fn signed(snapshot: &Snapshot, mut response: Response, key: u64, body: &[u8]) ->
 }
 
 fn sign_with(response: &mut Response, signature: axum::http::HeaderValue) {
-    response.headers_mut().insert(
-        axum::http::HeaderName::from_static(crate::sign::HEADER),
-        signature,
-    );
+    response
+        .headers_mut()
+        .insert(crate::sign::HEADER_NAME, signature);
 }
 
 /// A route answering the snapshot's ready document `$handler` (`provider`

@@ -523,24 +523,10 @@ mod tests {
 
     fn row(host: &str, origin: &str, last_seen_millis: i64) -> ResourceRow {
         ResourceRow {
-            kind: ResourceKind::Gateway,
-            host: host.into(),
-            ip_addr: "192.0.2.1".into(),
-            ip6_addr: String::new(),
-            location: "paris".into(),
-            port: 1194,
-            transport: "udp".into(),
-            kind_type: "openvpn".into(),
-            load: 0.0,
-            overloaded: false,
-            healthy: true,
-            experimental: false,
-            bucket: String::new(),
-            auth: String::new(),
-            options: "{}".into(),
             last_seen_millis,
             origin: origin.into(),
             agent: (origin == "agent").then(|| "gw".into()),
+            ..ResourceRow::test_gateway(host, "paris")
         }
     }
 

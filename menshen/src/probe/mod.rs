@@ -75,6 +75,23 @@ pub enum Outcome {
     NotProbed(String),
 }
 
+/// A TCP connection to `addr` made by `deadline` (`timeout` after the
+/// check began), or why not.
+async fn connect(
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!("connect: {e}")),
+        Err(_) => Err(format!(
+            "connect: no answer within {}",
+            humantime::format_duration(timeout)
+        )),
+    }
+}
+
 /// Where clients reach `r`: its IPv4 address, else its IPv6 one, and port.
 fn address(r: &ResourceRow) -> Result<SocketAddr, String> {
     if r.port <= 0 {
@@ -267,24 +284,10 @@ mod tests {
 
     fn gateway(transport: &str, ip: &str, port: i64) -> ResourceRow {
         ResourceRow {
-            kind: ResourceKind::Gateway,
-            host: "gw".into(),
             ip_addr: ip.into(),
-            ip6_addr: String::new(),
-            location: "here".into(),
             port,
             transport: transport.into(),
-            kind_type: "openvpn".into(),
-            load: 0.0,
-            overloaded: false,
-            healthy: true,
-            experimental: false,
-            bucket: String::new(),
-            auth: String::new(),
-            options: "{}".into(),
-            last_seen_millis: 0,
-            origin: "config".into(),
-            agent: None,
+            ..ResourceRow::test_gateway("gw", "here")
         }
     }
 

@@ -30,7 +30,6 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 const PROTOID: &[u8] = b"ntor-curve25519-sha256-1";
@@ -222,16 +221,7 @@ fn read_answer(cert: &Cert, request: &Request, got: &[u8]) -> Result<Answer, Str
 pub async fn check(addr: SocketAddr, cert: &str, timeout: Duration) -> Result<String, String> {
     let cert = Cert::parse(cert)?;
     let deadline = Instant::now() + timeout;
-    let mut stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "connect: no answer within {}",
-                humantime::format_duration(timeout)
-            ));
-        }
-    };
+    let mut stream = super::connect(addr, deadline, timeout).await?;
     let request = request(&cert);
     let exchange = async {
         stream

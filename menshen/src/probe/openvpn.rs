@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::time::{Instant, timeout_at};
 
 const P_CONTROL_HARD_RESET_CLIENT_V2: u8 = 7;
@@ -128,16 +128,7 @@ pub async fn check_udp(addr: SocketAddr, timeout: Duration) -> Result<String, St
 /// waits for its answer, all within `timeout`.
 pub async fn check_tcp(addr: SocketAddr, timeout: Duration) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
-    let mut stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(format!("connect: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "connect: no answer within {}",
-                humantime::format_duration(timeout)
-            ));
-        }
-    };
+    let mut stream = super::connect(addr, deadline, timeout).await?;
     let session: [u8; 8] = rand::random();
     let packet = hard_reset(session);
     let mut framed = Vec::with_capacity(2 + packet.len());

@@ -117,6 +117,34 @@ pub struct ResourceRow {
     pub agent: Option<String>,
 }
 
+#[cfg(test)]
+impl ResourceRow {
+    /// For tests: a hand-defined OpenVPN gateway `host` over UDP at
+    /// 192.0.2.1:1194 in `location`, healthy, public, unloaded.
+    pub fn test_gateway(host: &str, location: &str) -> ResourceRow {
+        ResourceRow {
+            kind: ResourceKind::Gateway,
+            host: host.into(),
+            ip_addr: "192.0.2.1".into(),
+            ip6_addr: String::new(),
+            location: location.into(),
+            port: 1194,
+            transport: "udp".into(),
+            kind_type: "openvpn".into(),
+            load: 0.0,
+            overloaded: false,
+            healthy: true,
+            experimental: false,
+            bucket: String::new(),
+            auth: String::new(),
+            options: "{}".into(),
+            last_seen_millis: 0,
+            origin: Origin::Config.as_str().into(),
+            agent: None,
+        }
+    }
+}
+
 impl TryFrom<String> for ResourceKind {
     type Error = String;
 

@@ -289,6 +289,57 @@ async fn both_charts_run_a_provider_that_real_clients_use() {
     assert_eq!(b["port"].as_u64(), Some(u64::from(bridge_port)));
     assert_eq!(b["type"], "obfs4");
 
+    // The prober, a pod of its own beside the backend's, checks them from
+    // outside: OpenVPN answers its hard reset over UDP and TCP, the bridge
+    // completes an obfs4 handshake with its cert.
+    let viewer = run(Command::new(binary("menshen")).args([
+        "admin",
+        "token",
+        "--subject",
+        "system-test",
+        "--role",
+        "viewer",
+        "--database-url",
+        &db.url,
+        "--signing-key-file",
+        pki.join("signing.key").to_str().unwrap(),
+    ]));
+    let probed = |what: &'static str, hosts: Vec<&'static str>| {
+        let (url, viewer) = (format!("{base}/admin/v1/{what}"), viewer.trim().to_owned());
+        async move {
+            let list = http::get_json_as(&url, &viewer).await;
+            let states: Vec<String> = hosts
+                .iter()
+                .map(|h| {
+                    find_host(&list, h).map_or("absent".into(), |r| {
+                        r["probe"]["state"]
+                            .as_str()
+                            .unwrap_or("untested")
+                            .to_owned()
+                    })
+                })
+                .collect();
+            states
+                .iter()
+                .all(|s| s == "functional")
+                .then_some(())
+                .ok_or(list)
+        }
+    };
+    menshen_e2e::wait::eventually(
+        "the prober to find the servers functional",
+        Duration::from_secs(60),
+        || probed("gateways", vec![udp_host, tcp_host]),
+    )
+    .await;
+    menshen_e2e::wait::eventually(
+        "the prober to find the bridge functional",
+        Duration::from_secs(60),
+        || probed("bridges", vec![bridge_host]),
+    )
+    .await;
+    mark("probed", &mut times);
+
     // Real clients, with the served configurations.
     let config = |tr: &str| {
         let url = format!("{base}/api/5/openvpn/config?tr={tr}");

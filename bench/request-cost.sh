@@ -47,17 +47,8 @@ fi
 
 codes=$(grep -v '^#' "$root/menshen/data/countries.tsv" | cut -f1 | paste -sd' ' -)
 
-declare -A dumps
-# measure NAME PID PORT MODE: switch on the instrumentation of callgrind
-# process PID (it starts without, so that start-up is not counted), zero
-# its counters, make the requests, dump, and print instructions per
-# request. (Switching it off between measurements would lose counts.)
-measure() {
-    local name=$1 pid=$2 port=$3 mode=$4 warm=${5:-50}
-    python3 - "$port" "$mode" "$warm" "$codes" >/dev/null # warm-up
-    callgrind_control -i on "$pid" >/dev/null
-    callgrind_control -z "$pid" >/dev/null
-    python3 - "$port" "$mode" "$requests" "$codes" <<'PY'
+# The client: N requests of MODE over one keep-alive connection.
+cat > "$work/client.py" <<'PY'
 import http.client, random, sys
 port, mode, n, codes = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
 conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -75,6 +66,19 @@ for i in range(n):
     r.read()
     assert r.status == 200, (path, r.status)
 PY
+
+declare -A dumps
+# measure NAME PID PORT MODE [WARM]: WARM requests (50) first, then
+# switch on the instrumentation of callgrind
+# process PID (it starts without, so that start-up is not counted), zero
+# its counters, make the requests, dump, and print instructions per
+# request. (Switching it off between measurements would lose counts.)
+measure() {
+    local name=$1 pid=$2 port=$3 mode=$4 warm=${5:-50}
+    python3 "$work/client.py" "$port" "$mode" "$warm" "$codes" # warm-up
+    callgrind_control -i on "$pid" >/dev/null
+    callgrind_control -z "$pid" >/dev/null
+    python3 "$work/client.py" "$port" "$mode" "$requests" "$codes"
     callgrind_control -d "$name" "$pid" >/dev/null
     # callgrind numbers a process's dumps .1, .2, ...
     dumps[$pid]=$(( ${dumps[$pid]:-0} + 1 ))
@@ -97,17 +101,6 @@ start_server menshen "http://127.0.0.1:$api_port/readyz" "$work/menshen.log" \
     "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$api_port" --data-dir "$work/data" \
     --config "$work/inventory.toml" --rsa-key-pool 0 --reload-interval 1h "${geo[@]}"
 menshen_pid=$server_pid
-signed_port=$(free_port)
-signed_metrics=$(free_port)
-"$bin/menshen" pki list-key --out "$work/lists.key" >/dev/null
-start_server menshen-signed "http://127.0.0.1:$signed_port/readyz" "$work/menshen-signed.log" \
-    "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$signed_port" \
-    --metrics-listen "127.0.0.1:$signed_metrics" --data-dir "$work/data-signed" \
-    --config "$work/inventory.toml" --rsa-key-pool 0 --reload-interval 1h --list-key-file "$work/lists.key" "${geo[@]}"
-signed_pid=$server_pid
-signed_head=$(curl -sfi "http://127.0.0.1:$signed_port/api/5/gateways?cc=DE")
-grep -qi '^x-menshen-signature:' <<<"$signed_head" ||
-    fail_with_log "the signing menshen answers without a signature" "$work/menshen-signed.log"
 mkdir -p "$work/www"
 curl -sf "http://127.0.0.1:$api_port/api/5/gateways?cc=DE" -o "$work/www/gateways.json"
 echo "gateway list: $(wc -c < "$work/www/gateways.json") bytes; $requests requests each, one connection" >&2
@@ -147,24 +140,50 @@ for mode in "${modes[@]}"; do
     plain[$mode]=$last_cost
     [ "$mode" = hot ] && hot=$last_dump
 done
+# start_signing NAME: a menshen that signs its answers (--list-key-file),
+# under callgrind; sets signed_pid, signed_port, signed_metrics.
+"$bin/menshen" pki list-key --out "$work/lists.key" >/dev/null
+start_signing() {
+    signed_port=$(free_port)
+    signed_metrics=$(free_port)
+    rm -rf "$work/data-signed"
+    start_server "$1" "http://127.0.0.1:$signed_port/readyz" "$work/$1.log" \
+        "${callgrind[@]}" "$bin/menshen" serve --listen "127.0.0.1:$signed_port" \
+        --metrics-listen "127.0.0.1:$signed_metrics" --data-dir "$work/data-signed" \
+        --config "$work/inventory.toml" --rsa-key-pool 0 --reload-interval 1h \
+        --list-key-file "$work/lists.key" "${geo[@]}"
+    signed_pid=$server_pid
+    local head
+    head=$(curl -sfi "http://127.0.0.1:$signed_port/api/5/gateways?cc=DE")
+    grep -qi '^x-menshen-signature:' <<<"$head" ||
+        fail_with_log "the signing menshen answers without a signature" "$work/$1.log"
+}
 signatures_made() {
     curl -sf "http://127.0.0.1:$signed_metrics/metrics" | awk '/^menshen_list_signatures_total/ {print $2}'
 }
-# Signing: first as the first requests after a start find it (every body
-# signed on its first request), then after a warm-up of ten times as many
-# requests (the signatures of the bodies asked for made: a steady state),
-# with the signatures made during each measurement.
+generation() {
+    curl -sf "http://127.0.0.1:$signed_port/readyz" | python3 -c 'import json, sys; print(json.load(sys.stdin)["generation"])'
+}
+# Signing, each on a menshen of its own: first as the first requests after
+# a start find it (every body signed on its first request); then after a
+# warm-up of ten times as many requests made before callgrind counts (the
+# signatures of the bodies asked for made: a steady state). With the
+# signatures made and the snapshots built while counting.
 for mode in "${modes[@]}"; do
     for phase in first warm; do
-        before=$(signatures_made)
-        if [ "$phase" = first ]; then
-            measure "menshen-signed-$mode-first" "$signed_pid" "$signed_port" "$mode"
-        else
-            measure "menshen-signed-$mode" "$signed_pid" "$signed_port" "$mode" $((requests * 10))
+        start_signing "menshen-signed-$mode-$phase"
+        if [ "$phase" = warm ]; then
+            python3 "$work/client.py" "$signed_port" "$mode" $((requests * 10)) "$codes"
         fi
-        made=$(( $(signatures_made) - before ))
-        awk -v s="$last_cost" -v p="${plain[$mode]}" -v n="$made" -v what="signing, $mode, $phase" \
-            'BEGIN { printf "  %-28s %+8.1f %% against unsigned (%d signatures made)\n", what, (s - p) * 100 / p, n }' >&2
+        made_before=$(signatures_made)
+        built_before=$(generation)
+        measure "menshen-signed-$mode-$phase" "$signed_pid" "$signed_port" "$mode"
+        made=$(( $(signatures_made) - made_before ))
+        built=$(( $(generation) - built_before ))
+        awk -v s="$last_cost" -v p="${plain[$mode]}" -v n="$made" -v b="$built" -v what="signing, $mode, $phase" \
+            'BEGIN { printf "  %-28s %+8.1f %% against unsigned (%d signatures made, %d snapshots built)\n", what, (s - p) * 100 / p, n, b }' >&2
+        kill "$signed_pid" 2>/dev/null || true
+        wait "$signed_pid" 2>/dev/null || true
     done
 done
 measure axum-fixed "$fixed_pid" "$fixed_port" hot

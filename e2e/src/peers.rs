@@ -205,18 +205,9 @@ impl Gateway {
         Gateway::signed_by_on("udp4", dir, port, (ca_cert, ca_key), subnet)
     }
 
-    /// [`Gateway::start_signed_by`] on TCP `port` instead of UDP.
-    pub fn start_tcp_signed_by(
-        dir: &Path,
-        port: u16,
-        ca_cert: &Path,
-        ca_key: &Path,
-        subnet: &str,
-    ) -> Gateway {
-        Gateway::signed_by_on("tcp4-server", dir, port, (ca_cert, ca_key), subnet)
-    }
-
-    fn signed_by_on(
+    /// [`Gateway::start_signed_by`] with OpenVPN's `--proto` `proto`
+    /// (`udp4`, `tcp4-server`, ...).
+    pub fn signed_by_on(
         proto: &str,
         dir: &Path,
         port: u16,

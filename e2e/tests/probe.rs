@@ -299,11 +299,11 @@ async fn the_prober_checks_real_gateways_and_bridges() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tcp")).unwrap();
     let (ca_cert, ca_key) = openssl_ca(dir.path());
-    let tcp = Gateway::start_tcp_signed_by(
+    let tcp = Gateway::signed_by_on(
+        "tcp4-server",
         &dir.path().join("tcp"),
         free_tcp_port(),
-        &ca_cert,
-        &ca_key,
+        (&ca_cert, &ca_key),
         "10.235.0.0",
     );
     let state = dir.path().join("obfs4");

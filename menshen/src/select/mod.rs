@@ -331,12 +331,10 @@ mod tests {
             for i in 0..per {
                 for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
                     let n = l * per + i;
+                    let host = format!("{}{n:04}", kind.as_str());
                     inventory.resources.push(ResourceRow {
                         kind,
-                        host: format!("{}{n:04}", kind.as_str()),
                         ip_addr: format!("10.0.{}.{}", n / 250, n % 250 + 1),
-                        ip6_addr: String::new(),
-                        location: format!("loc{l:02}"),
                         port: 1194 + (n % 3) as i64,
                         transport: if n.is_multiple_of(2) { "udp" } else { "tcp" }.into(),
                         kind_type: match kind {
@@ -346,14 +344,7 @@ mod tests {
                         .into(),
                         load: (n * 37 % 100) as f64 / 100.0,
                         overloaded: n.is_multiple_of(5),
-                        healthy: true,
-                        experimental: false,
-                        bucket: String::new(),
-                        auth: String::new(),
-                        options: "{}".into(),
-                        last_seen_millis: 0,
-                        origin: "config".into(),
-                        agent: None,
+                        ..ResourceRow::test_gateway(&host, &format!("loc{l:02}"))
                     });
                 }
             }

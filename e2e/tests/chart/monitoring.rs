@@ -36,7 +36,7 @@ fn alerts_pass_promtool_and_their_unit_tests() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 9, "{rules}");
+    assert_eq!(alerts.len(), 11, "{rules}");
     let schema = std::fs::read_to_string(chart().join("values.schema.json")).unwrap();
     for alert in alerts {
         assert!(

@@ -76,7 +76,7 @@ http:
     # crashed one out, the load balancer may pick it again.
     retry:
       retry:
-        attempts: 5
+        attempts: 10
         initialInterval: 20ms
         status: ["502", "504"]
   serversTransports:

@@ -118,7 +118,7 @@ const MONITORING: &[&str] = &[
     "serviceMonitor.enabled=true",
 ];
 
-/// The prober and signed answers on.
+/// The prober and signed answers on (and a bridge rate limit).
 const PROBER_AND_SIGNING: &[&str] = &[
     "--set",
     "prober.enabled=true",
@@ -128,6 +128,8 @@ const PROBER_AND_SIGNING: &[&str] = &[
     "listSigning.existingSecret=menshen-lists",
     "--set",
     "listSigning.keys={old.key,new.key}",
+    "--set",
+    "menshen.bridges.rateLimit=30/h",
 ];
 
 menshen_e2e::chart_checks!(

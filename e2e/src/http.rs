@@ -80,3 +80,11 @@ pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
 pub async fn get_json_as(url: &str, token: &str) -> Value {
     json_of(reqwest::Client::new().get(url).bearer_auth(token)).await
 }
+
+/// The value of the sample `series` (name and labels as exposed) in a
+/// metrics exposition, if any.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}

@@ -240,13 +240,20 @@ fn build_binaries() -> PathBuf {
 }
 
 /// Runs the `menshen` CLI with `args` (its store named in them, not by the
-/// environment), failing the test unless it succeeds; returns its stdout.
-pub fn menshen_cli(args: &[&str]) -> String {
-    let out = Command::new(binary("menshen"))
+/// environment, and its default log level): its output, whatever its exit.
+pub fn menshen_output(args: &[&str]) -> std::process::Output {
+    Command::new(binary("menshen"))
         .args(args)
         .env_remove("MENSHEN_DATABASE_URL")
+        .env_remove("RUST_LOG")
         .output()
-        .expect("menshen runs");
+        .expect("menshen runs")
+}
+
+/// [`menshen_output`], failing the test unless it succeeds; returns its
+/// stdout.
+pub fn menshen_cli(args: &[&str]) -> String {
+    let out = menshen_output(args);
     assert!(
         out.status.success(),
         "menshen {args:?}: {}",

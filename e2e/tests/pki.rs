@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
+use menshen_e2e::Menshen;
 use menshen_e2e::peers::openssl_fingerprint;
-use menshen_e2e::{Menshen, binary};
 
 const BACKEND_FILES: [&str; 4] = ["signing.key", "ca.crt", "ca.key", "provider-ca.crt"];
 
@@ -17,11 +17,7 @@ fn example_config() -> PathBuf {
 }
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(binary("menshen"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("menshen runs")
+    menshen_e2e::menshen_output(args)
 }
 
 /// A CLI run that must succeed.

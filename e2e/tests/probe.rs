@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
-use menshen_e2e::http::{find_host, get_json_as, get_text};
+use menshen_e2e::http::{find_host, get_json_as, get_text, sample};
 use menshen_e2e::peers::{
     Gateway, Obfs4Proxy, free_tcp_port, free_udp_port, openssl_ca, path_str, require_real_peers,
 };
@@ -99,12 +99,6 @@ fn states(list: &Value) -> Vec<(String, String, bool)> {
 
 fn state(host: &str, state: &str, listed: bool) -> (String, String, bool) {
     (host.to_owned(), state.to_owned(), listed)
-}
-
-/// The value of the metric series `series` (name and labels, exactly).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 async fn run(name: &str, store_args: &[String], peers: &Peers, dir: &Path) {
@@ -235,7 +229,7 @@ async fn run(name: &str, store_args: &[String], peers: &Peers, dir: &Path) {
         (r#"menshen_probe_excluded{kind="bridge"}"#, 2.0),
         (r#"menshen_probe_exclusion_suspended{kind="gateway"}"#, 0.0),
     ] {
-        assert_eq!(metric(&metrics, series), Some(value), "{series}\n{metrics}");
+        assert_eq!(sample(&metrics, series), Some(value), "{series}\n{metrics}");
     }
 
     // A gateway that dies leaves the lists after its failed checks.

@@ -2,18 +2,8 @@
 //! serve --list-key-file` signs with them, `menshen verify` checks what it
 //! serves, as an operator or a client's maintainer would.
 
-use std::process::{Command, Output};
-
 use menshen_e2e::peers::path_str;
-use menshen_e2e::{Menshen, binary, menshen_cli};
-
-fn menshen(args: &[&str]) -> Output {
-    Command::new(binary("menshen"))
-        .args(args)
-        .env_remove("MENSHEN_DATABASE_URL")
-        .output()
-        .expect("menshen runs")
-}
+use menshen_e2e::{Menshen, menshen_cli, menshen_output as menshen};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -335,11 +335,17 @@ async fn probe_results_are_kept_replaced_and_dropped_with_their_resource() {
         let inventory = store.load_inventory().await.unwrap();
         assert_eq!(inventory.probes.len(), 3, "{name}");
         assert_eq!(
-            inventory.probe(ResourceKind::Gateway, "gw1.ams"),
+            inventory
+                .probes_by_resource()
+                .get(&(ResourceKind::Gateway, "gw1.ams"))
+                .copied(),
             Some(&second[0])
         );
         assert_eq!(
-            inventory.probe(ResourceKind::Bridge, "br1.ams"),
+            inventory
+                .probes_by_resource()
+                .get(&(ResourceKind::Bridge, "br1.ams"))
+                .copied(),
             Some(&first[0])
         );
 
@@ -352,7 +358,10 @@ async fn probe_results_are_kept_replaced_and_dropped_with_their_resource() {
         store.record_probes(&[], false).await.unwrap();
         let inventory = store.load_inventory().await.unwrap();
         assert_eq!(
-            inventory.probe(ResourceKind::Gateway, "gw1.mtl"),
+            inventory
+                .probes_by_resource()
+                .get(&(ResourceKind::Gateway, "gw1.mtl"))
+                .copied(),
             None,
             "{name}"
         );

@@ -65,14 +65,17 @@ pub struct ProbeCommandArgs {
 pub async fn run(args: ProbeCommandArgs) -> anyhow::Result<()> {
     let settings = args.probe.settings();
     if !args.once {
-        let store = crate::store::Store::connect(&args.store.engine()?).await?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let prober = tokio::spawn(probe::run(store.clone(), settings, stop_rx));
-        crate::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-        let _ = prober.await;
-        store.close().await;
-        return Ok(());
+        return args
+            .store
+            .with_store(async |db| {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let prober = tokio::spawn(probe::run(db.clone(), settings, stop_rx));
+                crate::shutdown_signal().await;
+                let _ = stop_tx.send(true);
+                let _ = prober.await;
+                Ok(())
+            })
+            .await;
     }
     let round = args
         .store

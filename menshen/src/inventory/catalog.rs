@@ -138,10 +138,8 @@ pub struct Catalog {
     /// How the public entries are shared out among client networks, when
     /// they are (bridges).
     ring: Option<Ring>,
-    /// Between every two groups with a position, one minus the cosine of
-    /// the angle between them (what orders by great-circle distance), row
-    /// by row; infinite where either has none. For lists ordered from the
-    /// location nearest to the client (signed answers).
+    /// Between every two groups, [`Catalog::between`] row by row, when
+    /// made ([`Catalog::with_distances`]; empty otherwise).
     between: Box<[f32]>,
 }
 
@@ -268,17 +266,8 @@ impl<'a> CatalogBuilder<'a> {
                 blocked: blocked_id as u32,
             });
         }
-        let between = groups
-            .iter()
-            .flat_map(|a| {
-                groups.iter().map(move |b| match (a.unit, b.unit) {
-                    (Some(u), Some(v)) => (1.0 - (u[0] * v[0] + u[1] * v[1] + u[2] * v[2])) as f32,
-                    _ => f32::INFINITY,
-                })
-            })
-            .collect();
         Catalog {
-            between,
+            between: Box::default(),
             bytes: bytes.into_boxed_slice(),
             entries: entries.into_boxed_slice(),
             groups: groups.into_boxed_slice(),
@@ -301,14 +290,34 @@ impl Catalog {
         &self.groups
     }
 
-    /// One minus the cosine of the angle between groups `a` and `b`
-    /// (infinite unless both have a position).
+    /// One minus the cosine of the angle between groups `a` and `b` (what
+    /// orders by great-circle distance); infinite unless both have a
+    /// position. For lists ordered from the location nearest to the client
+    /// (signed answers): from the table [`Catalog::with_distances`] made,
+    /// else computed.
     pub fn between(&self, a: u32, b: u32) -> f32 {
         let n = self.groups.len();
-        self.between
-            .get(a as usize * n + b as usize)
-            .copied()
-            .unwrap_or(f32::INFINITY)
+        if let Some(&d) = self.between.get(a as usize * n + b as usize) {
+            return d;
+        }
+        let unit = |g: u32| self.groups.get(g as usize).and_then(|g| g.unit);
+        match (unit(a), unit(b)) {
+            (Some(u), Some(v)) => (1.0 - (u[0] * v[0] + u[1] * v[1] + u[2] * v[2])) as f32,
+            _ => f32::INFINITY,
+        }
+    }
+
+    /// This catalog with the distances between its groups kept, so that
+    /// ordering from a location looks them up (snapshots whose answers are
+    /// signed make it; it is the square of the number of locations).
+    pub fn with_distances(mut self) -> Catalog {
+        let n = self.groups.len() as u32;
+        let table = (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .map(|(a, b)| self.between(a, b))
+            .collect();
+        self.between = table;
+        self
     }
 
     /// The ready JSON of `entry`.

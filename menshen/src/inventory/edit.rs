@@ -163,6 +163,7 @@ impl AdminResource {
         now: i64,
         ttl_millis: i64,
     ) -> Vec<AdminResource> {
+        let probes = inventory.probes_by_resource();
         inventory
             .resources
             .iter()
@@ -173,7 +174,7 @@ impl AdminResource {
                     .iter()
                     .find(|o| o.kind == kind && o.host == r.host);
                 AdminResource::of(r, over, now, ttl_millis)
-                    .with_probe(inventory.probe(kind, &r.host))
+                    .with_probe(probes.get(&(kind, r.host.as_str())).copied())
             })
             .collect()
     }

@@ -156,9 +156,10 @@ impl ProbeView {
     /// Works out what to leave out of `live`, and leaves it out.
     fn apply(inventory: &Inventory, live: &mut Vec<&ResourceRow>, drop: bool) -> ProbeView {
         let mut view = ProbeView::default();
+        let probes = inventory.probes_by_resource();
         let state = |r: &ResourceRow| {
-            inventory
-                .probe(r.kind, &r.host)
+            probes
+                .get(&(r.kind, r.host.as_str()))
                 .map_or(ProbeState::Untested, |p| p.state)
         };
         for r in &inventory.resources {
@@ -167,6 +168,7 @@ impl ProbeView {
         if !drop {
             return view;
         }
+        let mut left_out: HashSet<(ResourceKind, &str)> = HashSet::new();
         for kind in [ResourceKind::Gateway, ResourceKind::Bridge] {
             let (bad, good): (Vec<&&ResourceRow>, Vec<&&ResourceRow>) = live
                 .iter()
@@ -179,11 +181,14 @@ impl ProbeView {
                 view.suspended.push(kind);
                 continue;
             }
-            view.excluded
-                .extend(bad.into_iter().map(|r| (kind, r.host.clone())));
+            left_out.extend(bad.into_iter().map(|r| (kind, r.host.as_str())));
         }
-        if !view.excluded.is_empty() {
-            live.retain(|r| !view.excluded.contains(&(r.kind, r.host.clone())));
+        if !left_out.is_empty() {
+            live.retain(|r| !left_out.contains(&(r.kind, r.host.as_str())));
+            view.excluded = left_out
+                .into_iter()
+                .map(|(kind, host)| (kind, host.to_owned()))
+                .collect();
         }
         view
     }
@@ -429,7 +434,7 @@ impl Snapshot {
         for (i, g) in gateways.iter().enumerate() {
             listed.push(item!(i, g, gateways_blocked[i]));
         }
-        let gateway_catalog = listed.finish();
+        let mut gateway_catalog = listed.finish();
         let mut listed = CatalogBuilder::new("bridges");
         for (i, b) in bridges.iter().enumerate() {
             listed.push(item!(i, b, bridges_blocked[i]));
@@ -442,6 +447,11 @@ impl Snapshot {
                 distribution.clone(),
             );
             bridge_catalog = bridge_catalog.with_ring(ring);
+        }
+        // Signed lists are ordered from the location nearest to the client.
+        if options.signer.is_some() {
+            gateway_catalog = gateway_catalog.with_distances();
+            bridge_catalog = bridge_catalog.with_distances();
         }
         let service = EipService {
             auth: inventory.service.auth.clone(),

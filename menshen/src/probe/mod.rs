@@ -23,7 +23,6 @@
 pub mod obfs4;
 pub mod openvpn;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,19 +175,16 @@ pub fn next(
 pub struct Round {
     /// Every resource's new result.
     pub results: Vec<ProbeRow>,
-    /// Resources whose state changed: (kind, host, from, to).
-    pub changes: Vec<(ResourceKind, String, ProbeState, ProbeState)>,
+    /// Resources whose state changed: the index of their result, and the
+    /// state they had.
+    pub changes: Vec<(usize, ProbeState)>,
 }
 
 /// Checks every stored gateway and bridge once (at most
 /// `settings.concurrency` at a time) and writes the results.
 pub async fn round(store: &Store, settings: &ProbeSettings) -> Result<Round, StoreError> {
     let inventory = store.load_inventory().await?;
-    let previous: HashMap<(ResourceKind, &str), &ProbeRow> = inventory
-        .probes
-        .iter()
-        .map(|p| ((p.kind, p.host.as_str()), p))
-        .collect();
+    let previous = inventory.probes_by_resource();
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut checks = JoinSet::new();
     for (i, r) in inventory.resources.iter().enumerate() {
@@ -212,9 +208,7 @@ pub async fn round(store: &Store, settings: &ProbeSettings) -> Result<Round, Sto
         let result = next(before, r, outcome, settings.failures, now);
         let was = before.map_or(ProbeState::Untested, |p| p.state);
         if was != result.state {
-            round
-                .changes
-                .push((r.kind, r.host.clone(), was, result.state));
+            round.changes.push((round.results.len(), was));
         }
         round.results.push(result);
     }
@@ -226,15 +220,11 @@ pub async fn round(store: &Store, settings: &ProbeSettings) -> Result<Round, Sto
 
 /// Logs a round's changes: a resource turning dysfunctional as a warning.
 fn log_round(round: &Round) {
-    for (kind, host, from, to) in &round.changes {
-        let detail = round
-            .results
-            .iter()
-            .find(|p| p.kind == *kind && &p.host == host)
-            .map_or("", |p| p.detail.as_str());
-        let worse = *to == ProbeState::Dysfunctional;
-        let (kind, from, to) = (kind.as_str(), from.as_str(), to.as_str());
-        if worse {
+    for &(i, from) in &round.changes {
+        let result = &round.results[i];
+        let (kind, host, detail) = (result.kind.as_str(), &result.host, &result.detail);
+        let (from, to) = (from.as_str(), result.state.as_str());
+        if result.state == ProbeState::Dysfunctional {
             tracing::warn!(kind, host, from, to, detail, "probe: now dysfunctional");
         } else {
             tracing::info!(kind, host, from, to, detail, "probe: state changed");

@@ -342,11 +342,13 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// The prober's last result for resource `kind`/`host`, if any.
-    pub fn probe(&self, kind: ResourceKind, host: &str) -> Option<&ProbeRow> {
+    /// The prober's last results by resource (kind, host), for looking
+    /// many up.
+    pub fn probes_by_resource(&self) -> std::collections::HashMap<(ResourceKind, &str), &ProbeRow> {
         self.probes
             .iter()
-            .find(|p| p.kind == kind && p.host == host)
+            .map(|p| ((p.kind, p.host.as_str()), p))
+            .collect()
     }
 }
 

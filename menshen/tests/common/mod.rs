@@ -321,19 +321,14 @@ impl Drop for TestServer {
     }
 }
 
-/// The value of the sample `series` (name and labels as exposed) in a
-/// metrics exposition, if any.
 /// The audit entry of a change a test makes in the store itself, as an
 /// operator named `test`.
 pub fn audit(action: &str, target: &str) -> AuditEntry {
     AuditEntry::new("test", action, target, now_millis())
 }
 
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-}
+/// The value of a sample in a metrics exposition.
+pub use menshen_e2e::http::sample;
 
 /// GET and parse JSON, asserting the status.
 pub async fn get_json(url: &str, status: u16) -> Value {

@@ -120,6 +120,7 @@ fn build(
     outages: &Outages,
 ) -> StatusData {
     let mut summary = BTreeMap::new();
+    let probes = inventory.probes_by_resource();
     let locations = inventory
         .locations
         .iter()
@@ -135,7 +136,7 @@ fn build(
                         .iter()
                         .find(|o| o.kind == r.kind && o.host == r.host);
                     let status = Status::despite(r, over, now, ttl_millis, outages);
-                    let probe = inventory.probe(r.kind, &r.host);
+                    let probe = probes.get(&(r.kind, r.host.as_str())).copied();
                     *counts.entry(status).or_insert(0) += 1;
                     *summary.entry(status).or_insert(0) += 1;
                     StatusResource {

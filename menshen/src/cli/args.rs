@@ -120,6 +120,19 @@ pub fn read_file(path: &Path) -> anyhow::Result<String> {
         .map_err(|e| super::Invalid::err(format!("cannot read {}: {e}", path.display())))
 }
 
+/// A duration no shorter than `min`; `rule` says what it is for.
+pub fn duration_at_least(text: &str, min: Duration, rule: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 30m, 1h or 7d: {e}"))?;
+    if duration < min {
+        return Err(format!(
+            "{text:?}: {rule} at least {}",
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(duration)
+}
+
 /// A size like `64MiB`, `512KiB`, `1GiB` or a plain number of bytes.
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the menshen and menshen-agent images from binaries already built on
-# this host (menshen/Containerfile and agent/Containerfile, target
-# runtime-prebuilt), with buildah and without any registry:
+# this host (Containerfile, targets menshen-prebuilt and agent-prebuilt),
+# with buildah and without any registry:
 #
 #   cargo build --release -p menshen -p menshen-agent
 #   scripts/build-images.sh [--profile release|debug] [--tag TAG]
 #
 # Makes localhost/menshen:TAG and localhost/menshen-agent:TAG (TAG: the
-# workspace version). The Containerfiles' build stage needs a Debian image;
+# workspace version). The Containerfile's runtime root needs a Debian image;
 # where no registry is reachable, one is made here once with debootstrap
 # (minbase, bookworm, apt caches and docs removed), kept as a tarball in
 # ${CARGO_TARGET_DIR:-target}/images/ and as the image
@@ -137,8 +137,8 @@ build_image() {
 }
 
 # One context folder per image, holding just its binary.
-build() { # NAME CONTAINERFILE
-    local name=$1 containerfile=$2 ctx=$images/context-$1
+build() { # NAME TARGET
+    local name=$1 target=$2 ctx=$images/context-$1
     rm -rf "$ctx"
     mkdir -p "$ctx"
     if [ "${MENSHEN_IMAGE_KEEP_DEBUG:-}" = 1 ]; then
@@ -146,13 +146,13 @@ build() { # NAME CONTAINERFILE
     else
         objcopy --strip-debug "$bin_dir/$name" "$ctx/$name"
     fi
-    build_image "$prefix/$name:$tag" "$containerfile" "$ctx" "${pull[@]}" \
-        --target runtime-prebuilt --build-arg BASE_IMAGE="$base"
+    build_image "$prefix/$name:$tag" "$root/Containerfile" "$ctx" "${pull[@]}" \
+        --target "$target" --build-arg BASE_IMAGE="$base"
 }
 built=()
 if [ -n "$binaries" ]; then
-    build menshen "$root/menshen/Containerfile"
-    build menshen-agent "$root/agent/Containerfile"
+    build menshen menshen-prebuilt
+    build menshen-agent agent-prebuilt
     built+=(menshen menshen-agent)
 fi
 

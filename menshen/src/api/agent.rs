@@ -8,8 +8,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse as _, Response};
 use menshen_model::{Bridge, Gateway};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -18,7 +16,8 @@ use super::SharedState;
 use super::body::JsonBody;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::{self, TokenError};
-use crate::inventory::validate::{FieldError, Policy, check_bridges, check_count, check_gateways};
+use crate::inventory::resource::ResourceBody;
+use crate::inventory::validate::check_count;
 use crate::store::{AgentPush, Origin, ResourceKind, ResourceRow, StoreError, now_millis};
 use crate::telemetry::PushOutcome;
 
@@ -70,13 +69,6 @@ impl FromRequestParts<SharedState> for Agent {
                 }))
             }
         }
-    }
-}
-
-/// Clients name locations case-insensitively; store the canonical label.
-fn canonical_location(state: &SharedState, location: &mut String) {
-    if let Some(label) = state.inventory.snapshot().location_label(location) {
-        *location = label.to_owned();
     }
 }
 
@@ -223,7 +215,7 @@ push_route!(put_bridges, Bridge, "bridge", "bridges");
 
 /// [`put_all`], counted by outcome in the metrics, refused tokens
 /// included.
-async fn counted<T: Pushed>(
+async fn counted<T: ResourceBody>(
     state: &SharedState,
     agent: Result<Agent, ApiError>,
     body: Result<JsonBody, ApiError>,
@@ -242,84 +234,9 @@ async fn counted<T: Pushed>(
     result
 }
 
-/// A gateway or bridge as an agent pushes it.
-trait Pushed: DeserializeOwned + Serialize + Sized {
-    const KIND: ResourceKind;
-    /// The body's name in field errors.
-    const LIST: &'static str;
-    /// [`check_gateways`] or [`check_bridges`].
-    const CHECK: Check<Self>;
-    /// [`ResourceRow::from_gateway`] or [`ResourceRow::from_bridge`].
-    const TO_ROW: ToRow<Self>;
-    /// [`ResourceRow::to_gateway`] or [`ResourceRow::to_bridge`].
-    const FROM_ROW: fn(&ResourceRow) -> Self;
-
-    /// What [`Pushed::normalise`] sets.
-    fn heard(&mut self) -> Heard<'_>;
-
-    /// Lowercase transport and type, the inventory's spelling of the
-    /// location, and `now` as the time it was heard from.
-    fn normalise(&mut self, state: &SharedState, now: i64) {
-        let heard = self.heard();
-        heard.transport.make_ascii_lowercase();
-        heard.kind.make_ascii_lowercase();
-        canonical_location(state, heard.location);
-        *heard.last_seen_millis = now;
-    }
-}
-
-/// Checks a pushed list, naming fields under a prefix: see [`check_gateways`].
-type Check<T> = fn(&[T], &str, &dyn Fn(&str) -> bool, &Policy) -> Vec<FieldError>;
-/// The row of a resource from `origin`, of an agent.
-type ToRow<T> = fn(&T, Origin, Option<&str>) -> ResourceRow;
-
-/// The fields of a pushed gateway or bridge that menshen sets itself.
-struct Heard<'a> {
-    transport: &'a mut String,
-    kind: &'a mut String,
-    location: &'a mut String,
-    last_seen_millis: &'a mut i64,
-}
-
-/// The [`Heard`] fields of a gateway or bridge: both name them alike.
-macro_rules! heard {
-    ($resource:expr) => {
-        Heard {
-            transport: &mut $resource.transport,
-            kind: &mut $resource.kind,
-            location: &mut $resource.location,
-            last_seen_millis: &mut $resource.last_seen_millis,
-        }
-    };
-}
-
-impl Pushed for Gateway {
-    const KIND: ResourceKind = ResourceKind::Gateway;
-    const LIST: &'static str = ResourceKind::Gateway.list();
-    const CHECK: Check<Self> = check_gateways;
-    const TO_ROW: ToRow<Self> = ResourceRow::from_gateway;
-    const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_gateway;
-
-    fn heard(&mut self) -> Heard<'_> {
-        heard!(self)
-    }
-}
-
-impl Pushed for Bridge {
-    const KIND: ResourceKind = ResourceKind::Bridge;
-    const LIST: &'static str = ResourceKind::Bridge.list();
-    const CHECK: Check<Self> = check_bridges;
-    const TO_ROW: ToRow<Self> = ResourceRow::from_bridge;
-    const FROM_ROW: fn(&ResourceRow) -> Self = ResourceRow::to_bridge;
-
-    fn heard(&mut self) -> Heard<'_> {
-        heard!(self)
-    }
-}
-
 /// Parses, checks and stores an agent's whole set of `T`s; the answer is
 /// the stored set.
-async fn put_all<T: Pushed>(
+async fn put_all<T: ResourceBody>(
     state: &SharedState,
     agent: &Agent,
     body: Result<JsonBody, ApiError>,
@@ -330,10 +247,10 @@ async fn put_all<T: Pushed>(
     }
     // the server's receipt time, never the agent's word
     let now = now_millis();
-    for item in &mut items {
-        item.normalise(state, now);
-    }
     let snapshot = state.inventory.snapshot();
+    for item in &mut items {
+        item.normalise(&|l| snapshot.location_label(l).map(str::to_owned), now);
+    }
     let errors = (T::CHECK)(
         &items,
         T::LIST,

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use menshen_model::{Bridge, Gateway};
 use serde_json::{Map, Value};
 
 use super::args::{StoreArgs, TtlArg, audit, key_value};
 use super::input::{invalid, json_instead_of_flags};
 use super::table::{ago, json_or_table, render_table};
-use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
+use crate::inventory::edit::{AdminResource, Overrides, new_resource};
 use crate::store::{ProbeState, ResourceKind, Store, now_millis};
 
 pub const GATEWAY_HELP: &str = "Examples:
@@ -381,8 +382,12 @@ pub async fn run<E: Args + ExtraFields>(
                     let labels = location_labels(db).await?;
                     let lookup = |l: &str| labels.get(&l.to_ascii_lowercase()).cloned();
                     let row = match kind {
-                        ResourceKind::Gateway => new_gateway(body, &lookup, now_millis(), &policy),
-                        ResourceKind::Bridge => new_bridge(body, &lookup, now_millis(), &policy),
+                        ResourceKind::Gateway => {
+                            new_resource::<Gateway>(body, &lookup, now_millis(), &policy)
+                        }
+                        ResourceKind::Bridge => {
+                            new_resource::<Bridge>(body, &lookup, now_millis(), &policy)
+                        }
                     }
                     .map_err(invalid)?;
                     let audit = audit(

@@ -3,12 +3,12 @@
 //! a gateway or bridge is shown to operators. Both call these, so both
 //! apply the same rules.
 
-use menshen_model::{Bridge, BridgeTransport, BridgeType, Gateway, GatewayType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Status;
-use super::validate::{FieldError, Policy, check_bridges, check_gateways, valid_bucket};
+use super::resource::ResourceBody;
+use super::validate::{FieldError, Policy, valid_bucket};
 use crate::store::{
     CountryCodes, Inventory, Origin, OverrideRow, ProbeRow, ResourceKind, ResourceRow,
 };
@@ -214,30 +214,20 @@ fn one(errors: Vec<FieldError>) -> Vec<FieldError> {
         .collect()
 }
 
-/// A gateway defined by hand (origin `admin`), from its JSON as clients see
-/// it: `type` defaults to `openvpn`, `healthy` to true. `location_label`
-/// gives the label of a location by name, ignoring case, if there is one.
-pub fn new_gateway(
+/// A gateway or bridge defined by hand (origin `admin`), from its JSON as
+/// clients see it, with [`ResourceBody::defaults`] for what it leaves out.
+/// `location_label` gives the label of a location by name, ignoring case,
+/// if there is one.
+pub fn new_resource<T: ResourceBody>(
     body: Value,
     location_label: &dyn Fn(&str) -> Option<String>,
     now: i64,
     policy: &Policy,
 ) -> Result<ResourceRow, Vec<FieldError>> {
-    let mut g: Gateway = parse_resource(
-        body,
-        &[
-            ("type", GatewayType::default().as_str().into()),
-            ("healthy", true.into()),
-        ],
-    )?;
-    g.transport.make_ascii_lowercase();
-    g.kind.make_ascii_lowercase();
-    if let Some(label) = location_label(&g.location) {
-        g.location = label;
-    }
-    g.last_seen_millis = now;
-    let errors = check_gateways(
-        std::slice::from_ref(&g),
+    let mut resource: T = parse_resource(body, &T::defaults())?;
+    resource.normalise(location_label, now);
+    let errors = (T::CHECK)(
+        std::slice::from_ref(&resource),
         "",
         &|l| location_label(l).as_deref() == Some(l),
         policy,
@@ -245,46 +235,13 @@ pub fn new_gateway(
     if !errors.is_empty() {
         return Err(one(errors));
     }
-    Ok(ResourceRow::from_gateway(&g, Origin::Admin, None))
-}
-
-/// A bridge defined by hand (origin `admin`), from its JSON as clients see
-/// it: `type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true.
-pub fn new_bridge(
-    body: Value,
-    location_label: &dyn Fn(&str) -> Option<String>,
-    now: i64,
-    policy: &Policy,
-) -> Result<ResourceRow, Vec<FieldError>> {
-    let mut b: Bridge = parse_resource(
-        body,
-        &[
-            ("type", BridgeType::default().as_str().into()),
-            ("transport", BridgeTransport::default().as_str().into()),
-            ("healthy", true.into()),
-        ],
-    )?;
-    b.transport.make_ascii_lowercase();
-    b.kind.make_ascii_lowercase();
-    if let Some(label) = location_label(&b.location) {
-        b.location = label;
-    }
-    b.last_seen_millis = now;
-    let errors = check_bridges(
-        std::slice::from_ref(&b),
-        "",
-        &|l| location_label(l).as_deref() == Some(l),
-        policy,
-    );
-    if !errors.is_empty() {
-        return Err(one(errors));
-    }
-    Ok(ResourceRow::from_bridge(&b, Origin::Admin, None))
+    Ok((T::TO_ROW)(&resource, Origin::Admin, None))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use menshen_model::{Bridge, Gateway};
     use serde_json::json;
 
     fn labels(name: &str) -> Option<String> {
@@ -293,7 +250,7 @@ mod tests {
 
     #[test]
     fn gateways_get_defaults_and_the_canonical_location() {
-        let row = new_gateway(
+        let row = new_resource::<Gateway>(
             json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "PARIS", "port": 1194, "transport": "UDP"}),
             &labels,
             42,
@@ -310,7 +267,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let errors = new_gateway(
+        let errors = new_resource::<Gateway>(
             json!({"host": "gw1", "ip_addr": "192.0.2.1", "location": "nowhere", "port": 1194, "transport": "udp"}),
             &labels,
             0,
@@ -319,9 +276,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors[0].field, "location", "{errors:?}");
         let errors =
-            new_bridge(json!({"host": "b", "port": "x"}), &labels, 0, &Policy::LAB).unwrap_err();
+            new_resource::<Bridge>(json!({"host": "b", "port": "x"}), &labels, 0, &Policy::LAB)
+                .unwrap_err();
         assert_eq!(errors[0].field, "port", "{errors:?}");
-        let errors = new_bridge(json!([1]), &labels, 0, &Policy::LAB).unwrap_err();
+        let errors = new_resource::<Bridge>(json!([1]), &labels, 0, &Policy::LAB).unwrap_err();
         assert_eq!(errors[0].field, "");
     }
 

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod edit;
 mod handle;
 pub mod invites;
+pub mod resource;
 pub mod validate;
 
 pub use handle::{InventoryHandle, MIN_RELOAD_GAP};

@@ -16,7 +16,7 @@ use crate::api::SharedState;
 use crate::api::body::JsonBody;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
-use crate::inventory::edit::{AdminResource, Overrides, new_bridge, new_gateway};
+use crate::inventory::edit::{AdminResource, Overrides, new_resource};
 use crate::inventory::validate::{FieldError, Policy};
 use crate::store::{ResourceKind, ResourceRow, now_millis};
 
@@ -32,11 +32,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
 
 async fn list(state: &SharedState, kind: ResourceKind) -> Result<Vec<AdminResource>, ApiError> {
     // Straight from the store, so that a change is seen at once.
-    let inventory = state
-        .store
-        .load_inventory()
-        .await
-        .map_err(ApiError::internal)?;
+    let inventory = state.store.load_inventory().await?;
     let ttl = state.resource_ttl.as_millis() as i64;
     let mut list = AdminResource::list(&inventory, kind, now_millis(), ttl);
     // What this replica leaves out as dysfunctional is not listed either.
@@ -53,8 +49,8 @@ fn location_label(state: &SharedState) -> impl Fn(&str) -> Option<String> + use<
     move |name| snapshot.location_label(name).map(str::to_owned)
 }
 
-/// What makes a resource row of a body, checked: [`new_gateway`] or
-/// [`new_bridge`].
+/// What makes a resource row of a body, checked: [`new_resource`] of a
+/// gateway or a bridge.
 type NewResource = fn(
     serde_json::Value,
     &dyn Fn(&str) -> Option<String>,
@@ -231,7 +227,7 @@ resource_routes!(
     "gateway",
     "gateways",
     Gateway,
-    new_gateway,
+    new_resource::<Gateway>,
     "`type` defaults to `openvpn`, `healthy` to true.",
     list_gateways,
     create_gateway,
@@ -244,7 +240,7 @@ resource_routes!(
     "bridge",
     "bridges",
     Bridge,
-    new_bridge,
+    new_resource::<Bridge>,
     "`type` defaults to `obfs4`, `transport` to `tcp`, `healthy` to true.",
     list_bridges,
     create_bridge,

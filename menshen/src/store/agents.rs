@@ -6,13 +6,15 @@ use super::{
     AuditEntry, Db, RESOURCE_COLUMNS, ResourceKind, ResourceRow, Store, StoreError, bind_resource,
 };
 
-/// An agent as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+/// An agent as stored, and as operators see it (without its token id).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = AgentView)]
 pub struct AgentRow {
     pub name: String,
     #[serde(skip)]
     pub token_id: String,
     pub created_millis: i64,
+    /// Set once revoked: its token no longer works.
     pub revoked_millis: Option<i64>,
 }
 

@@ -3,8 +3,10 @@
 
 use super::{AuditEntry, Db, InviteEntry, Store, StoreError};
 
-/// An invite as stored, for operators.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// An invite as stored, and as operators see it: never its token (its
+/// hash is not shown either).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = InviteView)]
 pub struct InviteRow {
     pub id: String,
     #[serde(skip)]

@@ -76,7 +76,9 @@ impl Default for ServiceSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize)]
+/// A location as stored, and as operators see it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
+#[schema(as = LocationView)]
 pub struct LocationRow {
     pub label: String,
     pub display_name: String,
@@ -87,6 +89,7 @@ pub struct LocationRow {
     pub timezone: Option<i64>,
     pub hemisphere: String,
     pub region: String,
+    /// `config` (the provider file: change it there) or `admin`.
     pub origin: String,
 }
 

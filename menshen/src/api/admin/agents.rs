@@ -14,7 +14,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::{random_id, valid_agent_name};
 use crate::inventory::validate::FieldError;
-use crate::store::now_millis;
+use crate::store::{AgentRow, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -46,43 +46,20 @@ pub struct CreatedAgent {
     expires_millis: i64,
 }
 
-/// An agent as stored.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AgentView {
-    name: String,
-    created_millis: i64,
-    /// Set once revoked: its token no longer works.
-    revoked_millis: Option<i64>,
-}
-
 /// Every agent, revoked ones too.
 #[utoipa::path(
     get,
     path = "/admin/v1/agents",
     responses(
-        (status = 200, description = "Every agent, by name.", body = Vec<AgentView>),
+        (status = 200, description = "Every agent, by name.", body = Vec<AgentRow>),
         ViewerRefusals,
     ),
 )]
 async fn list_agents(
     _viewer: Viewer,
     State(state): State<SharedState>,
-) -> Result<Json<Vec<AgentView>>, ApiError> {
-    let agents = state
-        .store
-        .list_agents()
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(
-        agents
-            .into_iter()
-            .map(|a| AgentView {
-                name: a.name,
-                created_millis: a.created_millis,
-                revoked_millis: a.revoked_millis,
-            })
-            .collect(),
-    ))
+) -> Result<Json<Vec<AgentRow>>, ApiError> {
+    Ok(Json(state.store.list_agents().await?))
 }
 
 /// Creates an agent (or a revoked one anew) and returns its token, once.

@@ -16,7 +16,7 @@ use crate::api::responses::{AdminBodyRefusals, AdminRefusals, ViewerRefusals};
 use crate::auth::invite;
 use crate::inventory::validate::FieldError;
 use crate::inventory::validate::valid_bucket;
-use crate::store::{InviteSelection, NewInvite, now_millis};
+use crate::store::{InviteRow, InviteSelection, NewInvite, now_millis};
 
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::default()
@@ -53,16 +53,6 @@ pub struct CreatedInvites {
     expires_millis: Option<i64>,
 }
 
-/// An invite as listed: never its token.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct InviteView {
-    id: String,
-    buckets: Vec<String>,
-    created_millis: i64,
-    expires_millis: Option<i64>,
-    last_used_millis: Option<i64>,
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct DeleteQuery {
@@ -84,30 +74,15 @@ pub struct Deleted {
     get,
     path = "/admin/v1/invites",
     responses(
-        (status = 200, description = "Every invite, oldest first.", body = Vec<InviteView>),
+        (status = 200, description = "Every invite, oldest first.", body = Vec<InviteRow>),
         ViewerRefusals,
     ),
 )]
 async fn list_invites(
     _viewer: Viewer,
     State(state): State<SharedState>,
-) -> Result<Json<Vec<InviteView>>, ApiError> {
-    let rows = state
-        .store
-        .list_invites()
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|i| InviteView {
-                id: i.id,
-                buckets: i.buckets,
-                created_millis: i.created_millis,
-                expires_millis: i.expires_millis,
-                last_used_millis: i.last_used_millis,
-            })
-            .collect(),
-    ))
+) -> Result<Json<Vec<InviteRow>>, ApiError> {
+    Ok(Json(state.store.list_invites().await?))
 }
 
 /// Creates invite tokens, shown only in this answer.
@@ -167,11 +142,7 @@ async fn create_invites(
     let audit = who.audit("invite.create", "invites", now).after(
         serde_json::json!({"ids": ids, "buckets": input.buckets, "expires_millis": expires_millis}),
     );
-    state
-        .store
-        .create_invites(&invites, now, audit)
-        .await
-        .map_err(ApiError::internal)?;
+    state.store.create_invites(&invites, now, audit).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedInvites {
@@ -214,11 +185,7 @@ async fn delete_invites(
         }
     };
     let audit = who.audit("invite.delete", target, now_millis());
-    let deleted = state
-        .store
-        .delete_invites(which, audit)
-        .await
-        .map_err(ApiError::internal)?;
+    let deleted = state.store.delete_invites(which, audit).await?;
     Ok(Json(Deleted { deleted }))
 }
 
@@ -242,8 +209,7 @@ async fn delete_invite(
     let deleted = state
         .store
         .delete_invites(InviteSelection::Id(&id), audit)
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     if deleted == 0 {
         return Err(ApiError::not_found(format!("no invite {id:?}")));
     }

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,37 +21,6 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(update_location, delete_location))
 }
 
-/// A location as stored.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct LocationView {
-    label: String,
-    display_name: String,
-    country_code: String,
-    lat: Option<f64>,
-    lon: Option<f64>,
-    timezone: Option<i64>,
-    hemisphere: String,
-    region: String,
-    /// `config` (the provider file: change it there) or `admin`.
-    origin: String,
-}
-
-impl From<LocationRow> for LocationView {
-    fn from(l: LocationRow) -> Self {
-        LocationView {
-            label: l.label,
-            display_name: l.display_name,
-            country_code: l.country_code,
-            lat: l.lat,
-            lon: l.lon,
-            timezone: l.timezone,
-            hemisphere: l.hemisphere,
-            region: l.region,
-            origin: l.origin,
-        }
-    }
-}
-
 /// The same rules as for locations in the provider file.
 fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
     check_location(input).map_err(ApiError::invalid_fields)
@@ -63,16 +31,16 @@ fn check(input: &LocationInput) -> Result<LocationRow, ApiError> {
     get,
     path = "/admin/v1/locations",
     responses(
-        (status = 200, description = "Every location, by label.", body = Vec<LocationView>),
+        (status = 200, description = "Every location, by label.", body = Vec<LocationRow>),
         ViewerRefusals,
     ),
 )]
 async fn list_locations(
     _viewer: Viewer,
     State(state): State<SharedState>,
-) -> Result<Json<Vec<LocationView>>, ApiError> {
+) -> Result<Json<Vec<LocationRow>>, ApiError> {
     let rows = state.store.list_locations().await?;
-    Ok(Json(rows.into_iter().map(LocationView::from).collect()))
+    Ok(Json(rows))
 }
 
 /// Creates a location.
@@ -81,7 +49,7 @@ async fn list_locations(
     path = "/admin/v1/locations",
     request_body = LocationInput,
     responses(
-        (status = 201, description = "Created.", body = LocationView),
+        (status = 201, description = "Created.", body = LocationRow),
         (status = 409, description = "A location with this label (ignoring case) exists.", body = ErrorBody),
         AdminBodyRefusals,
     ),
@@ -90,7 +58,7 @@ async fn create_location(
     Admin(who): Admin,
     State(state): State<SharedState>,
     body: JsonBody,
-) -> Result<(StatusCode, Json<LocationView>), ApiError> {
+) -> Result<(StatusCode, Json<LocationRow>), ApiError> {
     let input: LocationInput = body.object()?;
     let row = check(&input)?;
     let audit = who.audit(
@@ -99,7 +67,7 @@ async fn create_location(
         now_millis(),
     );
     state.store.create_location(&row, audit).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    Ok((StatusCode::CREATED, Json(row)))
 }
 
 /// Replaces a location made through this API (those of the provider file
@@ -110,7 +78,7 @@ async fn create_location(
     params(("label" = String, Path, description = "The location's label.")),
     request_body = LocationInput,
     responses(
-        (status = 200, description = "Replaced.", body = LocationView),
+        (status = 200, description = "Replaced.", body = LocationRow),
         (status = 404, description = "No such location.", body = ErrorBody),
         (status = 409, description = "The location is defined in the provider file.", body = ErrorBody),
         AdminBodyRefusals,
@@ -121,7 +89,7 @@ async fn update_location(
     State(state): State<SharedState>,
     Path(label): Path<String>,
     body: JsonBody,
-) -> Result<Json<LocationView>, ApiError> {
+) -> Result<Json<LocationRow>, ApiError> {
     let mut input: LocationInput = body.object()?;
     if !input.label.is_empty() && input.label != label {
         return Err(ApiError::invalid_fields(vec![FieldError::new(
@@ -137,7 +105,7 @@ async fn update_location(
         now_millis(),
     );
     state.store.update_location(&row, audit).await?;
-    Ok(Json(row.into()))
+    Ok(Json(row))
 }
 
 /// Deletes a location made through this API, unless a gateway or bridge

@@ -81,13 +81,13 @@ impl fmt::Display for UnknownName {
 
 impl std::error::Error for UnknownName {}
 
-/// An enum of wire names: `as_str`, `Display`, `FromStr` and serde all
+/// Enums of wire names: `as_str`, `Display`, `FromStr` and serde all
 /// spell each variant as given, and `NAMES` lists them in order.
 macro_rules! vocabulary {
-    (
+    ($(
         $(#[$meta:meta])*
         $name:ident { $($(#[$vmeta:meta])* $variant:ident = $wire:literal,)+ }
-    ) => {
+    )+) => {$(
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
@@ -128,7 +128,7 @@ macro_rules! vocabulary {
                     })
             }
         }
-    };
+    )+};
 }
 
 vocabulary! {
@@ -137,9 +137,7 @@ vocabulary! {
         Tcp = "tcp",
         Udp = "udp",
     }
-}
 
-vocabulary! {
     /// How clients reach a bridge; tcp when none is written.
     #[derive(Default)]
     BridgeTransport {
@@ -148,18 +146,14 @@ vocabulary! {
         Kcp = "kcp",
         Quic = "quic",
     }
-}
 
-vocabulary! {
     /// What a gateway runs (its `type`): openvpn, the only one.
     #[derive(Default)]
     GatewayType {
         #[default]
         Openvpn = "openvpn",
     }
-}
 
-vocabulary! {
     /// What a bridge runs (its `type`); plain obfs4 when none is written.
     #[derive(Default)]
     BridgeType {

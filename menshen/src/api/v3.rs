@@ -31,7 +31,7 @@ use super::cached::{IfNoneMatch, respond};
 use super::client::{GatewayQuery, ListRequest, per_network};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
-use super::responses::{BadQuery, CertNotIssued};
+use super::responses::{BadQuery, CertNotIssued, NotModified};
 use crate::inventory::{Cached, Snapshot};
 use crate::pki::KeyType;
 use crate::select::{self, ClientQuery};
@@ -55,19 +55,12 @@ pub fn router() -> OpenApiRouter<SharedState> {
 #[openapi(components(schemas(EipService)))]
 struct Schemas;
 
-/// The v3 service description, or 304.
+/// The v3 service description.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum EipServiceAnswers {
-    #[response(status = 200, description = "The v3 service description.",
-        headers(("ETag" = String, description = "Entity tag of this answer")))]
-    Described(EipService),
-    #[response(
-        status = 304,
-        description = "Not modified: the `If-None-Match` tag is current."
-    )]
-    NotModified,
-}
+#[response(status = 200, description = "The v3 service description.",
+    headers(("ETag" = String, description = "Entity tag of this answer")))]
+struct EipServiceAnswer(EipService);
 
 /// A key and certificate in the v3 form.
 #[derive(utoipa::IntoResponses)]
@@ -113,7 +106,7 @@ v3_route! {
     eip_service_get: get "/3/config/eip-service.json", "v3_eip_service",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswers, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
 }
 
 v3_route! {
@@ -121,7 +114,7 @@ v3_route! {
     eip_service_post: post "/3/config/eip-service.json", "v3_eip_service_post",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswers, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
 }
 
 v3_route! {
@@ -130,7 +123,7 @@ v3_route! {
     eip_service_by_api_version: get "/5/config/eip-service.json", "v3_eip_service_by_api_version",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswers, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
 }
 
 /// What the v3 routes answer when v3 is off.

@@ -2,7 +2,6 @@
 //! key (HS256), audience `menshen-admin`, with a role. Agent tokens (another
 //! audience) and invite tokens (not JWTs) never pass here.
 
-use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::{ISSUER, SigningKey, TokenError};
@@ -79,14 +78,7 @@ impl SigningKey {
 
     /// Checks signature, algorithm, issuer, audience, expiry and role.
     pub fn verify_admin_token(&self, token: &str) -> Result<AdminClaims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[ADMIN_AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        // A token that is not valid yet is not valid.
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        let claims = self.decode::<AdminClaims>(token, &validation)?;
+        let claims = self.decode::<AdminClaims>(token, &super::validation(ADMIN_AUDIENCE))?;
         if claims.sub.trim().is_empty() {
             return Err(TokenError::Invalid("empty subject".into()));
         }
@@ -97,7 +89,7 @@ impl SigningKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::Header;
+    use jsonwebtoken::{Algorithm, Header};
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])

@@ -282,15 +282,22 @@ impl SigningKey {
 
     /// Checks signature, algorithm, issuer, audience and expiry.
     pub fn verify_agent_token(&self, token: &str) -> Result<AgentClaims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AGENT_AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        // A token that is not valid yet is not valid.
-        validation.validate_nbf = true;
-        validation.leeway = 30;
-        self.decode::<AgentClaims>(token, &validation)
+        self.decode::<AgentClaims>(token, &validation(AGENT_AUDIENCE))
     }
+}
+
+/// What menshen's tokens for `audience` must be: HS256, issued by menshen,
+/// with expiry, audience, issuer and subject, and valid already (30 s of
+/// leeway for clocks).
+fn validation(audience: &str) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    // A token that is not valid yet is not valid.
+    validation.validate_nbf = true;
+    validation.leeway = 30;
+    validation
 }
 
 impl OneKey {

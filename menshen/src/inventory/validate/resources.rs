@@ -106,6 +106,25 @@ fn check_common(
     }
 }
 
+/// The [`Common`] fields of a gateway or bridge (both name them alike),
+/// and whether it must have a port.
+macro_rules! common {
+    ($r:expr, $port_required:expr) => {
+        Common {
+            host: &$r.host,
+            ip_addr: &$r.ip_addr,
+            ip6_addr: &$r.ip6_addr,
+            location: &$r.location,
+            port: $r.port,
+            transport: &$r.transport,
+            kind: &$r.kind,
+            load: $r.load,
+            bucket: &$r.bucket,
+            port_required: $port_required,
+        }
+    };
+}
+
 /// Checks a list of gateways; `prefix` names the list (e.g. `gateways`).
 pub fn check_gateways(
     gateways: &[Gateway],
@@ -119,18 +138,7 @@ pub fn check_gateways(
         location_exists,
         policy,
     };
-    check_list(gateways, prefix, &rules, |g, _, _| Common {
-        host: &g.host,
-        ip_addr: &g.ip_addr,
-        ip6_addr: &g.ip6_addr,
-        location: &g.location,
-        port: g.port,
-        transport: &g.transport,
-        kind: &g.kind,
-        load: g.load,
-        bucket: &g.bucket,
-        port_required: true,
-    })
+    check_list(gateways, prefix, &rules, |g, _, _| common!(g, true))
 }
 
 /// Checks a list of bridges; `prefix` names the list (e.g. `bridges`).
@@ -150,19 +158,8 @@ pub fn check_bridges(
         if BRIDGE_TYPES.contains(&b.kind.as_str()) {
             check_options(&b.options, &b.kind, p, errors);
         }
-        Common {
-            host: &b.host,
-            ip_addr: &b.ip_addr,
-            ip6_addr: &b.ip6_addr,
-            location: &b.location,
-            port: b.port,
-            transport: &b.transport,
-            kind: &b.kind,
-            load: b.load,
-            bucket: &b.bucket,
-            // Hopping bridges choose their ports; the others listen on one.
-            port_required: b.kind != BridgeType::Obfs4Hop.as_str(),
-        }
+        // Hopping bridges choose their ports; the others listen on one.
+        common!(b, b.kind != BridgeType::Obfs4Hop.as_str())
     })
 }
 

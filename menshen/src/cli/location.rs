@@ -50,7 +50,7 @@ pub enum LocationCommand {
 }
 
 /// A location's fields as flags.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Args)]
 pub struct LocationFields {
     /// The name users see, e.g. "Paris".
     #[arg(long = "name", value_name = "NAME")]
@@ -76,14 +76,9 @@ pub struct LocationFields {
 }
 
 impl LocationFields {
+    /// Whether no field was given as a flag.
     fn is_empty(&self) -> bool {
-        self.display_name.is_none()
-            && self.country_code.is_none()
-            && self.lat.is_none()
-            && self.lon.is_none()
-            && self.timezone.is_none()
-            && self.hemisphere.is_none()
-            && self.region.is_none()
+        *self == Self::default()
     }
 
     /// `input` with the fields given here replaced.

@@ -42,7 +42,7 @@ pub enum TrueFalseDefault {
 }
 
 /// A gateway's or bridge's fields as flags; JSON names in brackets.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Args)]
 pub struct ResourceFields {
     /// Its host name, unique among its kind [host].
     #[arg(long)]
@@ -240,16 +240,9 @@ impl ExtraFields for BridgeFields {
 }
 
 impl ResourceFields {
+    /// Whether no field was given as a flag.
     fn is_empty(&self) -> bool {
-        self.host.is_none()
-            && self.ip_addr.is_none()
-            && self.ip6_addr.is_none()
-            && self.location.is_none()
-            && self.port.is_none()
-            && self.transport.is_none()
-            && self.kind.is_none()
-            && self.bucket.is_none()
-            && !self.experimental
+        *self == Self::default()
     }
 
     fn into_json(self) -> Map<String, Value> {

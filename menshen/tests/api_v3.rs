@@ -6,7 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{CONTRACT_FILE, TestServer, backends, get_json, sorted_hosts};
+use common::{
+    CONTRACT_FILE, TestServer, assert_content_type, assert_says, backends, get_json, sorted_hosts,
+    strings_of,
+};
 use menshen::config::file::ProviderFile;
 use menshen::config::import_v3::{ImportOptions, import};
 use menshen_e2e::clients::{android_v3_cert, desktop_eip_service_v3, desktop_v3_cert};
@@ -54,7 +57,7 @@ async fn with_v3_off_nothing_of_it_is_served() {
             "/5/cert",
         ] {
             let body = get_json(&server.url(path), 404).await;
-            assert!(body["message"].as_str().unwrap().contains("v3"), "{body}");
+            assert_says(&body, "v3");
         }
     }
 }
@@ -136,12 +139,7 @@ async fn v3_is_filtered_ordered_and_tagged_like_v5() {
     for backend in backends().await {
         let server = TestServer::start(&backend, CONTRACT_FILE).await;
         let only_tcp = get_json(&server.url("/3/config/eip-service.json?tr=tcp"), 200).await;
-        let hosts: Vec<&str> = only_tcp["gateways"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["host"].as_str().unwrap())
-            .collect();
+        let hosts = strings_of(&only_tcp["gateways"], "host");
         // gw1-tcp.ams (OpenVPN over TCP) and br1.ams (obfs4 over TCP).
         assert_eq!(hosts, ["gw1-tcp.ams", "br1.ams"]);
         let bad = get_json(&server.url("/3/config/eip-service.json?port=99999"), 400).await;
@@ -157,12 +155,9 @@ async fn v3_is_filtered_ordered_and_tagged_like_v5() {
             .unwrap();
         let etag = response.headers()["etag"].to_str().unwrap().to_owned();
         let body = response.text().await.unwrap();
-        let response = reqwest::Client::new()
-            .get(server.url("/3/config/eip-service.json?cc=NL"))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let response = server
+            .revalidate("/3/config/eip-service.json?cc=NL", &etag)
+            .await;
         // The same hosts in whatever order: the same tag.
         assert_eq!(response.status(), 304, "{body}");
         for _ in 0..20 {
@@ -271,12 +266,7 @@ async fn the_v3_cert_is_an_rsa_key_then_the_certificate() {
             };
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 200, "{method} {path}");
-            assert!(
-                response.headers()["content-type"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/plain")
-            );
+            assert_content_type(&response, "text/plain");
             assert_eq!(response.headers()["cache-control"], "no-store");
             let text = response.text().await.unwrap();
             let (key, cert) = desktop_v3_cert(&text).unwrap_or_else(|e| panic!("{e}: {text}"));

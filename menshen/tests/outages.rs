@@ -43,11 +43,15 @@ async fn listed(server: &TestServer) -> Vec<String> {
     server.hosts("/api/5/gateways").await
 }
 
-/// A Postgres backend and its database's name, or `None` without Postgres.
-async fn postgres() -> Option<(Backend, String)> {
+/// On Postgres (`None` without it): the backend, its database's name, and
+/// [`start`]'s server and token, with `a.ams` pushed.
+async fn pushed_on_postgres(ttl: Duration) -> Option<(Backend, String, TestServer, String)> {
     let backend = Backend::postgres().await?;
-    let name = backend.database_name().unwrap();
-    Some((backend, name))
+    let database = backend.database_name().unwrap();
+    let (server, token) = start(&backend, ttl).await;
+    let body = gateways(&["a.ams"]);
+    assert_eq!(push(&server, &token, &body).await.status(), 201);
+    Some((backend, database, server, token))
 }
 
 on_each_backend!(a_replica_serves_its_own_writes_on_the_next_read);
@@ -71,13 +75,11 @@ async fn a_replica_serves_its_own_writes_on_the_next_read(backend: Backend) {
 
 #[tokio::test]
 async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
-    let Some((backend, name)) = postgres().await else {
+    let ttl = Duration::from_secs(2);
+    let Some((_backend, name, server, token)) = pushed_on_postgres(ttl).await else {
         return;
     };
-    let ttl = Duration::from_secs(2);
-    let (server, token) = start(&backend, ttl).await;
     let body = gateways(&["a.ams"]);
-    assert_eq!(push(&server, &token, &body).await.status(), 201);
     assert_eq!(listed(&server).await, ["a.ams"]);
 
     menshen_e2e::set_connections_allowed(&name, false).await;
@@ -145,15 +147,10 @@ async fn while_the_store_is_cut_off_pushes_get_503_and_nothing_expires() {
 
 #[tokio::test]
 async fn without_heartbeats_through_an_outage_a_resource_expires_only_after_its_ttl_outside_it() {
-    let Some((backend, name)) = postgres().await else {
+    let ttl = Duration::from_secs(3);
+    let Some((_backend, name, server, _)) = pushed_on_postgres(ttl).await else {
         return;
     };
-    let ttl = Duration::from_secs(3);
-    let (server, token) = start(&backend, ttl).await;
-    assert_eq!(
-        push(&server, &token, &gateways(&["a.ams"])).await.status(),
-        201
-    );
     // An outage longer than the TTL, no heartbeat after it: once the store
     // is back the gateway is still listed (the outage does not count)...
     menshen_e2e::set_connections_allowed(&name, false).await;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{CONTRACT_FILE, audit, backends};
 use menshen::config::file::ProviderFile;
-use menshen::store::{Engine, ProbeRow, ProbeState, ResourceKind, Store};
+use menshen::store::{Engine, Inventory, ProbeRow, ProbeState, ResourceKind, Store};
+use tokio::sync::watch;
 
 fn file(text: &str) -> ProviderFile {
     ProviderFile::parse(text, Path::new("test.toml")).unwrap()
@@ -16,6 +17,27 @@ fn file(text: &str) -> ProviderFile {
 /// Applies the provider file `text` to `store`, as a start does.
 async fn apply(store: &Store, text: &str) {
     store.apply_provider_file(&file(text).rows()).await.unwrap();
+}
+
+/// Applies the contract file with `writer`, which `changes` must announce
+/// within `within`.
+async fn apply_announced(writer: &Store, changes: &mut watch::Receiver<u64>, within: Duration) {
+    changes.borrow_and_update();
+    apply(writer, CONTRACT_FILE).await;
+    tokio::time::timeout(within, changes.changed())
+        .await
+        .expect("the change is announced")
+        .unwrap();
+}
+
+/// Runs `test` on a fresh store of each backend, named by its second
+/// argument, and closes the store after.
+async fn on_each_store(test: impl AsyncFn(&Store, &'static str)) {
+    for backend in backends().await {
+        let store = backend.store().await;
+        test(&store, backend.name()).await;
+        store.close().await;
+    }
 }
 
 #[tokio::test]
@@ -35,17 +57,11 @@ async fn migrations_run_once_and_again_harmlessly() {
 
 #[tokio::test]
 async fn the_provider_file_round_trips() {
-    for backend in backends().await {
-        let store = Store::connect(&backend.engine()).await.unwrap();
+    on_each_store(async |store, name| {
         let f = file(CONTRACT_FILE);
         store.apply_provider_file(&f.rows()).await.unwrap();
         let inventory = store.load_inventory().await.unwrap();
-        assert_eq!(
-            inventory.provider,
-            f.provider.to_model(),
-            "{}",
-            backend.name()
-        );
+        assert_eq!(inventory.provider, f.provider.to_model(), "{name}");
         assert_eq!(inventory.service, f.service.to_settings());
         assert_eq!(inventory.locations, f.location_rows());
         let mut expected = f.resource_rows();
@@ -65,28 +81,26 @@ async fn the_provider_file_round_trips() {
             .unwrap();
         assert_eq!(br.kind, ResourceKind::Bridge);
         assert_eq!(br.options_map()["port_seed"], 42);
-        store.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn applying_the_same_file_twice_changes_nothing() {
-    for backend in backends().await {
-        let store = Store::connect(&backend.engine()).await.unwrap();
-        apply(&store, CONTRACT_FILE).await;
+    on_each_store(async |store, name| {
+        apply(store, CONTRACT_FILE).await;
         let once = store.load_inventory().await.unwrap();
-        apply(&store, CONTRACT_FILE).await;
+        apply(store, CONTRACT_FILE).await;
         let twice = store.load_inventory().await.unwrap();
-        assert_eq!(once, twice, "{}", backend.name());
-        store.close().await;
-    }
+        assert_eq!(once, twice, "{name}");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn what_a_new_file_drops_is_removed() {
-    for backend in backends().await {
-        let store = Store::connect(&backend.engine()).await.unwrap();
-        apply(&store, CONTRACT_FILE).await;
+    on_each_store(async |store, name| {
+        apply(store, CONTRACT_FILE).await;
 
         // Drop Santiago and its gateway, and the second bridge.
         let mut text = String::new();
@@ -96,19 +110,14 @@ async fn what_a_new_file_drops_is_removed() {
                 text.push_str("\n\n");
             }
         }
-        apply(&store, &text).await;
+        apply(store, &text).await;
         let inventory = store.load_inventory().await.unwrap();
         let labels: Vec<_> = inventory
             .locations
             .iter()
             .map(|l| l.label.as_str())
             .collect();
-        assert_eq!(
-            labels,
-            ["amsterdam", "montreal", "nowhere"],
-            "{}",
-            backend.name()
-        );
+        assert_eq!(labels, ["amsterdam", "montreal", "nowhere"], "{name}");
         let hosts: Vec<_> = inventory
             .resources
             .iter()
@@ -118,23 +127,17 @@ async fn what_a_new_file_drops_is_removed() {
             hosts,
             ["br1.ams", "gw1-tcp.ams", "gw1.ams", "gw1.mtl", "gw2.mtl"]
         );
-        store.close().await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn writes_announce_a_change() {
-    for backend in backends().await {
-        let store = Store::connect(&backend.engine()).await.unwrap();
+    on_each_store(async |store, _| {
         let mut changes = store.subscribe();
-        changes.borrow_and_update();
-        apply(&store, CONTRACT_FILE).await;
-        tokio::time::timeout(Duration::from_secs(1), changes.changed())
-            .await
-            .expect("a change is announced")
-            .unwrap();
-        store.close().await;
-    }
+        apply_announced(store, &mut changes, Duration::from_secs(1)).await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -145,7 +148,7 @@ async fn postgres_replicas_hear_each_others_changes() {
         }
         let writer = Store::connect(&backend.engine()).await.unwrap();
         let reader = Store::connect(&backend.engine()).await.unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let mut changes = reader.subscribe();
         let listening = {
             let reader = reader.clone();
@@ -156,12 +159,7 @@ async fn postgres_replicas_hear_each_others_changes() {
             .await
             .expect("listener started")
             .unwrap();
-        changes.borrow_and_update();
-        apply(&writer, CONTRACT_FILE).await;
-        tokio::time::timeout(Duration::from_secs(2), changes.changed())
-            .await
-            .expect("the other replica's change is heard")
-            .unwrap();
+        apply_announced(&writer, &mut changes, Duration::from_secs(2)).await;
         stop.send(true).unwrap();
         listening.await.unwrap();
         writer.close().await;
@@ -199,9 +197,7 @@ fn engines_are_chosen_by_url() {
 #[tokio::test]
 async fn invites_round_trip_and_their_uses_only_move_forward() {
     use menshen::store::{InviteSelection, NewInvite};
-    for backend in backends().await {
-        let name = backend.name();
-        let store = Store::connect(&backend.engine()).await.unwrap();
+    on_each_store(async |store, name| {
         let invite = |id: &str, buckets: &[&str], expires: Option<i64>| NewInvite {
             id: id.into(),
             secret_hash: "ab".repeat(32),
@@ -279,8 +275,13 @@ async fn invites_round_trip_and_their_uses_only_move_forward() {
             "{name}"
         );
         assert!(store.list_invites().await.unwrap().is_empty());
-        store.close().await;
-    }
+    })
+    .await;
+}
+
+/// The probe row of `host`, a resource of `kind`, in `inventory`.
+fn probe_of<'a>(inventory: &'a Inventory, kind: ResourceKind, host: &str) -> Option<&'a ProbeRow> {
+    inventory.probes_by_resource().get(&(kind, host)).copied()
 }
 
 fn probe(kind: ResourceKind, host: &str, state: ProbeState, at: i64) -> ProbeRow {
@@ -301,10 +302,8 @@ fn probe(kind: ResourceKind, host: &str, state: ProbeState, at: i64) -> ProbeRow
 
 #[tokio::test]
 async fn probe_results_are_kept_replaced_and_dropped_with_their_resource() {
-    for backend in backends().await {
-        let name = backend.name();
-        let store = Store::connect(&backend.engine()).await.unwrap();
-        apply(&store, CONTRACT_FILE).await;
+    on_each_store(async |store, name| {
+        apply(store, CONTRACT_FILE).await;
         let changes = store.change_count();
         // A round without a change of state announces nothing.
         // (Read back in the order of kind, then host.)
@@ -335,37 +334,28 @@ async fn probe_results_are_kept_replaced_and_dropped_with_their_resource() {
         let inventory = store.load_inventory().await.unwrap();
         assert_eq!(inventory.probes.len(), 3, "{name}");
         assert_eq!(
-            inventory
-                .probes_by_resource()
-                .get(&(ResourceKind::Gateway, "gw1.ams"))
-                .copied(),
+            probe_of(&inventory, ResourceKind::Gateway, "gw1.ams"),
             Some(&second[0])
         );
         assert_eq!(
-            inventory
-                .probes_by_resource()
-                .get(&(ResourceKind::Bridge, "br1.ams"))
-                .copied(),
+            probe_of(&inventory, ResourceKind::Bridge, "br1.ams"),
             Some(&first[0])
         );
 
         // Rows of resources that are gone go with the next round.
         apply(
-            &store,
+            store,
             &CONTRACT_FILE.replace("host = \"gw1.mtl\"", "host = \"gw9.mtl\""),
         )
         .await;
         store.record_probes(&[], false).await.unwrap();
         let inventory = store.load_inventory().await.unwrap();
         assert_eq!(
-            inventory
-                .probes_by_resource()
-                .get(&(ResourceKind::Gateway, "gw1.mtl"))
-                .copied(),
+            probe_of(&inventory, ResourceKind::Gateway, "gw1.mtl"),
             None,
             "{name}"
         );
         assert_eq!(inventory.probes.len(), 2, "{name}");
-        store.close().await;
-    }
+    })
+    .await;
 }

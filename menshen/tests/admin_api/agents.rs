@@ -6,8 +6,8 @@ use std::time::Duration;
 use menshen::store::now_millis;
 use serde_json::json;
 
-use super::{Harness, actions, has};
-use crate::common::{Backend, PATIENCE, eventually, on_each_backend};
+use super::{Harness, has};
+use crate::common::{Backend, PATIENCE, assert_says, eventually, on_each_backend};
 
 on_each_backend!(agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushes);
 
@@ -46,17 +46,11 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     assert!(seen["last_seen_millis"].as_i64().unwrap() > 0);
     let (status, body) = h.delete("/admin/v1/gateways/pushed.ams").await;
     assert_eq!(status, 409, "{name}");
-    assert!(
-        body["message"].as_str().unwrap().contains("agent"),
-        "{body}"
-    );
+    assert_says(&body, "agent");
 
     // an operator's experimental outlives the next push
     let (status, _) = h
-        .put(
-            "/admin/v1/gateways/pushed.ams/overrides",
-            json!({"experimental": true}),
-        )
+        .set_overrides("gateways", "pushed.ams", json!({"experimental": true}))
         .await;
     assert_eq!(status, 200);
     h.wait_hosts("/api/5/gateways", |h| !has(h, "pushed.ams"))
@@ -104,13 +98,9 @@ async fn agents_are_created_listed_and_revoked_and_overrides_outlive_their_pushe
     let (_, agents) = h.get("/admin/v1/agents").await;
     assert!(agents[0]["revoked_millis"].as_i64().is_some());
 
-    let audit = h.audit().await;
-    let actions = actions(&audit);
-    assert_eq!(
-        actions,
-        ["agent.revoke", "gateway.overrides", "agent.create"],
-        "{name}"
-    );
+    let audit = h
+        .audit_of(&["agent.revoke", "gateway.overrides", "agent.create"], name)
+        .await;
     assert!(
         !audit.iter().any(|a| a.to_string().contains(&token)),
         "{name}: no token in the log"

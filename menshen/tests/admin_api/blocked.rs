@@ -8,7 +8,9 @@ use menshen::geo::client_ip::TrustedProxies;
 use serde_json::{Value, json};
 
 use super::{Harness, actions, has};
-use crate::common::{Backend, ProviderFile, cli, on_each_backend, stdout_of};
+use crate::common::{
+    Backend, ProviderFile, assert_says, cli, on_each_backend, stdout_of, strings_of,
+};
 
 on_each_backend!(blocked_resources_are_not_handed_out_where_they_are_blocked);
 
@@ -83,6 +85,13 @@ async fn on_status_page(h: &Harness, host: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Asserts the countries the admin list shows `host`, of `kind`, blocked
+/// in.
+async fn assert_blocked_in(h: &Harness, kind: &str, host: &str, expected: Value) {
+    let seen = h.admin_resource(kind, host).await;
+    assert_eq!(seen["overrides"]["blocked_in"], expected, "{host}: {seen}");
+}
+
 async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Backend) {
     let name = backend.name();
     let dir = tempfile::tempdir().unwrap();
@@ -100,8 +109,9 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
 
     // set through the API: codes in any case, kept uppercase and sorted
     let (status, body) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
+        .set_overrides(
+            "gateways",
+            "static.ams",
             json!({"blocked_in": ["ru", "IR", "RU"]}),
         )
         .await;
@@ -128,35 +138,22 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
 
     // a code that is none is refused, and nothing changes
     let (status, body) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
+        .set_overrides(
+            "gateways",
+            "static.ams",
             json!({"blocked_in": ["RU", "XX"]}),
         )
         .await;
     assert_eq!(status, 422, "{name}: {body}");
     assert_eq!(body["fields"][0]["field"], "blocked_in[1]", "{body}");
-    assert!(
-        body["fields"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("XX"),
-        "{body}"
-    );
+    assert_says(&body["fields"][0], "XX");
     let (status, body) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
-            json!({"blocked_in": "RU"}),
-        )
+        .set_overrides("gateways", "static.ams", json!({"blocked_in": "RU"}))
         .await;
     assert_eq!(status, 422, "{name}: {body}");
     assert!(body.to_string().contains("blocked_in"), "{body}");
     assert_eq!(h.audit().await.len(), logged, "{name}: nothing logged");
-    let seen = h.admin_resource("gateways", "static.ams").await;
-    assert_eq!(
-        seen["overrides"]["blocked_in"],
-        json!(["IR", "RU"]),
-        "{seen}"
-    );
+    assert_blocked_in(&h, "gateways", "static.ams", json!(["IR", "RU"])).await;
 
     // a client in Russia by cc does not get it; others do
     let hosts = h
@@ -188,12 +185,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
 
     // the v3 service description and the OpenVPN configuration likewise
     let v3 = h.server.json("/3/config/eip-service.json?cc=RU").await;
-    let v3_hosts: Vec<&str> = v3["gateways"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["host"].as_str().unwrap())
-        .collect();
+    let v3_hosts = strings_of(&v3["gateways"], "host");
     assert_eq!(v3_hosts, ["other.ams", "br.ams"], "{name}: {v3}");
     let v3 = h.server.json("/3/config/eip-service.json?cc=NL").await;
     assert_eq!(v3["gateways"].as_array().unwrap().len(), 3, "{name}: {v3}");
@@ -234,12 +226,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
         (&json!("bridge.overrides"), &json!("cli:ops"))
     );
     assert_eq!(audit[0]["after"]["blocked_in"], json!(["BY", "RU"]));
-    let seen = h.admin_resource("bridges", "br.ams").await;
-    assert_eq!(
-        seen["overrides"]["blocked_in"],
-        json!(["BY", "RU"]),
-        "{seen}"
-    );
+    assert_blocked_in(&h, "bridges", "br.ams", json!(["BY", "RU"])).await;
     let hosts = h
         .wait_hosts("/api/5/bridges?cc=RU", |h| !has(h, "br.ams"))
         .await;
@@ -279,19 +266,11 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     let token = body["token"].as_str().unwrap().to_owned();
     assert_eq!(h.push_pushed_ams(&token, 0.5).await, 201, "{name}");
     let (status, _) = h
-        .put(
-            "/admin/v1/gateways/pushed.ams/overrides",
-            json!({"blocked_in": ["RU"]}),
-        )
+        .set_overrides("gateways", "pushed.ams", json!({"blocked_in": ["RU"]}))
         .await;
     assert_eq!(status, 200, "{name}");
     assert_eq!(h.push_pushed_ams(&token, 0.25).await, 200, "{name}");
-    let seen = h.admin_resource("gateways", "pushed.ams").await;
-    assert_eq!(
-        seen["overrides"]["blocked_in"],
-        json!(["RU"]),
-        "{name}: {seen}"
-    );
+    assert_blocked_in(&h, "gateways", "pushed.ams", json!(["RU"])).await;
     let hosts = h
         .wait_hosts("/api/5/gateways?cc=NL", |h| has(h, "pushed.ams"))
         .await;
@@ -301,10 +280,7 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
     // cleared through the API: handed out everywhere again
     for host in ["static.ams", "pushed.ams"] {
         let (status, body) = h
-            .put(
-                &format!("/admin/v1/gateways/{host}/overrides"),
-                json!({"blocked_in": []}),
-            )
+            .set_overrides("gateways", host, json!({"blocked_in": []}))
             .await;
         assert_eq!(status, 200, "{name}: {body}");
         assert_eq!(body["overrides"]["blocked_in"], json!([]));

@@ -80,9 +80,24 @@ impl Harness {
         self.call("POST", path, Some(&self.admin), Some(body)).await
     }
 
+    /// An admin's POST of `body`, which must be refused as invalid (422):
+    /// the answer.
+    async fn post_invalid(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body).await;
+        let name = self.backend.name();
+        assert_eq!(status, 422, "{name}: POST {path}: {answer}");
+        answer
+    }
+
     /// An admin's PUT of `body`.
     async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("PUT", path, Some(&self.admin), Some(body)).await
+    }
+
+    /// An admin's PUT of the overrides of `host`, a resource of `kind`.
+    async fn set_overrides(&self, kind: &str, host: &str, body: Value) -> (u16, Value) {
+        self.put(&format!("/admin/v1/{kind}/{host}/overrides"), body)
+            .await
     }
 
     /// An admin's DELETE.
@@ -133,6 +148,14 @@ impl Harness {
         let (status, list) = self.get("/admin/v1/audit").await;
         assert_eq!(status, 200, "{list}");
         list.as_array().unwrap().clone()
+    }
+
+    /// The audit log, whose actions, newest first, must be `expected`
+    /// (`name`, the backend, names a failure).
+    async fn audit_of(&self, expected: &[&str], name: &str) -> Vec<Value> {
+        let audit = self.audit().await;
+        assert_eq!(actions(&audit), expected, "{name}");
+        audit
     }
 }
 

@@ -5,7 +5,9 @@ use menshen::auth::admin::Role;
 use serde_json::{Value, json};
 
 use super::{Harness, gateway, has};
-use crate::common::{Backend, ProviderFile, TestServer, named_fields, on_each_backend};
+use crate::common::{
+    Backend, ProviderFile, TestServer, assert_says, named_fields, on_each_backend,
+};
 
 on_each_backend!(
     hand_defined_resources_and_overrides_reach_the_client_lists,
@@ -27,22 +29,20 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
         .post("/admin/v1/gateways", gateway("hand.ams", "amsterdam"))
         .await;
     assert_eq!(status, 409, "{name}");
-    let (status, body) = h
-        .post(
+    let body = h
+        .post_invalid(
             "/admin/v1/gateways",
-            json!({"host": "bad", "location": "mars",
-            "port": 99999, "transport": "carrier-pigeon", "ip_addr": "1.2.3"}),
+            json!({"host": "bad", "location": "mars", "port": 99999,
+                   "transport": "carrier-pigeon", "ip_addr": "1.2.3"}),
         )
         .await;
-    assert_eq!(status, 422, "{name}");
     let fields = named_fields(&body);
     for field in ["location", "port", "transport", "ip_addr"] {
         assert!(fields.contains(&field), "{name}: {field} in {body}");
     }
-    let (status, body) = h
-        .post("/admin/v1/gateways", json!({"host": "x", "port": "high"}))
+    let body = h
+        .post_invalid("/admin/v1/gateways", json!({"host": "x", "port": "high"}))
         .await;
-    assert_eq!(status, 422, "{name}");
     assert_eq!(body["fields"][0]["field"], "port", "{body}");
     let hosts = h
         .wait_hosts("/api/5/gateways", |h| has(h, "hand.ams"))
@@ -50,14 +50,12 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     assert_eq!(hosts, ["hand.ams", "static.ams"], "{name}");
 
     // a bridge needs its cert
-    let (status, body) = h
-        .post(
+    let body = h
+        .post_invalid(
             "/admin/v1/bridges",
-            json!({"host": "br.ams",
-        "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443}),
+            json!({"host": "br.ams", "ip_addr": "192.0.2.9", "location": "amsterdam", "port": 443}),
         )
         .await;
-    assert_eq!(status, 422, "{name}: {body}");
     assert_eq!(body["fields"][0]["field"], "options.cert");
     let (status, body) = h
         .post("/admin/v1/bridges", json!({"host": "br.ams",
@@ -73,10 +71,7 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
 
     // maintenance hides without deleting
     let (status, body) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
-            json!({"maintenance": true}),
-        )
+        .set_overrides("gateways", "static.ams", json!({"maintenance": true}))
         .await;
     assert_eq!(status, 200, "{name}: {body}");
     assert_eq!(body["status"], "maintenance");
@@ -86,20 +81,13 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
         .await;
     assert_eq!(hosts, ["hand.ams"], "{name}");
     // a bucket hides from the public list, experimental likewise
-    let (status, _) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
-            json!({"bucket": "friends"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = h
-        .put(
-            "/admin/v1/bridges/br.ams/overrides",
-            json!({"experimental": true}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    for (kind, host, overrides) in [
+        ("gateways", "static.ams", json!({"bucket": "friends"})),
+        ("bridges", "br.ams", json!({"experimental": true})),
+    ] {
+        let (status, body) = h.set_overrides(kind, host, overrides).await;
+        assert_eq!(status, 200, "{name}: {host}: {body}");
+    }
     let hosts = h.wait_hosts("/api/5/bridges", |h| h.is_empty()).await;
     assert!(hosts.is_empty(), "{name}: {hosts:?}");
     let hosts = h
@@ -119,19 +107,14 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
             "blocked_in": []})
     );
     let (status, body) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
-            json!({"bucket": "has space"}),
-        )
+        .set_overrides("gateways", "static.ams", json!({"bucket": "has space"}))
         .await;
     assert_eq!(status, 422, "{name}: {body}");
     assert_eq!(body["fields"][0]["field"], "bucket");
-    let (status, _) = h.put("/admin/v1/gateways/nope/overrides", json!({})).await;
+    let (status, _) = h.set_overrides("gateways", "nope", json!({})).await;
     assert_eq!(status, 404, "{name}");
     // cleared: back in the list
-    let (status, _) = h
-        .put("/admin/v1/gateways/static.ams/overrides", json!({}))
-        .await;
+    let (status, _) = h.set_overrides("gateways", "static.ams", json!({})).await;
     assert_eq!(status, 200);
     let hosts = h
         .wait_hosts("/api/5/gateways", |h| has(h, "static.ams"))
@@ -141,10 +124,7 @@ async fn hand_defined_resources_and_overrides_reach_the_client_lists(backend: Ba
     // only hand-defined ones are deleted here
     let (status, body) = h.delete("/admin/v1/gateways/static.ams").await;
     assert_eq!(status, 409, "{name}");
-    assert!(
-        body["message"].as_str().unwrap().contains("provider file"),
-        "{body}"
-    );
+    assert_says(&body, "provider file");
     h.delete_each(
         name,
         &[

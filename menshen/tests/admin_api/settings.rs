@@ -4,7 +4,7 @@
 use menshen_e2e::http::json_of;
 use serde_json::json;
 
-use super::{Harness, actions};
+use super::Harness;
 use crate::common::{Backend, PATIENCE, eventually, named_fields, on_each_backend};
 
 on_each_backend!(invites_and_settings);
@@ -51,10 +51,7 @@ async fn invites_and_settings(backend: Backend) {
 
     // an invite token lets a client see an invite-only gateway
     let (status, _) = h
-        .put(
-            "/admin/v1/gateways/static.ams/overrides",
-            json!({"bucket": "press"}),
-        )
+        .set_overrides("gateways", "static.ams", json!({"bucket": "press"}))
         .await;
     assert_eq!(status, 200);
     h.wait_hosts("/api/5/gateways", |h| h.is_empty()).await;
@@ -135,22 +132,21 @@ async fn invites_and_settings(backend: Backend) {
         .await;
     assert_eq!(status, 400, "{name}: no JSON body");
 
-    let audit = h.audit().await;
-    let actions = actions(&audit);
-    assert_eq!(
-        actions,
-        [
-            "settings.service",
-            "settings.provider",
-            "invite.delete",
-            "invite.delete",
-            "invite.delete",
-            "gateway.overrides",
-            "invite.create",
-            "invite.create"
-        ],
-        "{name}"
-    );
+    let audit = h
+        .audit_of(
+            &[
+                "settings.service",
+                "settings.provider",
+                "invite.delete",
+                "invite.delete",
+                "invite.delete",
+                "gateway.overrides",
+                "invite.create",
+                "invite.create",
+            ],
+            name,
+        )
+        .await;
     assert_eq!(audit[0]["before"]["serial"], 3);
     assert_eq!(audit[0]["after"]["serial"], 4);
     assert_eq!(audit[1]["before"]["domain"], "vpn.test");

@@ -77,6 +77,12 @@ fn behind_proxy(
     settings
 }
 
+/// [`behind_proxy`] for a server without replicas: a key of its own, and
+/// the system's clock.
+fn alone_behind_proxy(backend: &Backend, file: &ProviderFile) -> Settings {
+    behind_proxy(backend, file, &shared_key(), &EpochClock::system())
+}
+
 /// What one bridge list answer was.
 struct Seen {
     status: u16,
@@ -287,6 +293,11 @@ async fn shares(server: &TestServer, n: u32) -> Vec<Vec<String>> {
     all
 }
 
+/// [`get`] for a client holding the invite `token`.
+async fn get_invited(server: &TestServer, path: &str, client: &str, token: &str) -> Seen {
+    get(server, path, client, &[("x-menshen-auth-token", token)]).await
+}
+
 async fn invite_holders_get_their_buckets_bridges_and_their_share(backend: Backend) {
     let file = provider_file(10, 0)
         .bridge("friends-1", "192.0.2.100", "amsterdam", FRIENDS_CERT)
@@ -295,7 +306,7 @@ async fn invite_holders_get_their_buckets_bridges_and_their_share(backend: Backe
         .with("bucket = \"friends\"")
         .bridge("friends-3", "192.0.2.102", "paris", FRIENDS_CERT)
         .with("bucket = \"friends\"");
-    let mut settings = behind_proxy(&backend, &file, &shared_key(), &EpochClock::system());
+    let mut settings = alone_behind_proxy(&backend, &file);
     // On SQLite another process's change is seen at the periodic reload.
     settings.reload_interval = Duration::from_millis(200);
     let server = TestServer::start_with(settings).await;
@@ -323,13 +334,7 @@ async fn invite_holders_get_their_buckets_bridges_and_their_share(backend: Backe
         format_args!("the invite to be accepted on {}", backend.name()),
         crate::common::PATIENCE,
         || async {
-            let seen = get(
-                &server,
-                "/api/5/bridges",
-                client,
-                &[("x-menshen-auth-token", &token)],
-            )
-            .await;
+            let seen = get_invited(&server, "/api/5/bridges", client, &token).await;
             if seen.header("x-menshen-auth-token-status") == "accepted" {
                 Ok(seen)
             } else {
@@ -350,13 +355,7 @@ async fn invite_holders_get_their_buckets_bridges_and_their_share(backend: Backe
         "all of the bucket, and the share"
     );
     // Filters apply to both.
-    let paris = get(
-        &server,
-        "/api/5/bridges?loc=paris",
-        client,
-        &[("x-menshen-auth-token", &token)],
-    )
-    .await;
+    let paris = get_invited(&server, "/api/5/bridges?loc=paris", client, &token).await;
     let hosts = paris.hosts();
     assert_eq!(count(&hosts, "friends-"), 2, "{hosts:?}");
     assert_eq!(count(&hosts, "tcp-"), 2, "{hosts:?}");
@@ -365,12 +364,7 @@ async fn invite_holders_get_their_buckets_bridges_and_their_share(backend: Backe
 #[tokio::test]
 async fn zero_per_client_gives_every_bridge_to_everyone() {
     let backend = Backend::sqlite();
-    let mut settings = behind_proxy(
-        &backend,
-        &provider_file(12, 4),
-        &shared_key(),
-        &EpochClock::system(),
-    );
+    let mut settings = alone_behind_proxy(&backend, &provider_file(12, 4));
     settings.bridges_per_client = 0;
     let server = TestServer::start_with(settings).await;
     for n in 0..4 {
@@ -384,12 +378,7 @@ async fn zero_per_client_gives_every_bridge_to_everyone() {
 #[tokio::test]
 async fn the_rate_limit_counts_networks_and_answers_429_with_retry_after() {
     let backend = Backend::sqlite();
-    let mut settings = behind_proxy(
-        &backend,
-        &provider_file(6, 0),
-        &shared_key(),
-        &EpochClock::system(),
-    );
+    let mut settings = alone_behind_proxy(&backend, &provider_file(6, 0));
     settings.bridge_rate_limit = Some(RateLimit {
         rate: "2/h".parse().unwrap(),
         burst: 2,

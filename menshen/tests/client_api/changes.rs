@@ -16,17 +16,21 @@ on_each_backend!(
     health_and_readiness,
 );
 
-async fn a_changed_inventory_changes_the_etag(backend: Backend) {
-    let server = TestServer::start(&backend, CONTRACT_FILE).await;
-    let etag = server.etag("/api/5/gateways").await;
-    let client = reqwest::Client::new();
-
-    // Another writer (as another replica would) changes the store.
+/// Another writer (as another replica would) applies the contract file
+/// with gw1.ams at `load` to `backend`'s store.
+async fn apply_elsewhere(backend: &Backend, load: &str) {
     let store = backend.store().await;
-    let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.5");
+    let changed = CONTRACT_FILE.replace("load = 0.25", &format!("load = {load}"));
     let file =
         menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x")).unwrap();
     store.apply_provider_file(&file.rows()).await.unwrap();
+    store.close().await;
+}
+
+async fn a_changed_inventory_changes_the_etag(backend: Backend) {
+    let server = TestServer::start(&backend, CONTRACT_FILE).await;
+    let etag = server.etag("/api/5/gateways").await;
+    apply_elsewhere(&backend, "0.5").await;
     // Postgres notifies other replicas; SQLite relies on the periodic
     // reload (30 s by default), so only Postgres is held to a deadline here.
     if backend.name() == "postgres" {
@@ -34,12 +38,7 @@ async fn a_changed_inventory_changes_the_etag(backend: Backend) {
             "the change to reach the other replica",
             PATIENCE,
             || async {
-                let r = client
-                    .get(server.url("/api/5/gateways"))
-                    .header("if-none-match", &etag)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = server.revalidate("/api/5/gateways", &etag).await;
                 if r.status() == 200 {
                     Some(by_host(r.json().await.unwrap()))
                 } else {
@@ -50,19 +49,13 @@ async fn a_changed_inventory_changes_the_etag(backend: Backend) {
         .await;
         assert_eq!(list[1]["load"], 0.5);
     }
-    store.close().await;
 }
 
 async fn the_periodic_reload_picks_up_changes_made_elsewhere(backend: Backend) {
     let mut settings = backend.serving(CONTRACT_FILE);
     settings.reload_interval = Duration::from_millis(200);
     let server = TestServer::start_with(settings).await;
-
-    let store = backend.store().await;
-    let changed = CONTRACT_FILE.replace("load = 0.25", "load = 0.75");
-    let file =
-        menshen::config::file::ProviderFile::parse(&changed, std::path::Path::new("x")).unwrap();
-    store.apply_provider_file(&file.rows()).await.unwrap();
+    apply_elsewhere(&backend, "0.75").await;
     let name = backend.name();
     eventually(format_args!("{name}: the new load"), PATIENCE, || async {
         let list = server.json("/api/5/gateways?tr=udp").await;
@@ -73,7 +66,6 @@ async fn the_periodic_reload_picks_up_changes_made_elsewhere(backend: Backend) {
         }
     })
     .await;
-    store.close().await;
 }
 
 async fn health_and_readiness(backend: Backend) {

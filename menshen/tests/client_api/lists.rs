@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::common::{Backend, CONTRACT_FILE, TestServer, get_json, on_each_backend, sorted_hosts};
+use crate::common::{
+    Backend, CONTRACT_FILE, TestServer, assert_content_type, assert_says, get_json,
+    on_each_backend, sorted_hosts,
+};
 
 on_each_backend!(
     filters_narrow_the_lists,
@@ -56,19 +59,11 @@ async fn bad_requests_get_json_errors_naming_the_parameter() {
     ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), 400, "{path}");
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("application/json")
-        );
+        assert_content_type(&response, "application/json");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "invalid_parameter", "{path}");
         assert_eq!(body["parameter"], parameter, "{path}");
-        assert!(
-            body["message"].as_str().unwrap().contains(parameter),
-            "{path}: {body}"
-        );
+        assert_says(&body, parameter);
     }
 
     let body = get_json(&server.url("/api/5/nothing-here"), 404).await;
@@ -85,7 +80,7 @@ async fn bad_requests_get_json_errors_naming_the_parameter() {
 
 async fn etags_answer_if_none_match_with_304(backend: Backend) {
     let server = TestServer::start(&backend, CONTRACT_FILE).await;
-    let client = reqwest::Client::new();
+    let client = &server.client;
     for path in [
         "/provider.json",
         "/api/5/service",
@@ -98,22 +93,12 @@ async fn etags_answer_if_none_match_with_304(backend: Backend) {
         let etag = first.headers()["etag"].to_str().unwrap().to_owned();
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
 
-        let again = client
-            .get(server.url(path))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let again = server.revalidate(path, &etag).await;
         assert_eq!(again.status(), 304, "{path}");
         assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
         assert!(again.bytes().await.unwrap().is_empty());
 
-        let other = client
-            .get(server.url(path))
-            .header("if-none-match", "\"something-else\"")
-            .send()
-            .await
-            .unwrap();
+        let other = server.revalidate(path, "\"something-else\"").await;
         assert_eq!(other.status(), 200, "{path}");
     }
     // Different bytes, different tags.

@@ -23,6 +23,31 @@ async fn provider_and_fingerprint(server: &TestServer) -> (Value, Value) {
     (provider, fingerprint)
 }
 
+/// provider.json for the contract file, without its fingerprint.
+fn contract_provider() -> Value {
+    json!({
+        "api_uri": "https://api.vpn.test:4430",
+        "api_version": "5",
+        "api_versions": ["3", "5"],
+        "languages": ["en", "de"],
+        "services": ["openvpn"],
+        "stun_servers": [],
+        "ask_for_donations": true,
+        "ca_cert_uri": "https://vpn.test/ca.crt",
+        "country_code_lookup_url": "https://vpn.test/geo",
+        "default_language": "en",
+        "description": {"en": "For tests."},
+        "domain": "vpn.test",
+        "donate_period": "30",
+        "donate_url": "https://vpn.test/donate",
+        "info_url": "https://vpn.test/info",
+        "motd_url": "https://vpn.test/motd",
+        "name": {"de": "Test-VPN", "en": "Test VPN"},
+        "service": {"allow_anonymous": true},
+        "tos_url": "https://vpn.test/tos",
+    })
+}
+
 async fn provider_json_follows_the_contract(backend: Backend) {
     let server = TestServer::start(&backend, CONTRACT_FILE).await;
     let (provider, fingerprint) = provider_and_fingerprint(&server).await;
@@ -32,32 +57,7 @@ async fn provider_json_follows_the_contract(backend: Backend) {
     let hex = fingerprint.strip_prefix("SHA256: ").expect(fingerprint);
     assert_eq!(hex.len(), 64);
     assert!(hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
-    assert_eq!(
-        provider,
-        json!({
-            "api_uri": "https://api.vpn.test:4430",
-            "api_version": "5",
-            "api_versions": ["3", "5"],
-            "languages": ["en", "de"],
-            "services": ["openvpn"],
-            "stun_servers": [],
-            "ask_for_donations": true,
-            "ca_cert_uri": "https://vpn.test/ca.crt",
-            "country_code_lookup_url": "https://vpn.test/geo",
-            "default_language": "en",
-            "description": {"en": "For tests."},
-            "domain": "vpn.test",
-            "donate_period": "30",
-            "donate_url": "https://vpn.test/donate",
-            "info_url": "https://vpn.test/info",
-            "motd_url": "https://vpn.test/motd",
-            "name": {"de": "Test-VPN", "en": "Test VPN"},
-            "service": {"allow_anonymous": true},
-            "tos_url": "https://vpn.test/tos",
-        }),
-        "{}",
-        backend.name()
-    );
+    assert_eq!(provider, contract_provider(), "{}", backend.name());
     assert!(
         content_type(&server.url("/provider.json"))
             .await
@@ -93,32 +93,27 @@ async fn a_provider_file_with_every_optional_field_is_served_as_clients_read_it(
     let server = TestServer::start(&backend, EVERY_PROVIDER_FIELD).await;
     let (provider, pin) = provider_and_fingerprint(&server).await;
     assert!(pin.as_str().unwrap().starts_with("SHA256: "), "{pin}");
-    assert_eq!(
-        provider,
-        json!({
-            "api_uri": "https://api.vpn.test:4430",
-            "api_version": "5",
-            "api_versions": ["3", "5"],
-            "languages": ["en", "de"],
-            "services": ["openvpn"],
-            "stun_servers": ["stun.vpn.test:3478", "stun2.vpn.test:3478"],
-            "ask_for_donations": true,
-            "ca_cert_uri": "https://vpn.test/ca.crt",
-            "country_code_lookup_url": "https://vpn.test/geo",
-            "default_language": "de",
-            "description": {"de": "Zum Testen.", "en": "For tests."},
-            "domain": "vpn.test",
-            "donate_period": "7",
-            "donate_url": "https://vpn.test/donate",
-            "info_url": "https://vpn.test/info",
-            "motd_url": "https://vpn.test/motd",
-            "name": {"de": "Test-VPN", "en": "Test VPN"},
-            "service": {"allow_anonymous": true, "allow_registration": true},
-            "tos_url": "https://vpn.test/tos",
-        }),
-        "{}",
-        backend.name()
-    );
+    // The contract's description but for what this file sets besides.
+    let mut expected = contract_provider();
+    for (key, value) in [
+        (
+            "stun_servers",
+            json!(["stun.vpn.test:3478", "stun2.vpn.test:3478"]),
+        ),
+        ("default_language", json!("de")),
+        (
+            "description",
+            json!({"de": "Zum Testen.", "en": "For tests."}),
+        ),
+        ("donate_period", json!("7")),
+        (
+            "service",
+            json!({"allow_anonymous": true, "allow_registration": true}),
+        ),
+    ] {
+        expected[key] = value;
+    }
+    assert_eq!(provider, expected, "{}", backend.name());
 }
 
 /// The Android client cuts `ca_cert_fingerprint` at its `:` and takes the

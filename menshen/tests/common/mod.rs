@@ -253,6 +253,17 @@ impl TestServer {
         response.headers()["etag"].to_str().unwrap().to_owned()
     }
 
+    /// GET `path` as a client holding the answer tagged `etag` asks again
+    /// (`If-None-Match`).
+    pub async fn revalidate(&self, path: &str, etag: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The hosts of the client list at `path`, sorted.
     pub async fn hosts(&self, path: &str) -> Vec<String> {
         sorted_hosts(&self.json(path).await)
@@ -335,6 +346,30 @@ pub async fn get_json(url: &str, status: u16) -> Value {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status().as_u16(), status, "GET {url}");
     response.json().await.unwrap()
+}
+
+/// Asserts that the `message` of an answer (or of one of its `fields`)
+/// says `needle`.
+pub fn assert_says(body: &Value, needle: &str) {
+    let message = body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a message in {body}"));
+    assert!(message.contains(needle), "{needle:?} in {body}");
+}
+
+/// Asserts that `response`'s content type starts with `expected`.
+pub fn assert_content_type(response: &reqwest::Response, expected: &str) {
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with(expected), "{content_type}");
+}
+
+/// The string `key` of each item of the JSON list `list`, in its order.
+pub fn strings_of<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("a JSON array: {list}"))
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
 }
 
 /// The fields a 422 answer names, in its order.

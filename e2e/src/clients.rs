@@ -129,15 +129,18 @@ pub fn desktop_eip_service_v3(doc: &serde_json::Value) -> Result<(), String> {
             other => Err(format!("{what} must be an array of strings: {other}")),
         }
     };
+    // `keys` of `item` must be strings; an error names the key after `at`.
+    let string_fields = |item: &Value, at: &str, keys: &[&str]| -> Result<(), String> {
+        match keys.iter().find(|&&key| !item[key].is_string()) {
+            Some(key) => Err(format!("{at}{key} is not a string: {item}")),
+            None => Ok(()),
+        }
+    };
     for g in doc["gateways"]
         .as_array()
         .ok_or("gateways is not an array")?
     {
-        for key in ["host", "ip_address", "location"] {
-            g[key]
-                .as_str()
-                .ok_or_else(|| format!("{key} is not a string: {g}"))?;
-        }
+        string_fields(g, "", &["host", "ip_address", "location"])?;
         for t in g["capabilities"]["transport"]
             .as_array()
             .ok_or("capabilities.transport is not an array")?
@@ -157,11 +160,8 @@ pub fn desktop_eip_service_v3(doc: &serde_json::Value) -> Result<(), String> {
         .as_object()
         .ok_or("locations is not an object")?
     {
-        for key in ["country_code", "hemisphere", "name"] {
-            l[key]
-                .as_str()
-                .ok_or_else(|| format!("locations.{label}.{key} is not a string"))?;
-        }
+        let at = format!("locations.{label}.");
+        string_fields(l, &at, &["country_code", "hemisphere", "name"])?;
         let tz = l["timezone"]
             .as_str()
             .ok_or_else(|| format!("locations.{label}.timezone is not a string"))?;

@@ -71,6 +71,13 @@ pub async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
+/// GET `url`, which must answer 200: its JSON.
+pub async fn get_json(url: &str) -> Value {
+    let response = reqwest::get(url).await.expect("request");
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().await.expect("json")
+}
+
 /// Sends `request`: its JSON answer, whatever the status.
 pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request.send().await.unwrap().json().await.unwrap()

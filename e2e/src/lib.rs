@@ -277,6 +277,48 @@ pub fn menshen_refusing_to_serve(args: &[&str]) -> String {
     process.drain_log()
 }
 
+/// `menshen-agent --config config`, without the environment's URL and
+/// token, so that the file says both.
+pub fn agent_command(config: &Path) -> Command {
+    let mut command = Command::new(binary("menshen-agent"));
+    command
+        .arg("--config")
+        .arg(config)
+        .env_remove("MENSHEN_AGENT_URL")
+        .env_remove("MENSHEN_AGENT_TOKEN");
+    command
+}
+
+/// Writes `token` to `dir/agent.token` and an agent configuration to
+/// `dir/agent.toml`: `menshen_url`, that token file, then `rest` (the
+/// intervals, `[host]` and the resources). Returns the configuration's
+/// path.
+pub fn write_agent_config(dir: &Path, menshen_url: &str, token: &str, rest: &str) -> PathBuf {
+    let token_file = dir.join("agent.token");
+    std::fs::write(&token_file, token).unwrap();
+    let config = dir.join("agent.toml");
+    let head = format!(
+        "menshen_url = \"{menshen_url}\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    );
+    std::fs::write(&config, head + rest).unwrap();
+    config
+}
+
+/// The lines of `reader`, read on a thread of its own for as long as they
+/// are received.
+pub fn lines_of(reader: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// The hosts of a JSON list of gateways or bridges, sorted: most tests are
 /// about what is listed; the order has tests of its own.
 pub fn sorted_hosts(list: &serde_json::Value) -> Vec<String> {
@@ -290,10 +332,34 @@ pub fn sorted_hosts(list: &serde_json::Value) -> Vec<String> {
     hosts
 }
 
+/// A child process, killed (and waited for) when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running process of ours, killed when dropped; its stderr lines are
 /// collected.
 pub struct Process {
-    child: Child,
+    child: KillOnDrop,
     lines: mpsc::Receiver<String>,
     pub log: Vec<String>,
 }
@@ -303,17 +369,9 @@ impl Process {
     pub fn spawn(mut command: Command) -> Process {
         command.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stderr.take().expect("stderr"));
         Process {
-            child,
+            child: KillOnDrop(child),
             lines,
             log: Vec::new(),
         }
@@ -363,13 +421,6 @@ impl Process {
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         wait::poll_blocking(timeout, || self.child.try_wait().ok().flatten())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

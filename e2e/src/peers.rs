@@ -4,11 +4,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::Process;
+use crate::tools::run;
+use crate::{KillOnDrop, Process};
 
 pub fn require_real_peers() {
     for (tool, arg) in [("openvpn", "--version"), ("openssl", "version")] {
@@ -47,17 +48,7 @@ pub fn path_str(path: &Path) -> &str {
 
 /// Runs `openssl` in `dir` and fails the test with its output if it fails.
 pub fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(Command::new("openssl").args(args).current_dir(dir))
 }
 
 /// A CA the way an operator makes one with OpenSSL: RSA, its key in the
@@ -330,7 +321,7 @@ pub fn client(config: &Path) -> Process {
 
 /// Starts obfs4proxy as Tor would (a managed transport) with its state in
 /// `state` and the further `env`; returns it and its stdout, line by line.
-fn obfs4proxy(state: &Path, env: &[(&str, String)]) -> (Child, Receiver<String>) {
+fn obfs4proxy(state: &Path, env: &[(&str, String)]) -> (KillOnDrop, Receiver<String>) {
     let mut child = Command::new("obfs4proxy")
         .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
         .env("TOR_PT_STATE_LOCATION", state)
@@ -348,12 +339,12 @@ fn obfs4proxy(state: &Path, env: &[(&str, String)]) -> (Child, Receiver<String>)
             let _ = tx.send(line);
         }
     });
-    (child, rx)
+    (KillOnDrop(child), rx)
 }
 
 /// obfs4proxy in server mode, killed when dropped.
 pub struct Obfs4Proxy {
-    child: Child,
+    _child: KillOnDrop,
     /// The `cert` it announced.
     pub cert: String,
     /// The `iat-mode` it announced.
@@ -364,7 +355,7 @@ impl Obfs4Proxy {
     /// Runs obfs4proxy as Tor would (managed transport) on
     /// 127.0.0.1:`port`, its state in `state`, forwarding to `or_port`.
     pub fn start(state: &Path, port: u16, or_port: u16) -> Obfs4Proxy {
-        let (mut child, rx) = obfs4proxy(
+        let (child, rx) = obfs4proxy(
             state,
             &[
                 ("TOR_PT_SERVER_TRANSPORTS", "obfs4".to_owned()),
@@ -392,21 +383,13 @@ impl Obfs4Proxy {
             }
         }
         let Some((cert, iat_mode)) = announced else {
-            let _ = child.kill();
             panic!("obfs4proxy announced no obfs4 method");
         };
         Obfs4Proxy {
-            child,
+            _child: child,
             cert,
             iat_mode,
         }
-    }
-}
-
-impl Drop for Obfs4Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -499,7 +482,7 @@ pub fn client_rows(port: u16) -> Vec<String> {
 
 /// obfs4proxy in client mode: a SOCKS5 proxy that reaches obfs4 bridges.
 pub struct Obfs4Client {
-    child: Child,
+    _child: KillOnDrop,
     _state: tempfile::TempDir,
     /// Where its SOCKS5 proxy listens.
     pub socks: std::net::SocketAddr,
@@ -508,7 +491,7 @@ pub struct Obfs4Client {
 impl Obfs4Client {
     pub fn start() -> Obfs4Client {
         let state = tempfile::tempdir().unwrap();
-        let (mut child, rx) = obfs4proxy(
+        let (child, rx) = obfs4proxy(
             state.path(),
             &[("TOR_PT_CLIENT_TRANSPORTS", "obfs4".to_owned())],
         );
@@ -523,11 +506,10 @@ impl Obfs4Client {
             }
         }
         let Some(socks) = socks else {
-            let _ = child.kill();
             panic!("obfs4proxy announced no obfs4 client method");
         };
         Obfs4Client {
-            child,
+            _child: child,
             _state: state,
             socks,
         }
@@ -544,12 +526,5 @@ impl Obfs4Client {
         let path = dir.join("socks-auth");
         std::fs::write(&path, format!("{user}\n{pass}\n")).unwrap();
         path
-    }
-}
-
-impl Drop for Obfs4Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

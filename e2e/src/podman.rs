@@ -160,6 +160,27 @@ impl<'a> Cleanup<'a> {
         }
     }
 
+    /// Builds this build's images tagged `tag` (with `gateway`, the
+    /// gateway tools image too), removed with the rest; the script must
+    /// make just those. Returns their names.
+    pub fn build_images(&mut self, tag: &str, gateway: bool) -> Vec<String> {
+        let mut names = vec!["menshen", "menshen-agent"];
+        if gateway {
+            names.push("menshen-gateway-tools");
+        }
+        // Named before the build, so that what a failed build made goes too.
+        self.images = names
+            .iter()
+            .map(|name| format!("localhost/{name}:{tag}"))
+            .collect();
+        let (target, profile) = target_and_profile();
+        let images = self
+            .containers
+            .build_images(&target, &profile, tag, gateway);
+        assert_eq!(images, self.images, "the images the script made");
+        images
+    }
+
     /// `podman kube play --network host` of the documents `docs`, written
     /// to `name` in the work folder. The ConfigMaps' volumes are removed
     /// with the rest. Returns what podman printed.

@@ -9,12 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use menshen_e2e::http::{get_json, get_text};
 use menshen_e2e::peers::{
     Gateway, Obfs4Proxy, client, free_tcp_port, free_udp_port, openssl_ca, path_str,
     require_real_peers,
 };
 use menshen_e2e::wait::poll;
-use menshen_e2e::{Menshen, Process, TestDatabase, binary, menshen_cli};
+use menshen_e2e::{Menshen, Process, TestDatabase, agent_command, menshen_cli, write_agent_config};
 use serde_json::{Value, json};
 
 /// How long menshen lists a pushed resource without a heartbeat, here.
@@ -29,12 +30,8 @@ fn provider_file(dir: &Path) -> String {
 }
 
 fn start_agent(config: &Path) -> Process {
-    let mut command = Command::new(binary("menshen-agent"));
-    command
-        .args(["--config", path_str(config)])
-        .env("RUST_LOG", "info")
-        .env_remove("MENSHEN_AGENT_TOKEN")
-        .env_remove("MENSHEN_AGENT_URL");
+    let mut command = agent_command(config);
+    command.env("RUST_LOG", "info");
     Process::spawn(command)
 }
 
@@ -144,17 +141,12 @@ async fn agents_report_real_gateways_and_bridges() {
     let mut create = vec!["agent", "create", "ams1"];
     create.extend(&store_args);
     let token = menshen_cli(&create).trim().to_owned();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &token).unwrap();
-
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            r#"
-menshen_url = "{url}"
-token_file = "{token}"
-interval = "1s"
+    let agent_config = write_agent_config(
+        dir.path(),
+        &url,
+        &token,
+        &format!(
+            r#"interval = "1s"
 check_interval = "500ms"
 withdraw_on_exit = true
 
@@ -176,13 +168,11 @@ port = {bridge_port}
 state_dir = "{state}"
 probe_addr = "127.0.0.1:{bridge_port}"
 "#,
-            token = path_str(&token_file),
             vpn_port = gateway.port,
             management = gateway.management,
             state = path_str(&state),
         ),
-    )
-    .unwrap();
+    );
     let mut agent = start_agent(&agent_config);
 
     // The agent's gateway and bridge (with obfs4proxy's real cert) appear.
@@ -213,22 +203,12 @@ probe_addr = "127.0.0.1:{bridge_port}"
     assert_eq!(br["options"]["iatMode"], obfs4.iat_mode.as_str());
     assert_eq!(br["port"], bridge_port);
     assert_eq!(br["type"], "obfs4");
-    let service: Value = reqwest::get(format!("{url}/api/5/service"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let service = get_json(&format!("{url}/api/5/service")).await;
     assert_eq!(service["locations"]["amsterdam"]["has_bridges"], true);
 
     // A real OpenVPN client connects with the served configuration: the
     // reported load rises (1 client of 4).
-    let config = reqwest::get(format!("{url}/api/5/openvpn/config?cc=NL"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let config = get_text(&format!("{url}/api/5/openvpn/config?cc=NL")).await;
     assert!(config.contains(&format!("remote 127.0.0.1 {} udp", gateway.port)));
     let config_path = dir.path().join("client.ovpn");
     std::fs::write(&config_path, config).unwrap();

@@ -11,10 +11,9 @@
 //! configuration language), so its configuration is checked for shape only.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use menshen_e2e::binary;
-use menshen_e2e::chart::{Chart, block_after, documents, kind_of, name_of};
+use menshen_e2e::agent_command;
+use menshen_e2e::chart::{Chart, block_after, documents, kind_of, name_of, output, text};
 use menshen_e2e::tools::{helm, repo};
 use serde_json::Value;
 use serde_norway::Value as Yaml;
@@ -132,16 +131,11 @@ fn agent_config(manifests: &str, state: &Path) -> String {
 fn dry_run(dir: &Path, config: &str) -> Value {
     let file = dir.join("menshen-agent.toml");
     std::fs::write(&file, config).unwrap();
-    let out = Command::new(binary("menshen-agent"))
-        .args(["--config", file.to_str().unwrap(), "--once", "--dry-run"])
-        .env_remove("MENSHEN_AGENT_URL")
-        .env_remove("MENSHEN_AGENT_TOKEN")
-        .output()
-        .expect("menshen-agent runs");
+    let out = output(agent_command(&file).args(["--once", "--dry-run"]));
     assert!(
         out.status.success(),
         "menshen-agent refused the rendered configuration:\n{config}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        text(&out)
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 use base64::Engine as _;
 use menshen_e2e::Menshen;
+use menshen_e2e::http::{get_json, get_text};
 use menshen_e2e::peers::openssl_fingerprint;
 
 const BACKEND_FILES: [&str; 4] = ["signing.key", "ca.crt", "ca.key", "provider-ca.crt"];
@@ -22,13 +23,45 @@ fn cli(args: &[&str]) -> Output {
 
 /// A CLI run that must succeed.
 fn cli_ok(args: &[&str]) -> Output {
-    let out = cli(args);
+    succeeded(cli(args))
+}
+
+/// `out`, of a CLI run that must have succeeded.
+fn succeeded(out: Output) -> Output {
     assert!(out.status.success(), "{}", text(&out.stderr));
     out
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `menshen pki init --out out` and `extra`.
+fn pki_init<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["pki", "init", "--out", out.to_str().unwrap()];
+    args.extend(extra);
+    args
+}
+
+/// `menshen pki gateway-cert` for gw1.example.org with the provider CA of
+/// `dir`, as a Secret whose `ca.crt` holds `client_cas`.
+fn gateway_cert(dir: &Path, client_cas: &[&Path]) -> Output {
+    let (ca_cert, ca_key) = (dir.join("provider-ca.crt"), dir.join("provider-ca.key"));
+    let mut args = vec![
+        "pki",
+        "gateway-cert",
+        "gw1.example.org",
+        "--ca-cert",
+        ca_cert.to_str().unwrap(),
+        "--ca-key",
+        ca_key.to_str().unwrap(),
+        "--secret",
+        "gw1-openvpn-tls",
+    ];
+    for ca in client_cas {
+        args.extend(["--client-ca", ca.to_str().unwrap()]);
+    }
+    cli(&args)
 }
 
 fn openssl(args: &[&str]) -> Output {
@@ -67,18 +100,8 @@ async fn serve(dir: &Path, provider_ca: &Path, signing_key: bool) -> Served {
         args.extend(["--signing-key-file".to_owned(), path("signing.key")]);
     }
     let server = Menshen::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let provider: serde_json::Value = reqwest::get(format!("{}/provider.json", server.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let answer = reqwest::get(format!("{}/api/5/openvpn/cert", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let provider = get_json(&format!("{}/provider.json", server.url)).await;
+    let answer = get_text(&format!("{}/api/5/openvpn/cert", server.url)).await;
     let section = |tag: &str| {
         let start = answer.find(&format!("<{tag}>\n")).unwrap() + tag.len() + 3;
         let end = answer.find(&format!("</{tag}>")).unwrap();
@@ -150,14 +173,7 @@ async fn serve_and_check(dir: &Path, provider_ca: &Path) {
 async fn pki_init_writes_files_that_menshen_serves() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("pki");
-    let out = cli_ok(&[
-        "pki",
-        "init",
-        "--out",
-        dir.to_str().unwrap(),
-        "--name",
-        "vpn.test",
-    ]);
+    let out = cli_ok(&pki_init(&dir, &["--name", "vpn.test"]));
     assert!(out.stdout.is_empty(), "files only: {}", text(&out.stdout));
     for name in BACKEND_FILES.iter().chain(&["provider-ca.key"]) {
         let meta = std::fs::metadata(dir.join(name)).unwrap();
@@ -181,7 +197,7 @@ async fn pki_init_writes_files_that_menshen_serves() {
 
     // Once made, never replaced by accident.
     let before = std::fs::read(dir.join("ca.key")).unwrap();
-    let again = cli(&["pki", "init", "--out", dir.to_str().unwrap()]);
+    let again = cli(&pki_init(&dir, &[]));
     assert_eq!(again.status.code(), Some(1));
     assert!(
         text(&again.stderr).contains("--force"),
@@ -192,7 +208,7 @@ async fn pki_init_writes_files_that_menshen_serves() {
 
     serve_and_check(&dir, &dir.join("provider-ca.crt")).await;
 
-    cli_ok(&["pki", "init", "--out", dir.to_str().unwrap(), "--force"]);
+    cli_ok(&pki_init(&dir, &["--force"]));
     assert_ne!(std::fs::read(dir.join("ca.key")).unwrap(), before);
 }
 
@@ -200,16 +216,10 @@ async fn pki_init_writes_files_that_menshen_serves() {
 async fn pki_init_prints_the_secret_the_chart_mounts() {
     let work = tempfile::tempdir().unwrap();
     let offline = work.path().join("provider-ca");
-    let out = cli_ok(&[
-        "pki",
-        "init",
-        "--secret",
-        "menshen-pki",
-        "--namespace",
-        "vpn",
-        "--out",
-        offline.to_str().unwrap(),
-    ]);
+    let out = cli_ok(&pki_init(
+        &offline,
+        &["--secret", "menshen-pki", "--namespace", "vpn"],
+    ));
 
     // Only the provider CA goes to the folder; its key stays out of the
     // Secret.
@@ -258,14 +268,7 @@ async fn pki_init_prints_the_secret_the_chart_mounts() {
     // Names Kubernetes would refuse are refused here, before anything is
     // written.
     let bad = work.path().join("bad");
-    let refused = cli(&[
-        "pki",
-        "init",
-        "--secret",
-        "Menshen_PKI",
-        "--out",
-        bad.to_str().unwrap(),
-    ]);
+    let refused = cli(&pki_init(&bad, &["--secret", "Menshen_PKI"]));
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
     assert!(!bad.exists());
 }
@@ -279,7 +282,7 @@ async fn the_client_ca_is_rotated_while_gateways_trust_both() {
     let work = tempfile::tempdir().unwrap();
     let (old, new) = (work.path().join("old"), work.path().join("new"));
     for dir in [&old, &new] {
-        cli_ok(&["pki", "init", "--out", dir.to_str().unwrap()]);
+        cli_ok(&pki_init(dir, &[]));
     }
     let provider_ca = old.join("provider-ca.crt");
     let Served {
@@ -302,25 +305,7 @@ async fn the_client_ca_is_rotated_while_gateways_trust_both() {
     assert_eq!(old_ca, std::fs::read_to_string(&provider_ca).unwrap());
 
     let secret = |client_cas: &[&Path]| {
-        let mut args = vec![
-            "pki",
-            "gateway-cert",
-            "gw1.example.org",
-            "--ca-cert",
-            provider_ca.to_str().unwrap(),
-            "--ca-key",
-            old.join("provider-ca.key")
-                .to_str()
-                .unwrap()
-                .to_owned()
-                .leak(),
-            "--secret",
-            "gw1-openvpn-tls",
-        ];
-        for ca in client_cas {
-            args.extend(["--client-ca", ca.to_str().unwrap()]);
-        }
-        let out = cli_ok(&args);
+        let out = succeeded(gateway_cert(&old, client_cas));
         let manifest = text(&out.stdout);
         let field = |name: &str| {
             let line = manifest
@@ -378,19 +363,7 @@ async fn the_client_ca_is_rotated_while_gateways_trust_both() {
 
     // A file that is not a certificate is refused, naming the flag.
     let junk = write("junk.crt", "not a certificate\n");
-    let out = cli(&[
-        "pki",
-        "gateway-cert",
-        "gw1.example.org",
-        "--ca-cert",
-        provider_ca.to_str().unwrap(),
-        "--ca-key",
-        old.join("provider-ca.key").to_str().unwrap(),
-        "--secret",
-        "gw1-openvpn-tls",
-        "--client-ca",
-        &junk,
-    ]);
+    let out = gateway_cert(&old, &[Path::new(&junk)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("--client-ca"),

@@ -154,42 +154,46 @@ async fn run(name: &str, store_args: &[String], peers: &Peers, dir: &Path) {
     ];
     token_args.extend(store_args.iter().map(String::as_str));
     let viewer = menshen_cli(&token_args).trim().to_owned();
-    let gateways = get_json_as(&format!("{url}/admin/v1/gateways"), &viewer).await;
-    assert_eq!(
-        states(&gateways),
-        [
-            state("dead-tcp.gw", "dysfunctional", false),
-            state("dead-udp.gw", "dysfunctional", false),
-            state("tcp.gw", "functional", true),
-            state("udp.gw", "functional", true),
-        ],
-        "{name}: {gateways}"
-    );
+    let mut lists = std::collections::HashMap::new();
+    for (kind, expected) in [
+        (
+            "gateways",
+            vec![
+                state("dead-tcp.gw", "dysfunctional", false),
+                state("dead-udp.gw", "dysfunctional", false),
+                state("tcp.gw", "functional", true),
+                state("udp.gw", "functional", true),
+            ],
+        ),
+        (
+            "bridges",
+            vec![
+                state("dead.br", "dysfunctional", false),
+                state("forged.br", "dysfunctional", false),
+                state("obfs4.br", "functional", true),
+            ],
+        ),
+    ] {
+        let list = get_json_as(&format!("{url}/admin/v1/{kind}"), &viewer).await;
+        assert_eq!(states(&list), expected, "{name}: {list}");
+        lists.insert(kind, list);
+    }
+    let (gateways, bridges) = (&lists["gateways"], &lists["bridges"]);
     let detail = |list: &Value, host: &str| {
         find_host(list, host).unwrap()["probe"]["detail"]
             .as_str()
             .unwrap()
             .to_owned()
     };
-    assert!(detail(&gateways, "udp.gw").contains("hard reset over UDP"));
-    assert!(detail(&gateways, "tcp.gw").contains("hard reset over TCP"));
-    assert!(detail(&gateways, "dead-tcp.gw").contains("connect"));
-    let bridges = get_json_as(&format!("{url}/admin/v1/bridges"), &viewer).await;
-    assert_eq!(
-        states(&bridges),
-        [
-            state("dead.br", "dysfunctional", false),
-            state("forged.br", "dysfunctional", false),
-            state("obfs4.br", "functional", true),
-        ],
-        "{name}: {bridges}"
-    );
-    assert!(detail(&bridges, "obfs4.br").contains("handshake completed"));
+    assert!(detail(gateways, "udp.gw").contains("hard reset over UDP"));
+    assert!(detail(gateways, "tcp.gw").contains("hard reset over TCP"));
+    assert!(detail(gateways, "dead-tcp.gw").contains("connect"));
+    assert!(detail(bridges, "obfs4.br").contains("handshake completed"));
     assert!(
-        detail(&bridges, "forged.br").contains("no obfs4 handshake answer"),
+        detail(bridges, "forged.br").contains("no obfs4 handshake answer"),
         "{bridges}"
     );
-    let failures = find_host(&bridges, "forged.br").unwrap()["probe"]["failures"]
+    let failures = find_host(bridges, "forged.br").unwrap()["probe"]["failures"]
         .as_i64()
         .unwrap();
     assert!(failures >= 2, "{bridges}");

@@ -3,17 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use menshen_e2e::http::get_text;
+use menshen_e2e::http::{get_json, get_text};
 use menshen_e2e::{Menshen, TestDatabase, binary, menshen_refusing_to_serve};
 
 fn example_config() -> PathBuf {
     menshen_e2e::provider::example()
-}
-
-async fn get_json(url: &str) -> serde_json::Value {
-    let response = reqwest::get(url).await.expect("request");
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().await.expect("json")
 }
 
 /// A list sorted by host: these tests are about what is kept, not the

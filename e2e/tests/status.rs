@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use menshen_e2e::http::{find_host, get_json_as};
+use menshen_e2e::http::{find_host, get_json, get_json_as};
 use menshen_e2e::peers::{chromium_dom, chromium_screenshot};
 use menshen_e2e::{Menshen, PATIENCE, eventually, menshen_cli};
 use serde_json::json;
@@ -158,12 +158,7 @@ async fn a_public_summary_shows_counts_but_no_hosts() {
     assert!(!dom.contains("192.0.2."), "no addresses in the summary");
 
     // The data behind it, and the full view still needs a token.
-    let data: serde_json::Value = reqwest::get(format!("{}/status/data", menshen.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let data = get_json(&format!("{}/status/data", menshen.url)).await;
     assert_eq!(data["public"], true);
     assert_eq!(data["summary"]["hand-defined"], 5);
     let response = reqwest::Client::new()

@@ -9,6 +9,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `menshen args`, which must fail with exit `code`, saying `says`.
+fn refused(args: &[&str], code: i32, says: &str) {
+    let out = menshen(args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert!(stderr.contains(says), "{args:?}: {stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_answers_verify_and_others_do_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,9 +34,7 @@ async fn served_answers_verify_and_others_do_not() {
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // A key is never replaced.
-    let again = menshen(&["pki", "list-key", "--out", path_str(&key)]);
-    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
-    assert!(text(&again.stderr).contains("exists"));
+    refused(&["pki", "list-key", "--out", path_str(&key)], 2, "exists");
 
     let config = menshen_e2e::provider::example();
     let signed = Menshen::start(&[
@@ -55,30 +61,16 @@ async fn served_answers_verify_and_others_do_not() {
             );
         }
         // Not with another key.
-        let out = menshen(&["verify", &url, "--key", &other_pinned]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            text(&out.stderr).contains("not among the keys"),
-            "{}",
-            text(&out.stderr)
+        refused(
+            &["verify", &url, "--key", &other_pinned],
+            1,
+            "not among the keys",
         );
     }
 
     // An unsigned server's answers do not pass.
     let unsigned = Menshen::start(&["--config", config.to_str().unwrap()]);
     let url = format!("{}/api/5/gateways", unsigned.url);
-    let out = menshen(&["verify", &url]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("publishes no signing_keys"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = menshen(&["verify", &url, "--key", &pinned]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("carries no"),
-        "{}",
-        text(&out.stderr)
-    );
+    refused(&["verify", &url], 1, "publishes no signing_keys");
+    refused(&["verify", &url, "--key", &pinned], 1, "carries no");
 }

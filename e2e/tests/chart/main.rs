@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use menshen_e2e::chart::{Chart, block_after, documents, kind_of, only, output as run, text};
+use menshen_e2e::http::get_json;
 use menshen_e2e::tools::{self, tool};
 use menshen_e2e::{Menshen, binary};
 use serde_json::Value;
@@ -228,24 +229,18 @@ fn rendered_provider_files_are_accepted_by_menshen_check_config() {
     );
 }
 
-async fn get(url: &str) -> Value {
-    let response = reqwest::get(url).await.expect("request");
-    assert_eq!(response.status(), 200, "{url}");
-    response.json().await.expect("json")
-}
-
 /// What clients are told by a menshen serving `config`, with what differs
 /// between two menshens by design (each generates its own CA) left out.
 async fn served(config: &Path) -> Value {
     let menshen = Menshen::start(&["--config", config.to_str().unwrap()]);
-    let mut provider = get(&format!("{}/provider.json", menshen.url)).await;
+    let mut provider = get_json(&format!("{}/provider.json", menshen.url)).await;
     provider
         .as_object_mut()
         .unwrap()
         .remove("ca_cert_fingerprint");
     let mut lists = Vec::new();
     for list in ["gateways", "bridges"] {
-        let mut items = get(&format!("{}/api/5/{list}", menshen.url)).await;
+        let mut items = get_json(&format!("{}/api/5/{list}", menshen.url)).await;
         items
             .as_array_mut()
             .unwrap()
@@ -254,7 +249,7 @@ async fn served(config: &Path) -> Value {
     }
     serde_json::json!({
         "provider": provider,
-        "service": get(&format!("{}/api/5/service", menshen.url)).await,
+        "service": get_json(&format!("{}/api/5/service", menshen.url)).await,
         "gateways": lists[0],
         "bridges": lists[1],
     })

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use menshen_e2e::peers::{free_tcp_port, openssl_ca, path_str};
 use menshen_e2e::tools::{PrivatePostgres, oteltap, tls_certificate, traefik};
-use menshen_e2e::{Menshen, Process, ProviderFile, binary};
+use menshen_e2e::{
+    KillOnDrop, Menshen, Process, ProviderFile, agent_command, lines_of, write_agent_config,
+};
 use serde_json::{Value, json};
 
 const HOST: &str = "api.vpn.test";
@@ -164,6 +166,19 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
         async move { done.await.then_some(()) }
     });
     met.await.is_some()
+}
+
+/// Whether `path` answers 200 through Traefik to `client` within
+/// [`PATIENCE`]: Traefik routes to a backend once its health check passed.
+async fn routed(client: &reqwest::Client, traefik: &Traefik, path: &str) -> bool {
+    wait_until(PATIENCE, || async {
+        client
+            .get(traefik.url(path))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await
 }
 
 fn signing_key(dir: &Path) -> PathBuf {

@@ -70,14 +70,7 @@ async fn three_replicas_behind_traefik_survive_a_crash_and_a_database_outage() {
     let client = h2_client(&ca_cert, &traefik);
     let gateways_url = traefik.url("/api/5/gateways");
     assert!(
-        wait_until(PATIENCE, || async {
-            client
-                .get(traefik.url("/provider.json"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await,
+        routed(&client, &traefik, "/provider.json").await,
         "Traefik never routed to menshen:\n{}",
         std::fs::read_to_string(dir.path().join("traefik.log")).unwrap_or_default()
     );
@@ -122,8 +115,6 @@ async fn three_replicas_behind_traefik_survive_a_crash_and_a_database_outage() {
             )
         })
         .collect();
-    let token_file = dir.path().join("agent.token");
-    std::fs::write(&token_file, token("ams1")).unwrap();
     let bridge_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let state = dir.path().join("obfs4");
     std::fs::create_dir_all(&state).unwrap();
@@ -132,14 +123,12 @@ async fn three_replicas_behind_traefik_survive_a_crash_and_a_database_outage() {
         "Bridge obfs4 <IP ADDRESS>:<PORT> <FINGERPRINT> cert=bWVuc2hlbiB0cmFlZmlrIHN0b3J5IGJyaWRnZS4uLi4uLi4uLi4uLi4uLi4uLi4uLi4uLg iat-mode=0\n",
     )
     .unwrap();
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            r#"
-menshen_url = "https://127.0.0.1:{port}"
-token_file = "{token}"
-interval = "1s"
+    let agent_config = write_agent_config(
+        dir.path(),
+        &format!("https://127.0.0.1:{}", traefik.port),
+        &token("ams1"),
+        &format!(
+            r#"interval = "1s"
 check_interval = "500ms"
 
 [retry]
@@ -157,22 +146,16 @@ port = {bridge}
 state_dir = "{state}"
 probe_addr = "127.0.0.1:{bridge}"
 "#,
-            port = traefik.port,
-            token = path_str(&token_file),
             bridge = bridge_port.local_addr().unwrap().port(),
             state = path_str(&state),
         ),
-    )
-    .unwrap();
+    );
     let mut agent = {
-        let mut command = Command::new(binary("menshen-agent"));
+        let mut command = agent_command(&agent_config);
         command
-            .args(["--config", path_str(&agent_config)])
             .env("RUST_LOG", "info")
             // The agent trusts the test CA that Traefik's certificate chains to.
-            .env("SSL_CERT_FILE", &ca_cert)
-            .env_remove("MENSHEN_AGENT_TOKEN")
-            .env_remove("MENSHEN_AGENT_URL");
+            .env("SSL_CERT_FILE", &ca_cert);
         Process::spawn(command)
     };
     let bridges_url = traefik.url("/api/5/bridges");

@@ -53,36 +53,18 @@ async fn one_trace_spans_agent_traefik_menshen_and_the_store() {
         ],
     );
     let client = h2_client(&ca_cert, &traefik);
-    assert!(
-        wait_until(PATIENCE, || async {
-            client
-                .get(traefik.url("/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await
-    );
+    assert!(routed(&client, &traefik, "/healthz").await);
     let token = menshen_cli(&["agent", "create", "ams1", "--data-dir", data_dir]);
-    let token_file = dir.path().join("agent.token");
-    std::fs::write(&token_file, &token).unwrap();
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            "menshen_url = \"https://127.0.0.1:{}\"\ntoken_file = \"{}\"\n\n[host]\nname = \"ams1.vpn.test\"\n\
-             ip_addr = \"127.0.0.1\"\nlocation = \"amsterdam\"\n",
-            traefik.port,
-            path_str(&token_file)
-        ),
-    )
-    .unwrap();
-    let out = Command::new(binary("menshen-agent"))
-        .args(["--config", path_str(&agent_config), "--once"])
+    let agent_config = write_agent_config(
+        dir.path(),
+        &format!("https://127.0.0.1:{}", traefik.port),
+        &token,
+        "\n[host]\nname = \"ams1.vpn.test\"\nip_addr = \"127.0.0.1\"\nlocation = \"amsterdam\"\n",
+    );
+    let out = agent_command(&agent_config)
+        .arg("--once")
         .env("RUST_LOG", "menshen_agent=debug")
         .env("SSL_CERT_FILE", &ca_cert)
-        .env_remove("MENSHEN_AGENT_TOKEN")
-        .env_remove("MENSHEN_AGENT_URL")
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -149,7 +131,7 @@ async fn one_trace_spans_agent_traefik_menshen_and_the_store() {
 
 /// An HTTP relay that unzips OTLP/HTTP bodies for oteltap, with the Python
 /// of oteltap's venv.
-fn gunzip_relay(oteltap: &Path, port: u16, to: u16) -> ChildGuard {
+fn gunzip_relay(oteltap: &Path, port: u16, to: u16) -> KillOnDrop {
     let python = oteltap.with_file_name("python3");
     let python = if python.is_file() {
         python
@@ -193,22 +175,12 @@ HTTPServer(("127.0.0.1", port), Relay).serve_forever()
         .stdin(Stdio::null())
         .spawn()
         .expect("python3 runs the relay");
-    ChildGuard(child)
-}
-
-/// A child process killed when dropped.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    KillOnDrop(child)
 }
 
 /// oteltap, printing what it receives as NDJSON on stdout.
 struct OtlpReceiver {
-    child: std::process::Child,
+    _child: KillOnDrop,
     lines: std::sync::mpsc::Receiver<String>,
     spans: Vec<Value>,
 }
@@ -220,21 +192,9 @@ impl OtlpReceiver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         OtlpReceiver {
-            child,
+            _child: KillOnDrop(child),
             lines,
             spans: Vec::new(),
         }
@@ -257,12 +217,5 @@ impl OtlpReceiver {
             }
         }
         self.spans.clone()
-    }
-}
-
-impl Drop for OtlpReceiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -324,42 +324,36 @@ fn unreadable_or_unusable_keys_are_refused() {
         "{err}"
     );
 
-    let garbage = dir.path().join("garbage.key");
-    std::fs::write(&garbage, "this is not a key\n").unwrap();
-    let err = load_err(&configured(&cert, &garbage), dir.path());
-    assert!(
-        err.contains("garbage.key") && err.contains("no PEM private key"),
-        "{err}"
-    );
-
-    let broken = dir.path().join("broken.key");
-    std::fs::write(
-        &broken,
-        material::pem_encode("PRIVATE KEY", b"\x30\x03\x02\x01\x00"),
-    )
-    .unwrap();
-    let err = load_err(&configured(&cert, &broken), dir.path());
-    assert!(
-        err.contains("broken.key") && err.contains("cannot use"),
-        "{err}"
-    );
-
-    let encrypted = dir.path().join("encrypted.key");
-    std::fs::write(
-        &encrypted,
-        material::pem_encode("ENCRYPTED PRIVATE KEY", b"\x30\x00"),
-    )
-    .unwrap();
-    let err = load_err(&configured(&cert, &encrypted), dir.path());
-    assert!(err.contains("encrypted"), "{err}");
-
-    let other = dir.path().join("other.key");
-    std::fs::write(&other, KeyPair::generate().unwrap().serialize_pem()).unwrap();
-    let err = load_err(&configured(&cert, &other), dir.path());
-    assert!(
-        err.contains("does not belong to the CA certificate") && err.contains("other.key"),
-        "{err}"
-    );
+    // Files that hold no key this CA can use: each refusal says why.
+    for (name, content, says) in [
+        (
+            "garbage.key",
+            "this is not a key\n".to_owned(),
+            &["garbage.key", "no PEM private key"][..],
+        ),
+        (
+            "broken.key",
+            material::pem_encode("PRIVATE KEY", b"\x30\x03\x02\x01\x00"),
+            &["broken.key", "cannot use"],
+        ),
+        (
+            "encrypted.key",
+            material::pem_encode("ENCRYPTED PRIVATE KEY", b"\x30\x00"),
+            &["encrypted"],
+        ),
+        (
+            "other.key",
+            KeyPair::generate().unwrap().serialize_pem(),
+            &["does not belong to the CA certificate", "other.key"],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let err = load_err(&configured(&cert, &path), dir.path());
+        for said in says {
+            assert!(err.contains(said), "{name}: {err}");
+        }
+    }
 
     // And the real pair loads.
     Pki::load(&configured(&cert, &key_path), dir.path()).unwrap();

@@ -278,12 +278,23 @@ async fn gateways(State(state): State<SharedState>, request: ListRequest) -> Res
     ),
 )]
 async fn bridges(State(state): State<SharedState>, request: ListRequest) -> Response {
-    if let Some(limiter) = &state.bridge_limit
-        && let Err(wait) = limiter.check(request.addr.0)
-    {
-        return ApiError::rate_limited("bridge lists", "network", wait).into_response();
+    if let Err(refused) = bridge_allowance(&state, &request) {
+        return refused.into_response();
     }
     list(&state, ResourceKind::Bridge, request)
+}
+
+/// Counts a request that is given bridges against its network's
+/// `--bridge-rate-limit`: refused (429) beyond it. The v3 service
+/// description, which lists bridges too, counts against the same limit, so
+/// that asking by both routes gives no more.
+pub(super) fn bridge_allowance(state: &SharedState, request: &ListRequest) -> Result<(), ApiError> {
+    match &state.bridge_limit {
+        Some(limiter) => limiter
+            .check(request.addr.0)
+            .map_err(|wait| ApiError::rate_limited("bridge lists", "network", wait)),
+        None => Ok(()),
+    }
 }
 
 /// `response`, which depends on the client's network when public bridges

@@ -28,10 +28,10 @@ use utoipa_axum::routes;
 
 use super::SharedState;
 use super::cached::{IfNoneMatch, respond};
-use super::client::{GatewayQuery, ListRequest, per_network};
+use super::client::{GatewayQuery, ListRequest, bridge_allowance, per_network};
 use super::error::{ApiError, ErrorBody};
 use super::invite::InviteToken;
-use super::responses::{BadQuery, CertNotIssued, NotModified};
+use super::responses::{BadQuery, BridgeRateLimited, CertNotIssued, NotModified};
 use crate::inventory::{Cached, Snapshot};
 use crate::pki::KeyType;
 use crate::select::{self, ClientQuery};
@@ -106,7 +106,7 @@ v3_route! {
     eip_service_get: get "/3/config/eip-service.json", "v3_eip_service",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, BridgeRateLimited, NotServed)
 }
 
 v3_route! {
@@ -114,7 +114,7 @@ v3_route! {
     eip_service_post: post "/3/config/eip-service.json", "v3_eip_service_post",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, BridgeRateLimited, NotServed)
 }
 
 v3_route! {
@@ -123,7 +123,7 @@ v3_route! {
     eip_service_by_api_version: get "/5/config/eip-service.json", "v3_eip_service_by_api_version",
     eip_service(request: ListRequest) -> Response,
     params(GatewayQuery, InviteToken, IfNoneMatch),
-    responses(EipServiceAnswer, NotModified, BadQuery, NotServed)
+    responses(EipServiceAnswer, NotModified, BadQuery, BridgeRateLimited, NotServed)
 }
 
 /// What the v3 routes answer when v3 is off.
@@ -134,6 +134,9 @@ fn v3_off() -> ApiError {
 async fn eip_service(state: &SharedState, request: ListRequest) -> Response {
     if !state.api_v3 {
         return v3_off().into_response();
+    }
+    if let Err(refused) = bridge_allowance(state, &request) {
+        return refused.into_response();
     }
     let snapshot = state.inventory.snapshot();
     request.answer(

@@ -284,8 +284,9 @@ struct BridgeArgs {
           default_value = crate::select::ring::DEFAULT_EPOCH)]
     bridge_epoch: Duration,
 
-    /// Bridge lists one client network (IPv4 /16, IPv6 /48) may get, e.g.
-    /// 10/min, 100/h; beyond it 429 with Retry-After. Off when not given.
+    /// Bridge lists one client network (IPv4 /16, IPv6 /48) may get (v3
+    /// service descriptions count too), e.g. 10/min, 100/h; beyond it 429
+    /// with Retry-After. Off when not given.
     #[arg(long, env = "MENSHEN_BRIDGE_RATE_LIMIT")]
     bridge_rate_limit: Option<Rate>,
 

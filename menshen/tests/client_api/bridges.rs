@@ -419,6 +419,22 @@ async fn the_rate_limit_counts_networks_and_answers_429_with_retry_after() {
         let gateways = get(&server, "/api/5/gateways", "203.0.113.7", &[]).await;
         assert_eq!(gateways.status, 200);
     }
+    // The v3 service description lists bridges too: it draws on the same
+    // allowance, whichever route comes first.
+    let v3 = "/3/config/eip-service.json";
+    assert_eq!(get(&server, v3, "203.2.0.1", &[]).await.status, 200);
+    assert_eq!(
+        get(&server, "/api/5/bridges", "203.2.0.2", &[])
+            .await
+            .status,
+        200
+    );
+    for path in [v3, "/api/5/bridges"] {
+        let refused = get(&server, path, "203.2.0.3", &[]).await;
+        assert_eq!(refused.status, 429, "{path}");
+        assert_eq!(refused.body["error"], "rate_limited", "{path}");
+        assert!(!refused.header("retry-after").is_empty(), "{path}");
+    }
 }
 
 #[tokio::test]

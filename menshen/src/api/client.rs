@@ -18,7 +18,7 @@ use super::error::ApiError;
 use super::invite::InviteToken;
 use super::responses::{BadQuery, BridgeRateLimited, NotModified};
 use crate::geo::client_ip::Network;
-use crate::inventory::Snapshot;
+use crate::inventory::{Cached, Snapshot};
 use crate::select::{self, ClientQuery};
 use crate::store::ResourceKind;
 
@@ -169,6 +169,11 @@ struct BridgeQuery {
 mod document {
     pub const provider: u64 = 1;
     pub const service: u64 = 2;
+
+    /// The service for clients in `country`, where it differs.
+    pub const fn service_in(country: u8) -> u64 {
+        0x100 + country as u64
+    }
 }
 
 /// `response` with the signature of `body` (named `key`) when answers are
@@ -188,10 +193,13 @@ fn sign_with(response: &mut Response, signature: axum::http::HeaderValue) {
         .insert(crate::sign::HEADER_NAME, signature);
 }
 
-/// A route answering the snapshot's ready document `$handler` (`provider`
-/// or `service`), with its entity tag.
+/// A route answering a ready document of the snapshot, as `$pick` chooses
+/// it for the client, with its entity tag.
 macro_rules! document_route {
-    ($(#[$doc:meta])* $handler:ident: $path:literal, $body:ty, $description:literal) => {
+    (
+        $(#[$doc:meta])* $handler:ident: $path:literal, $body:ty, $description:literal,
+        cache_control: $cache_control:literal, $pick:ident
+    ) => {
         $(#[$doc])*
         #[utoipa::path(
             get,
@@ -201,29 +209,84 @@ macro_rules! document_route {
                 (status = 200, description = $description, body = $body,
                     headers(
                         ("ETag" = String, description = "Entity tag of this answer"),
-                        ("Cache-Control" = String, description = "`no-cache`"),
+                        ("Cache-Control" = String, description = $cache_control),
                         ("x-menshen-signature" = String, description = "With --list-key-file: `kid=…; exp=…; sig=…`, an Ed25519 signature covering the exact body (its SHA-256; see `menshen verify`)"),
                     )),
                 NotModified,
             ),
         )]
-        async fn $handler(State(state): State<SharedState>, if_none_match: IfNoneMatch) -> Response {
+        async fn $handler(
+            State(state): State<SharedState>,
+            addr: ClientAddr,
+            if_none_match: IfNoneMatch,
+        ) -> Response {
             let snapshot = state.inventory.current();
-            let document = &snapshot.$handler;
-            let response = respond(document, &if_none_match);
-            signed(&snapshot, response, document::$handler, &document.body)
+            let document = $pick(&state, &snapshot, &addr);
+            let mut response = respond(document.cached, &if_none_match);
+            if document.private {
+                private(&mut response);
+            }
+            signed(&snapshot, response, document.key, &document.cached.body)
         }
     };
 }
 
+/// A ready document as one client is given it.
+struct Document<'a> {
+    cached: &'a Cached,
+    /// What names its body among the snapshot's signed answers.
+    key: u64,
+    /// Whether it depends on the client, so that no shared cache may give
+    /// it to another.
+    private: bool,
+}
+
+fn provider_document<'a>(_: &SharedState, snapshot: &'a Snapshot, _: &ClientAddr) -> Document<'a> {
+    Document {
+        cached: &snapshot.provider,
+        key: document::provider,
+        private: false,
+    }
+}
+
+/// The service for the client's country: where resources are blocked in
+/// some, their clients are told which locations have anything for them.
+fn service_document<'a>(
+    state: &SharedState,
+    snapshot: &'a Snapshot,
+    addr: &ClientAddr,
+) -> Document<'a> {
+    if !snapshot.service_varies() {
+        return Document {
+            cached: &snapshot.service,
+            key: document::service,
+            private: false,
+        };
+    }
+    let (_, country) = state.locator.locate(addr.0);
+    let (cached, own) = snapshot.service_for(country);
+    Document {
+        cached,
+        key: own.map_or(document::service, document::service_in),
+        private: true,
+    }
+}
+
 document_route! {
     /// The provider description.
-    provider: "/provider.json", Provider, "The provider description."
+    provider: "/provider.json", Provider, "The provider description.",
+    cache_control: "`no-cache`", provider_document
 }
 
 document_route! {
     /// Service settings and locations.
-    service: "/api/5/service", EipService, "Service settings and locations."
+    ///
+    /// A location's `healthy` and `has_bridges` say whether it has a
+    /// public gateway or bridge for this client: where operators blocked
+    /// resources in some countries (`blocked_in`), clients there (placed by
+    /// GeoIP) are not told of what they would not be given.
+    service: "/api/5/service", EipService, "Service settings and locations.",
+    cache_control: "`no-cache`; `private, no-cache` where resources are blocked in some countries", service_document
 }
 
 /// Gateways for this client, in the order to try them.
@@ -302,12 +365,17 @@ pub(super) fn bridge_allowance(state: &SharedState, request: &ListRequest) -> Re
 /// another client.
 pub(super) fn per_network(snapshot: &Snapshot, mut response: Response) -> Response {
     if snapshot.catalog(ResourceKind::Bridge).ring().is_some() {
-        response.headers_mut().insert(
-            axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("private, no-cache"),
-        );
+        private(&mut response);
     }
     response
+}
+
+/// Marks `response` as one for this client alone.
+fn private(response: &mut Response) {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("private, no-cache"),
+    );
 }
 
 /// The list of `kind` for this request, assembled from the snapshot's

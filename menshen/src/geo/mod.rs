@@ -191,6 +191,20 @@ impl CountrySet {
     pub fn is_empty(&self) -> bool {
         self.0 == [0; 4]
     }
+
+    /// The countries in either set.
+    pub fn union(&self, other: &CountrySet) -> CountrySet {
+        let mut both = *self;
+        for (word, other) in both.0.iter_mut().zip(other.0) {
+            *word |= other;
+        }
+        both
+    }
+
+    /// The countries in the set, in the order of [`countries`].
+    pub fn iter(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=u8::MAX).filter(|&c| self.contains(c))
+    }
 }
 
 #[cfg(test)]

@@ -98,7 +98,12 @@ impl Default for SnapshotOptions {
 pub struct Snapshot {
     pub built_at_millis: i64,
     pub provider: Cached,
+    /// `/api/5/service` for clients wherever they are.
     pub service: Cached,
+    /// `/api/5/service` for clients in a country where resources are
+    /// blocked, when what it says of the locations differs there (see
+    /// [`Snapshot::service_for`]).
+    service_by_country: HashMap<u8, Cached>,
     /// Gateways clients may be given, in stable order.
     pub gateways: Vec<Gateway>,
     /// Bridges clients may be given, in stable order.
@@ -361,18 +366,35 @@ impl Snapshot {
         }
 
         // What the service says about a location is the same for every
-        // client, so only public, non-experimental resources count.
+        // client but where resources are blocked in its country, so only
+        // public, non-experimental resources count.
         let public = |bucket: &str, experimental: bool| bucket.is_empty() && !experimental;
+        // Per location: whether it has a gateway and a bridge for clients in
+        // `country` (`None`: wherever they are).
+        let flags = |country: Option<u8>| -> HashMap<&str, (bool, bool)> {
+            let open = |set: &CountrySet| country.is_none_or(|c| !set.contains(c));
+            let mut flags: HashMap<&str, (bool, bool)> = HashMap::new();
+            for (g, set) in gateways.iter().zip(&gateways_blocked) {
+                if public(&g.bucket, g.experimental) && open(set) {
+                    flags.entry(&g.location).or_default().0 = true;
+                }
+            }
+            for (b, set) in bridges.iter().zip(&bridges_blocked) {
+                if public(&b.bucket, b.experimental) && open(set) {
+                    flags.entry(&b.location).or_default().1 = true;
+                }
+            }
+            flags
+        };
+        let everywhere = flags(None);
         let locations: BTreeMap<String, Location> = inventory
             .locations
             .iter()
             .map(|l| {
-                let healthy = gateways
-                    .iter()
-                    .any(|g| g.location == l.label && public(&g.bucket, g.experimental));
-                let has_bridges = bridges
-                    .iter()
-                    .any(|b| b.location == l.label && public(&b.bucket, b.experimental));
+                let (healthy, has_bridges) = everywhere
+                    .get(l.label.as_str())
+                    .copied()
+                    .unwrap_or_default();
                 let location = Location {
                     country_code: l.country_code.clone(),
                     display_name: l.display_name.clone(),
@@ -461,6 +483,25 @@ impl Snapshot {
             serial: inventory.service.serial,
             version: inventory.service.version,
         };
+        // Where resources are blocked in a country, its clients are told
+        // which locations have anything for them there.
+        let mut blocking = CountrySet::default();
+        for set in gateways_blocked.iter().chain(&bridges_blocked) {
+            blocking = blocking.union(set);
+        }
+        let mut service_by_country = HashMap::new();
+        for country in blocking.iter() {
+            let there = flags(Some(country));
+            if there == everywhere {
+                continue;
+            }
+            let mut variant = service.clone();
+            for (label, location) in &mut variant.locations {
+                (location.healthy, location.has_bridges) =
+                    there.get(label.as_str()).copied().unwrap_or_default();
+            }
+            service_by_country.insert(country, Cached::json(&variant));
+        }
 
         let mut provider = inventory.provider.clone();
         provider.ca_cert_fingerprint = options.ca_fingerprint.clone();
@@ -476,6 +517,7 @@ impl Snapshot {
             built_at_millis: now,
             provider: Cached::json(&provider),
             service: Cached::json(&service),
+            service_by_country,
             gateways,
             bridges,
             labels,
@@ -516,6 +558,21 @@ impl Snapshot {
                 self.labels.get(std::str::from_utf8(lower).ok()?)
             }
             None => self.labels.get(&name.to_ascii_lowercase()),
+        }
+    }
+
+    /// Whether `/api/5/service` depends on the client's country.
+    pub fn service_varies(&self) -> bool {
+        !self.service_by_country.is_empty()
+    }
+
+    /// `/api/5/service` for a client in `country` (its place in
+    /// [`crate::geo::countries`]), and the country whose own it is (`None`:
+    /// the one for clients wherever they are).
+    pub fn service_for(&self, country: Option<u8>) -> (&Cached, Option<u8>) {
+        match country.and_then(|c| Some((self.service_by_country.get(&c)?, c))) {
+            Some((variant, c)) => (variant, Some(c)),
+            None => (&self.service, None),
         }
     }
 

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use menshen::geo::client_ip::TrustedProxies;
+use menshen::sign::{self, ListKey};
+use menshen_model::SigningKeyInfo;
 use serde_json::{Value, json};
 
 use super::{Harness, actions, has};
@@ -12,7 +14,10 @@ use crate::common::{
     Backend, ProviderFile, assert_says, cli, on_each_backend, stdout_of, strings_of,
 };
 
-on_each_backend!(blocked_resources_are_not_handed_out_where_they_are_blocked);
+on_each_backend!(
+    blocked_resources_are_not_handed_out_where_they_are_blocked,
+    the_service_tells_clients_where_they_are_blocked_what_is_left,
+);
 
 const CERT: &str = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ";
 
@@ -69,6 +74,35 @@ async fn entity_tag(h: &Harness, path: &str) -> String {
         .unwrap();
     assert_eq!(response.status(), 200, "{path}");
     response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+/// `/api/5/service` for a client at `addr`, its signature checked with
+/// the keys /provider.json publishes: its Cache-Control, ETag and
+/// amsterdam's `healthy` and `has_bridges`.
+async fn service_from(h: &Harness, addr: &str) -> (String, String, (bool, bool)) {
+    let provider = h.server.json("/provider.json").await;
+    let keys: Vec<SigningKeyInfo> =
+        serde_json::from_value(provider["signing_keys"].clone()).unwrap();
+    let response = h
+        .server
+        .client
+        .get(h.server.url("/api/5/service"))
+        .header("x-forwarded-for", addr)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    let (cache_control, etag) = (header("cache-control"), header("etag"));
+    let signature = header(sign::HEADER);
+    let body = response.bytes().await.unwrap();
+    sign::verify(&signature, &body, &keys, sign::unix_now())
+        .unwrap_or_else(|e| panic!("the signature of the service for {addr}: {e}"));
+    let service: Value = serde_json::from_slice(&body).unwrap();
+    let ams = &service["locations"]["amsterdam"];
+    // false is left out, as clients expect
+    let flags = (ams["healthy"] == true, ams["has_bridges"] == true);
+    (cache_control, etag, flags)
 }
 
 /// The status page's entry for `host`.
@@ -295,4 +329,88 @@ async fn blocked_resources_are_not_handed_out_where_they_are_blocked(backend: Ba
         json!([])
     );
     assert!(actions(&h.audit().await).starts_with(&["gateway.overrides", "gateway.overrides"]));
+}
+
+async fn the_service_tells_clients_where_they_are_blocked_what_is_left(backend: Backend) {
+    let name = backend.name();
+    let dir = tempfile::tempdir().unwrap();
+    let geoip = menshen_e2e::write_geoip(dir.path(), "city", &records());
+    let key = dir.path().join("list.key");
+    std::fs::write(&key, ListKey::generate_file_contents()).unwrap();
+    let h = Harness::start_tweaked(backend, provider_file(), |s| {
+        s.geoip_db = Some(geoip);
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+        // Each country's answer is signed over its own body.
+        s.list_key_files = vec![key];
+    })
+    .await;
+    let (cache_control, tag, flags) = service_from(&h, IN_RU).await;
+    assert_eq!(
+        (cache_control.as_str(), flags),
+        ("no-cache", (true, true)),
+        "{name}"
+    );
+
+    // one of two gateways blocked in Russia: amsterdam still has one there,
+    // so the service is the same for everyone and may be cached as before
+    let seen = h.server.generation().await;
+    let (status, _) = h
+        .set_overrides("gateways", "static.ams", json!({"blocked_in": ["RU"]}))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    h.server.rebuilt_since(seen).await;
+    assert_eq!(
+        service_from(&h, IN_RU).await,
+        ("no-cache".into(), tag.clone(), (true, true))
+    );
+
+    // its only bridge blocked in Russia: clients there are told amsterdam
+    // has none, others that it has; the answer is the client's own
+    let seen = h.server.generation().await;
+    let (status, _) = h
+        .set_overrides("bridges", "br.ams", json!({"blocked_in": ["RU"]}))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    h.server.rebuilt_since(seen).await;
+    let (cache_control, ru_tag, flags) = service_from(&h, IN_RU).await;
+    assert_eq!(
+        (cache_control.as_str(), flags),
+        ("private, no-cache", (true, false)),
+        "{name}"
+    );
+    let (cache_control, nl_tag, flags) = service_from(&h, IN_NL).await;
+    assert_eq!(
+        (cache_control.as_str(), flags),
+        ("private, no-cache", (true, true)),
+        "{name}"
+    );
+    assert_eq!(nl_tag, tag, "{name}: the same document as before elsewhere");
+    assert_ne!(ru_tag, tag, "{name}");
+    let (_, _, flags) = service_from(&h, "192.0.2.200").await;
+    assert_eq!(
+        flags,
+        (true, true),
+        "{name}: a client placed nowhere is told all"
+    );
+    // a client revalidating its own answer gets 304
+    let revalidated = h
+        .server
+        .client
+        .get(h.server.url("/api/5/service"))
+        .header("x-forwarded-for", IN_RU)
+        .header("if-none-match", &ru_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304, "{name}");
+
+    // both gateways blocked too: amsterdam has nothing for Russia
+    let seen = h.server.generation().await;
+    let (status, _) = h
+        .set_overrides("gateways", "other.ams", json!({"blocked_in": ["RU"]}))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    h.server.rebuilt_since(seen).await;
+    assert_eq!(service_from(&h, IN_RU).await.2, (false, false), "{name}");
+    assert_eq!(service_from(&h, IN_NL).await.2, (true, true), "{name}");
 }

@@ -9,7 +9,7 @@ use super::args::{KeyArgs, ListArgs, StoreArgs, audit};
 use super::table::{format_millis, json_or_table, render_fixed_table};
 use crate::auth::admin::Role;
 use crate::auth::random_id;
-use crate::store::{AdminTokenRow, NewAdminToken, StoreError, now_millis, valid_jti};
+use crate::store::{AdminTokenRow, NewAdminToken, now_millis, valid_jti};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -113,17 +113,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                     )));
                 }
                 let audit = audit("admin_token.revoke", format!("admin_token/{jti}"), now);
+                // Unknown or revoked already: refused (exit 1; the API's
+                // 404 and 409), as other commands refuse what is not there.
                 let row = store
-                    .with_store(async |db| {
-                        // Unknown or revoked already: refused as invalid
-                        // (the API's 404 and 409).
-                        db.revoke_admin_token(&jti, now, audit)
-                            .await
-                            .map_err(|err| match err {
-                                StoreError::Database(err) => anyhow::Error::from(err),
-                                other => Invalid::err(other.to_string()),
-                            })
-                    })
+                    .with_store(async |db| Ok(db.revoke_admin_token(&jti, now, audit).await?))
                     .await?;
                 eprintln!("admin token {jti} of {} revoked", row.subject);
             } else if let Some(given) = by_subject {

@@ -60,6 +60,23 @@ pub const HOP_OPTIONS: [&str; 6] = [
     "port_seed",
 ];
 
+/// The whole numbers port-hopping setting `key` (one of [`HOP_OPTIONS`])
+/// may take: ports 1-65535; a jitter and a seed from 0, the seconds and the
+/// count from 1; at most `u32::MAX`. menshen and its agent check by it
+/// alike, so that an agent refuses at start what menshen would refuse.
+pub fn hop_option_range(key: &str) -> std::ops::RangeInclusive<i64> {
+    let min = match key {
+        "hop_jitter" | "port_seed" => 0,
+        _ => 1,
+    };
+    let max = if key.ends_with("_port") {
+        65535
+    } else {
+        i64::from(u32::MAX)
+    };
+    min..=max
+}
+
 /// A name that is none of a vocabulary's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownName {

@@ -179,7 +179,21 @@ fn bridges() {
     for (bad, says) in [
         ("min_hop_seconds = \"5\"", "whole number"),
         ("min_hop_seconds = 1.5", "whole number"),
-        ("min_hop_port = 70000", "port"),
+        (
+            "min_hop_port = 70000",
+            "min_hop_port must be a whole number in 1-65535",
+        ),
+        // what menshen would refuse: no hopping every 0 s, over no ports
+        (
+            "min_hop_seconds = 0",
+            "min_hop_seconds must be a whole number in 1-",
+        ),
+        (
+            "min_hop_seconds = 5, port_count = 0",
+            "port_count must be a whole number in 1-",
+        ),
+        ("min_hop_seconds = 5, port_seed = -1", "port_seed"),
+        ("min_hop_seconds = 5000000000", "min_hop_seconds"),
         (
             "min_hop_port = 2000, max_hop_port = 1000",
             "above max_hop_port",

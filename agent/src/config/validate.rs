@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
-use menshen_model::vocab::OBFS4_OPTIONS;
+use menshen_model::vocab::{OBFS4_OPTIONS, hop_option_range};
 use serde_json::{Map, Value};
 use toml::de::{DeTable, DeValue};
 
@@ -133,15 +133,22 @@ fn unique_host(
     Ok(name.to_owned())
 }
 
-/// Options of an `obfs4-hop` bridge must be whole numbers where they are hop
-/// settings, with the port range in order; a plain obfs4 bridge does not
-/// hop, so it carries none of them.
+/// Options of an `obfs4-hop` bridge must be whole numbers in menshen's
+/// ranges where they are hop settings, with the port range in order; a
+/// plain obfs4 bridge does not hop, so it carries none of them.
 fn check_hop_options(kind: BridgeType, options: &Map<String, Value>) -> Result<(), String> {
     let number = |key: &str| -> Result<Option<i64>, String> {
+        let range = hop_option_range(key);
         match options.get(key) {
             None => Ok(None),
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 0) => Ok(n.as_i64()),
-            Some(other) => Err(format!("options.{key} must be a whole number, not {other}")),
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| range.contains(&v)) => {
+                Ok(n.as_i64())
+            }
+            Some(other) => Err(format!(
+                "options.{key} must be a whole number in {}-{}, not {other}",
+                range.start(),
+                range.end()
+            )),
         }
     };
     if !kind.hops() {
@@ -156,14 +163,6 @@ fn check_hop_options(kind: BridgeType, options: &Map<String, Value>) -> Result<(
     let mut values = Vec::with_capacity(HOP_OPTIONS.len());
     for key in HOP_OPTIONS {
         values.push(number(key)?);
-    }
-    for (key, value) in ["min_hop_port", "max_hop_port"]
-        .iter()
-        .zip([values[2], values[3]])
-    {
-        if value.is_some_and(|p| !(1..=65535).contains(&p)) {
-            return Err(format!("options.{key} must be a port (1-65535)"));
-        }
     }
     if let (Some(min), Some(max)) = (values[2], values[3])
         && min > max

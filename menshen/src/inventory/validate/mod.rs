@@ -36,17 +36,8 @@ pub(super) const OBFS4_CERT_BYTES: usize = 52;
 pub(super) const OBFS4_OPTIONS: &[&str] = &menshen_model::vocab::OBFS4_OPTIONS;
 
 /// The options an obfs4-hop bridge may carry besides [`OBFS4_OPTIONS`]
-/// (whole numbers, see [`hop_minimum`]).
+/// (whole numbers, see [`menshen_model::vocab::hop_option_range`]).
 pub(super) const HOP_OPTIONS: &[&str] = &menshen_model::vocab::HOP_OPTIONS;
-
-/// The smallest value a port-hopping setting may take: a jitter and a seed
-/// may be 0, the others (seconds, ports, a count) at least 1.
-pub(super) fn hop_minimum(key: &str) -> i64 {
-    match key {
-        "hop_jitter" | "port_seed" => 0,
-        _ => 1,
-    }
-}
 
 /// What the operator allows beyond the rules every gateway and bridge
 /// follows.

@@ -4,12 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use menshen_model::vocab::hop_option_range;
 use menshen_model::{Bridge, BridgeType, Gateway};
 
 use super::{
     BRIDGE_TRANSPORTS, BRIDGE_TYPES, FieldError, GATEWAY_TRANSPORTS, GATEWAY_TYPES, HOP_OPTIONS,
-    MAX_HOST_LEN, OBFS4_CERT_BYTES, OBFS4_OPTIONS, Policy, bucket_problem, hop_minimum,
-    non_public_v4, non_public_v6,
+    MAX_HOST_LEN, OBFS4_CERT_BYTES, OBFS4_OPTIONS, Policy, bucket_problem, non_public_v4,
+    non_public_v6,
 };
 
 /// The fields gateways and bridges share, borrowed for checking.
@@ -266,17 +267,19 @@ fn check_options(
             );
             continue;
         }
-        let min = hop_minimum(key);
-        let max = if key.ends_with("_port") {
-            65535
-        } else {
-            i64::from(u32::MAX)
-        };
+        let range = hop_option_range(key);
         match value.as_i64() {
-            Some(n) if (min..=max).contains(&n) => {
+            Some(n) if range.contains(&n) => {
                 numbers.insert(key.as_str(), n);
             }
-            _ => err(key, format!("must be a whole number in {min}-{max}")),
+            _ => err(
+                key,
+                format!(
+                    "must be a whole number in {}-{}",
+                    range.start(),
+                    range.end()
+                ),
+            ),
         }
     }
     if let (Some(min), Some(max)) = (numbers.get("min_hop_port"), numbers.get("max_hop_port"))

@@ -256,7 +256,7 @@ fn service_document<'a>(
     snapshot: &'a Snapshot,
     addr: &ClientAddr,
 ) -> Document<'a> {
-    if !snapshot.service_varies() {
+    if !snapshot.service_varies() || !state.locator.places_addresses() {
         return Document {
             cached: &snapshot.service,
             key: document::service,
@@ -286,7 +286,7 @@ document_route! {
     /// resources in some countries (`blocked_in`), clients there (placed by
     /// GeoIP) are not told of what they would not be given.
     service: "/api/5/service", EipService, "Service settings and locations.",
-    cache_control: "`no-cache`; `private, no-cache` where resources are blocked in some countries", service_document
+    cache_control: "`no-cache`; `private, no-cache` with --geoip-db where resources are blocked in some countries", service_document
 }
 
 /// Gateways for this client, in the order to try them.

@@ -34,6 +34,12 @@ impl Locator {
         client_ip(peer.ip(), headers, &self.trusted)
     }
 
+    /// Whether clients can be placed by their address (a GeoIP database
+    /// is loaded).
+    pub fn places_addresses(&self) -> bool {
+        self.geoip.is_some()
+    }
+
     /// Where the client at `ip` is, on the grid, and in which country (its
     /// place in [`countries`]), as far as the GeoIP database knows.
     pub fn locate(&self, ip: IpAddr) -> (Option<GridPoint>, Option<u8>) {

@@ -17,6 +17,7 @@ use crate::common::{
 on_each_backend!(
     blocked_resources_are_not_handed_out_where_they_are_blocked,
     the_service_tells_clients_where_they_are_blocked_what_is_left,
+    without_geoip_the_service_stays_one_for_all,
 );
 
 const CERT: &str = "xvW97fMqMiBmgTy/jP5CvFGq8bqlKaPcL7xnKBnCl3n2EmlpTmSG8IMNvEsCYqkzYPsvvQ";
@@ -413,4 +414,26 @@ async fn the_service_tells_clients_where_they_are_blocked_what_is_left(backend: 
     h.server.rebuilt_since(seen).await;
     assert_eq!(service_from(&h, IN_RU).await.2, (false, false), "{name}");
     assert_eq!(service_from(&h, IN_NL).await.2, (true, true), "{name}");
+}
+
+async fn without_geoip_the_service_stays_one_for_all(backend: Backend) {
+    let name = backend.name();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("list.key");
+    std::fs::write(&key, ListKey::generate_file_contents()).unwrap();
+    let h = Harness::start_tweaked(backend, provider_file(), |s| {
+        s.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").unwrap();
+        s.list_key_files = vec![key];
+    })
+    .await;
+    let before = service_from(&h, IN_RU).await;
+    let seen = h.server.generation().await;
+    let (status, _) = h
+        .set_overrides("bridges", "br.ams", json!({"blocked_in": ["RU"]}))
+        .await;
+    assert_eq!(status, 200, "{name}");
+    h.server.rebuilt_since(seen).await;
+    // No client can be placed in Russia: every one is told what is there.
+    assert_eq!(service_from(&h, IN_RU).await, before, "{name}");
+    assert_eq!(before.0, "no-cache", "{name}");
 }

@@ -106,6 +106,17 @@ async fn service_from(h: &Harness, addr: &str) -> (String, String, (bool, bool))
     (cache_control, etag, flags)
 }
 
+/// Blocks `host` (of `kind`, as the admin path names it) in Russia and
+/// waits until the server's snapshot has it.
+async fn block_in_russia(h: &Harness, kind: &str, host: &str) {
+    let seen = h.server.generation().await;
+    let (status, body) = h
+        .set_overrides(kind, host, json!({"blocked_in": ["RU"]}))
+        .await;
+    assert_eq!(status, 200, "{}: {body}", h.backend.name());
+    h.server.rebuilt_since(seen).await;
+}
+
 /// The status page's entry for `host`.
 async fn on_status_page(h: &Harness, host: &str) -> Value {
     let (status, data) = h.get("/status/data").await;
@@ -354,12 +365,7 @@ async fn the_service_tells_clients_where_they_are_blocked_what_is_left(backend: 
 
     // one of two gateways blocked in Russia: amsterdam still has one there,
     // so the service is the same for everyone and may be cached as before
-    let seen = h.server.generation().await;
-    let (status, _) = h
-        .set_overrides("gateways", "static.ams", json!({"blocked_in": ["RU"]}))
-        .await;
-    assert_eq!(status, 200, "{name}");
-    h.server.rebuilt_since(seen).await;
+    block_in_russia(&h, "gateways", "static.ams").await;
     assert_eq!(
         service_from(&h, IN_RU).await,
         ("no-cache".into(), tag.clone(), (true, true))
@@ -367,12 +373,7 @@ async fn the_service_tells_clients_where_they_are_blocked_what_is_left(backend: 
 
     // its only bridge blocked in Russia: clients there are told amsterdam
     // has none, others that it has; the answer is the client's own
-    let seen = h.server.generation().await;
-    let (status, _) = h
-        .set_overrides("bridges", "br.ams", json!({"blocked_in": ["RU"]}))
-        .await;
-    assert_eq!(status, 200, "{name}");
-    h.server.rebuilt_since(seen).await;
+    block_in_russia(&h, "bridges", "br.ams").await;
     let (cache_control, ru_tag, flags) = service_from(&h, IN_RU).await;
     assert_eq!(
         (cache_control.as_str(), flags),
@@ -406,12 +407,7 @@ async fn the_service_tells_clients_where_they_are_blocked_what_is_left(backend: 
     assert_eq!(revalidated.status(), 304, "{name}");
 
     // both gateways blocked too: amsterdam has nothing for Russia
-    let seen = h.server.generation().await;
-    let (status, _) = h
-        .set_overrides("gateways", "other.ams", json!({"blocked_in": ["RU"]}))
-        .await;
-    assert_eq!(status, 200, "{name}");
-    h.server.rebuilt_since(seen).await;
+    block_in_russia(&h, "gateways", "other.ams").await;
     assert_eq!(service_from(&h, IN_RU).await.2, (false, false), "{name}");
     assert_eq!(service_from(&h, IN_NL).await.2, (true, true), "{name}");
 }
@@ -427,12 +423,7 @@ async fn without_geoip_the_service_stays_one_for_all(backend: Backend) {
     })
     .await;
     let before = service_from(&h, IN_RU).await;
-    let seen = h.server.generation().await;
-    let (status, _) = h
-        .set_overrides("bridges", "br.ams", json!({"blocked_in": ["RU"]}))
-        .await;
-    assert_eq!(status, 200, "{name}");
-    h.server.rebuilt_since(seen).await;
+    block_in_russia(&h, "bridges", "br.ams").await;
     // No client can be placed in Russia: every one is told what is there.
     assert_eq!(service_from(&h, IN_RU).await, before, "{name}");
     assert_eq!(before.0, "no-cache", "{name}");
